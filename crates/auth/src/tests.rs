@@ -1,0 +1,246 @@
+//! Table-driven tests for rule precedence, both sides of a call, and header parsing.
+
+use super::{Decision, DenyReason, Error, Rules};
+
+fn rules() -> Rules {
+    Rules::new([
+        ("/api/v1/proxy/remote", vec!["proxy-key", "second-key"]),
+        ("/api/*", vec!["api-key"]),
+        ("/api/v1/*", vec!["v1-key"]),
+        ("/api/v1/admin/*", vec!["admin-key"]),
+        ("/exact", vec!["exact-key"]),
+    ])
+    .unwrap()
+}
+
+/// Checks which rule governs `path` and which key a client sends for it.
+#[track_caller]
+fn check_rule(path: &str, rule: Option<&str>, key: Option<&str>) {
+    let rules = rules();
+    assert_eq!(
+        rules.rule_for(path).map(|r| r.path()),
+        rule,
+        "rule for {path:?}"
+    );
+    assert_eq!(
+        rules.key_for(path).map(|k| k.expose()),
+        key,
+        "key for {path:?}"
+    );
+}
+
+#[test]
+fn precedence() {
+    check_rule(
+        "/api/v1/proxy/remote",
+        Some("/api/v1/proxy/remote"),
+        Some("proxy-key"),
+    );
+    check_rule(
+        "/api/v1/admin/users",
+        Some("/api/v1/admin/*"),
+        Some("admin-key"),
+    );
+    check_rule(
+        "/api/v1/admin/a/b/c",
+        Some("/api/v1/admin/*"),
+        Some("admin-key"),
+    );
+    check_rule("/api/v1/jobs", Some("/api/v1/*"), Some("v1-key"));
+    check_rule("/api/v1/", Some("/api/v1/*"), Some("v1-key"));
+    check_rule("/api/v2/jobs", Some("/api/*"), Some("api-key"));
+    check_rule("/exact", Some("/exact"), Some("exact-key"));
+}
+
+#[test]
+fn unprotected_paths() {
+    check_rule("/health", None, None);
+    check_rule("/exact/more", None, None);
+    check_rule("/api", None, None);
+    check_rule("/apix/v1", None, None);
+    check_rule("", None, None);
+}
+
+#[test]
+fn root_wildcard_protects_everything() {
+    let rules = Rules::new([("/*", ["k"])]).unwrap();
+    assert_eq!(
+        rules.rule_for("/anything/at/all").map(|r| r.path()),
+        Some("/*")
+    );
+}
+
+/// Checks the server-side decision for a request to `path` with `header`.
+#[track_caller]
+fn check(path: &str, header: Option<&str>, expect: &str) {
+    let rules = rules();
+    let decision = rules.check(path, header.map(str::as_bytes));
+    let actual = match decision {
+        Decision::Public => "public".to_owned(),
+        Decision::Allowed { rule } => format!("allowed {}", rule.path()),
+        Decision::Denied { rule, reason } => format!("denied {} {reason:?}", rule.path()),
+    };
+    assert_eq!(actual, expect, "path {path:?} header {header:?}");
+}
+
+#[test]
+fn server_side_checks() {
+    let remote = "/api/v1/proxy/remote";
+    check(remote, Some("proxy-key"), "allowed /api/v1/proxy/remote");
+    check(remote, Some("second-key"), "allowed /api/v1/proxy/remote");
+    check(
+        remote,
+        Some("Bearer proxy-key"),
+        "allowed /api/v1/proxy/remote",
+    );
+    check(
+        remote,
+        Some("bearer  proxy-key "),
+        "allowed /api/v1/proxy/remote",
+    );
+    check(remote, Some(" proxy-key"), "allowed /api/v1/proxy/remote");
+    check(
+        remote,
+        Some("v1-key"),
+        "denied /api/v1/proxy/remote WrongKey",
+    );
+    check(
+        remote,
+        Some("proxy-key2"),
+        "denied /api/v1/proxy/remote WrongKey",
+    );
+    check(
+        remote,
+        Some("proxy-ke"),
+        "denied /api/v1/proxy/remote WrongKey",
+    );
+    check(
+        remote,
+        Some("Bearerproxy-key"),
+        "denied /api/v1/proxy/remote WrongKey",
+    );
+    check(
+        remote,
+        Some("Basic proxy-key"),
+        "denied /api/v1/proxy/remote WrongKey",
+    );
+    check(remote, None, "denied /api/v1/proxy/remote MissingHeader");
+    check(remote, Some(""), "denied /api/v1/proxy/remote EmptyKey");
+    check(remote, Some("   "), "denied /api/v1/proxy/remote EmptyKey");
+    check(
+        remote,
+        Some("Bearer"),
+        "denied /api/v1/proxy/remote EmptyKey",
+    );
+    check(
+        remote,
+        Some("Bearer   "),
+        "denied /api/v1/proxy/remote EmptyKey",
+    );
+    check(
+        "/api/v1/admin/x",
+        Some("v1-key"),
+        "denied /api/v1/admin/* WrongKey",
+    );
+    check(
+        "/api/v1/admin/x",
+        Some("admin-key"),
+        "allowed /api/v1/admin/*",
+    );
+    check("/health", None, "public");
+    check("/health", Some("anything"), "public");
+}
+
+#[test]
+fn non_utf8_headers_are_refused_not_panicked_on() {
+    let rules = rules();
+    let decision = rules.check("/exact", Some(&[0xff, 0xfe, b'k']));
+    assert!(matches!(
+        decision,
+        Decision::Denied {
+            reason: DenyReason::WrongKey,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_raw_key_that_looks_like_bearer_still_matches() {
+    let rules = Rules::new([("/p", ["Bearer abc"])]).unwrap();
+    assert!(rules.check("/p", Some(b"Bearer abc")).is_allowed());
+}
+
+#[test]
+fn check_headers_reads_authorization() {
+    let rules = rules();
+    let mut headers = http::HeaderMap::new();
+    assert!(!rules.check_headers("/exact", &headers).is_allowed());
+    headers.insert(http::header::AUTHORIZATION, "exact-key".parse().unwrap());
+    assert!(rules.check_headers("/exact", &headers).is_allowed());
+}
+
+#[test]
+fn messages_never_show_keys() {
+    let rules = rules();
+    let denied = rules.check("/exact", Some(b"secret-guess"));
+    let shown = format!("{denied} {denied:?} {:?}", rules);
+    for key in ["exact-key", "proxy-key", "secret-guess"] {
+        assert!(!shown.contains(key), "{key} shown in {shown}");
+    }
+    assert_eq!(
+        denied.to_string(),
+        "denied by auth rule `/exact`: wrong key"
+    );
+}
+
+#[test]
+fn invalid_rules() {
+    let no_keys: Vec<&str> = Vec::new();
+    assert_eq!(Rules::new([("", vec!["k"])]).unwrap_err(), Error::EmptyPath);
+    assert_eq!(
+        Rules::new([("api/*", vec!["k"])]).unwrap_err(),
+        Error::RelativePath {
+            path: "api/*".into()
+        }
+    );
+    assert_eq!(
+        Rules::new([("/a", no_keys)]).unwrap_err(),
+        Error::NoKeys { path: "/a".into() }
+    );
+    assert_eq!(
+        Rules::new([("/a", vec!["k", ""])]).unwrap_err(),
+        Error::EmptyKey {
+            path: "/a".into(),
+            index: 1
+        }
+    );
+    assert_eq!(
+        Rules::new([("/a", vec!["k", ""])]).unwrap_err().to_string(),
+        "auth rule `/a` has an empty key at position 1"
+    );
+}
+
+#[test]
+fn no_rules_means_public() {
+    let rules = Rules::default();
+    assert!(rules.is_empty());
+    assert!(matches!(
+        rules.check("/api/v1/proxy/remote", None),
+        Decision::Public
+    ));
+}
+
+#[test]
+fn iter_lists_every_rule() {
+    let paths: Vec<_> = rules().iter().map(|r| r.path().to_owned()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/proxy/remote",
+            "/exact",
+            "/api/v1/admin/*",
+            "/api/v1/*",
+            "/api/*"
+        ]
+    );
+}

@@ -1,0 +1,345 @@
+//! The validated configuration and its typed accessors. Values here have passed
+//! every check; nothing in this file can fail.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::diagnostic::Diagnostic;
+
+/// A validated FrameX configuration.
+///
+/// Build one with [`Config::load`], [`Config::from_toml_str`] or a
+/// [`Loader`](crate::Loader). It never changes once loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) source: Option<PathBuf>,
+    pub(crate) load_builtin_plugins: Vec<String>,
+    pub(crate) load_plugins: Vec<String>,
+    pub(crate) server: Server,
+    pub(crate) auth: AuthRules,
+    pub(crate) proxy: Proxy,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// The file the configuration was read from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// `load_builtin_plugins`, as written.
+    pub fn load_builtin_plugins(&self) -> &[String] {
+        &self.load_builtin_plugins
+    }
+
+    /// `load_plugins`: Python plugin modules, which FrameX for Rust does not load.
+    pub fn load_plugins(&self) -> &[String] {
+        &self.load_plugins
+    }
+
+    /// `[server]`.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// `[auth] rules`: the keys that callers of this instance must present.
+    pub fn auth(&self) -> &AuthRules {
+        &self.auth
+    }
+
+    /// `[plugins.proxy]`.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Whether the proxy plugin is on: `server.enable_proxy = true` and `"proxy"` in
+    /// `load_builtin_plugins`, as FrameX requires both.
+    pub fn proxy_enabled(&self) -> bool {
+        self.server.enable_proxy && self.load_builtin_plugins.iter().any(|p| p == "proxy")
+    }
+
+    /// The upstream URL that the proxy function `name` runs on, or `None` when it
+    /// runs locally.
+    pub fn function_url(&self, name: &str) -> Option<&str> {
+        self.proxy.function_url(name)
+    }
+
+    /// Settings that were accepted but have no effect here, such as Python-only keys.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// A readable account of what the configuration resolved to: where each proxy
+    /// function runs and each upstream's rules. It never shows a key.
+    pub fn summary(&self) -> impl fmt::Display + '_ {
+        Summary(self)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            source: None,
+            load_builtin_plugins: Vec::new(),
+            load_plugins: Vec::new(),
+            server: Server {
+                host: crate::DEFAULT_HOST.to_owned(),
+                port: crate::DEFAULT_PORT,
+                enable_proxy: false,
+            },
+            auth: AuthRules::default(),
+            proxy: Proxy {
+                upstreams: Vec::new(),
+                functions: BTreeMap::new(),
+                timeout: Duration::from_secs(crate::DEFAULT_TIMEOUT_SECS),
+                force_stream_apis: Vec::new(),
+                auth: AuthRules::default(),
+            },
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) enable_proxy: bool,
+}
+
+impl Server {
+    /// `host`, default `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `port`, default `8080`; `0` asks for a free port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `enable_proxy`, default `false`.
+    pub fn enable_proxy(&self) -> bool {
+        self.enable_proxy
+    }
+}
+
+/// A list of auth rules: each path with the keys it accepts.
+///
+/// The precedence between rules (exact path, then longest `/*` prefix) is
+/// `framex-auth`'s; this is the data it is built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthRules {
+    pub(crate) rules: Vec<AuthRule>,
+}
+
+impl AuthRules {
+    /// The rules in configuration order.
+    pub fn rules(&self) -> &[AuthRule] {
+        &self.rules
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// One auth rule. Its `Debug` output leaves the keys out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthRule {
+    pub(crate) path: String,
+    pub(crate) keys: Vec<String>,
+}
+
+impl AuthRule {
+    /// The path or `/*` prefix the rule covers.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The keys, at least one, none empty. Never log them.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+impl fmt::Debug for AuthRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRule")
+            .field("path", &self.path)
+            .field("keys", &format_args!("<{} redacted>", self.keys.len()))
+            .finish()
+    }
+}
+
+/// `[plugins.proxy]`.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub(crate) upstreams: Vec<Upstream>,
+    /// Function name to index into `upstreams`.
+    pub(crate) functions: BTreeMap<String, usize>,
+    pub(crate) timeout: Duration,
+    pub(crate) force_stream_apis: Vec<String>,
+    pub(crate) auth: AuthRules,
+}
+
+impl Proxy {
+    /// The upstreams of `proxy_urls`, in configuration order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    /// The upstream with this exact URL.
+    pub fn upstream(&self, url: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.url == url)
+    }
+
+    /// The URL that the proxy function `name` runs on, or `None` when it runs locally.
+    pub fn function_url(&self, name: &str) -> Option<&str> {
+        self.functions
+            .get(name)
+            .map(|&i| self.upstreams[i].url.as_str())
+    }
+
+    /// Every function listed in `proxy_functions` with its URL, by name.
+    pub fn functions(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.functions
+            .iter()
+            .map(|(name, &i)| (name.as_str(), self.upstreams[i].url.as_str()))
+    }
+
+    /// `timeout`: how long a call to an upstream may take, default 600 s.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `force_stream_apis`: route paths forwarded as streams.
+    pub fn force_stream_apis(&self) -> &[String] {
+        &self.force_stream_apis
+    }
+
+    /// `[plugins.proxy.auth] rules`: the keys this instance sends to upstreams.
+    pub fn auth(&self) -> &AuthRules {
+        &self.auth
+    }
+}
+
+/// One entry of `proxy_urls`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub(crate) url: String,
+    pub(crate) routes: Option<Routes>,
+}
+
+impl Upstream {
+    /// The base URL as written, such as `http://remote-framex:8080`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The route-forwarding rules, for the table form; `None` for the list form,
+    /// which forwards no routes (proxy functions still work).
+    pub fn routes(&self) -> Option<&Routes> {
+        self.routes.as_ref()
+    }
+}
+
+/// The route rules of one upstream in table form.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub(crate) rules: framex_filter::Rules,
+    pub(crate) docs_path: String,
+}
+
+impl Routes {
+    /// The compiled `enable` and `disable` rules.
+    pub fn rules(&self) -> &framex_filter::Rules {
+        &self.rules
+    }
+
+    /// `docs_path`, default `/api/v1/openapi.json`.
+    pub fn docs_path(&self) -> &str {
+        &self.docs_path
+    }
+}
+
+struct Summary<'a>(&'a Config);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.0;
+        match config.source() {
+            Some(path) => writeln!(f, "configuration: {}", path.display())?,
+            None => writeln!(f, "configuration: defaults (no file)")?,
+        }
+        let server = config.server();
+        writeln!(f, "server: {}:{}", server.host(), server.port())?;
+        let proxy_state = if config.proxy_enabled() { "on" } else { "off" };
+        writeln!(f, "proxy plugin: {proxy_state}")?;
+        write_rules(f, "auth rules (keys callers must send)", config.auth())?;
+        let proxy = config.proxy();
+        writeln!(f, "upstream timeout: {} s", proxy.timeout().as_secs())?;
+        write_rules(
+            f,
+            "upstream auth rules (keys this instance sends)",
+            proxy.auth(),
+        )?;
+        if proxy.upstreams().is_empty() {
+            writeln!(f, "upstreams: none")?;
+        } else {
+            writeln!(f, "upstreams:")?;
+        }
+        for upstream in proxy.upstreams() {
+            writeln!(f, "  {}", upstream.url())?;
+            match upstream.routes() {
+                None => writeln!(f, "    routes: none forwarded (list form)")?,
+                Some(routes) => {
+                    let patterns = |rules: &[framex_filter::Rule]| {
+                        rules
+                            .iter()
+                            .map(|r| format!("{:?}", r.pattern()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    writeln!(f, "    enable: [{}]", patterns(routes.rules().enable()))?;
+                    writeln!(f, "    disable: [{}]", patterns(routes.rules().disable()))?;
+                    writeln!(f, "    docs_path: {}", routes.docs_path())?;
+                    let endpoint = routes.rules().decide(crate::PROXY_FUNCTION_PATH);
+                    writeln!(f, "    {}: {endpoint}", crate::PROXY_FUNCTION_PATH)?;
+                }
+            }
+        }
+        if proxy.functions.is_empty() {
+            writeln!(
+                f,
+                "proxy functions: none listed, every function runs locally"
+            )?;
+        } else {
+            writeln!(f, "proxy functions (every other function runs locally):")?;
+        }
+        for (name, url) in proxy.functions() {
+            writeln!(f, "  {name} -> {url}")?;
+        }
+        for api in proxy.force_stream_apis() {
+            writeln!(f, "streamed route: {api}")?;
+        }
+        Ok(())
+    }
+}
+
+fn write_rules(f: &mut fmt::Formatter<'_>, title: &str, rules: &AuthRules) -> fmt::Result {
+    if rules.is_empty() {
+        return writeln!(f, "{title}: none");
+    }
+    writeln!(f, "{title}:")?;
+    for rule in rules.rules() {
+        let count = rule.keys().len();
+        let noun = if count == 1 { "key" } else { "keys" };
+        writeln!(f, "  {} ({count} {noun})", rule.path())?;
+    }
+    Ok(())
+}

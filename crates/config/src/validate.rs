@@ -1,0 +1,245 @@
+//! Lowers a [`RawConfig`] into a [`Config`]: the checks that need more than one
+//! value, and compiling each upstream's route rules.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use framex_filter::Decision;
+
+use crate::config::{AuthRule, AuthRules, Config, Proxy, Routes, Server, Upstream};
+use crate::diagnostic::DiagnosticKind as Kind;
+use crate::tree::{KeyPath, Origin, Reporter};
+use crate::walk::{RawAuthRule, RawConfig, RawRoutes, did_you_mean};
+
+pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
+    let load_builtin_plugins: Vec<String> = raw
+        .load_builtin_plugins
+        .into_iter()
+        .map(|p| p.value)
+        .collect();
+    let proxy_enabled =
+        raw.server.enable_proxy && load_builtin_plugins.iter().any(|p| p == "proxy");
+    let proxy = raw.proxy;
+
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(proxy.upstreams.len());
+    // Where each upstream's disable rules are, to point at the one that blocks
+    // the proxy-function endpoint.
+    let mut raw_routes: Vec<Option<RawRoutes>> = Vec::with_capacity(proxy.upstreams.len());
+    for upstream in proxy.upstreams {
+        if upstreams.iter().any(|u| u.url == upstream.url.value) {
+            reporter.warn(
+                Kind::NoEffect,
+                &upstream.url.origin,
+                &upstream.url.path,
+                format!("upstream `{}` is listed more than once", upstream.url.value),
+            );
+            continue;
+        }
+        let routes = upstream
+            .routes
+            .as_ref()
+            .and_then(|routes| compile_routes(routes, reporter));
+        upstreams.push(Upstream {
+            url: upstream.url.value,
+            routes,
+        });
+        raw_routes.push(upstream.routes);
+    }
+
+    if !proxy_enabled && !upstreams.is_empty() {
+        let origin = proxy.origin.clone().unwrap_or(Origin::Defaults);
+        reporter.warn(
+            Kind::NoEffect,
+            &origin,
+            &KeyPath::default()
+                .child("plugins")
+                .child("proxy")
+                .child("proxy_urls"),
+            not_enabled_hint(
+                "`proxy_urls` has no effect",
+                raw.server.enable_proxy,
+                &load_builtin_plugins,
+            ),
+        );
+    }
+
+    let mut functions: BTreeMap<String, usize> = BTreeMap::new();
+    let listed_any = proxy.functions.iter().any(|f| !f.names.is_empty());
+    if listed_any && !proxy_enabled {
+        let at = proxy
+            .functions_origin
+            .as_ref()
+            .expect("functions were listed");
+        reporter.error(
+            Kind::ProxyDisabled,
+            &at.origin,
+            &at.path,
+            not_enabled_hint(
+                "proxy functions are listed but the proxy plugin is off",
+                raw.server.enable_proxy,
+                &load_builtin_plugins,
+            ),
+        );
+    }
+    for listed in &proxy.functions {
+        let Some(index) = upstreams.iter().position(|u| u.url == listed.url.value) else {
+            let known: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
+            let mut message = format!(
+                "URL `{}` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be",
+                listed.url.value
+            );
+            if let Some(close) = closest_url(&listed.url.value, &known) {
+                message.push_str(&format!("; did you mean `{close}`?"));
+            }
+            reporter.error(
+                Kind::UnknownUpstream,
+                &listed.url.origin,
+                &listed.url.path,
+                message,
+            );
+            continue;
+        };
+        for name in &listed.names {
+            match functions.get(&name.value) {
+                Some(&other) if other == index => reporter.warn(
+                    Kind::DuplicateFunction,
+                    &name.origin,
+                    &name.path,
+                    format!("function `{}` is listed twice for `{}`", name.value, listed.url.value),
+                ),
+                Some(&other) => reporter.error(
+                    Kind::DuplicateFunction,
+                    &name.origin,
+                    &name.path,
+                    format!(
+                        "function `{}` is listed for both `{}` and `{}`; a function runs in one place",
+                        name.value, upstreams[other].url, listed.url.value
+                    ),
+                ),
+                None => {
+                    functions.insert(name.value.clone(), index);
+                }
+            }
+        }
+        if !listed.names.is_empty() {
+            check_endpoint_enabled(&upstreams[index], raw_routes[index].as_ref(), reporter);
+        }
+    }
+
+    Config {
+        source: None,
+        load_builtin_plugins,
+        load_plugins: raw.load_plugins,
+        server: Server {
+            host: raw.server.host,
+            port: raw.server.port,
+            enable_proxy: raw.server.enable_proxy,
+        },
+        auth: auth_rules(raw.auth_rules),
+        proxy: Proxy {
+            upstreams,
+            functions,
+            timeout: Duration::from_secs(proxy.timeout_secs),
+            force_stream_apis: proxy.force_stream_apis,
+            auth: auth_rules(proxy.auth_rules),
+        },
+        warnings: Vec::new(),
+    }
+}
+
+fn compile_routes(routes: &RawRoutes, reporter: &mut Reporter<'_>) -> Option<Routes> {
+    // Empty rules were already reported by the walk.
+    let enable = routes.enable.iter().filter(|r| !r.value.is_empty());
+    let disable = routes.disable.iter().filter(|r| !r.value.is_empty());
+    match framex_filter::Rules::compile_all(
+        enable.clone().map(|r| &r.value),
+        disable.clone().map(|r| &r.value),
+    ) {
+        Ok(rules) => Some(Routes {
+            rules,
+            docs_path: routes.docs_path.clone(),
+        }),
+        Err(errors) => {
+            for error in errors {
+                let item = enable
+                    .clone()
+                    .chain(disable.clone())
+                    .find(|r| r.value == error.pattern())
+                    .expect("every error comes from a listed rule");
+                let cause = std::error::Error::source(&error)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                reporter.error(
+                    Kind::InvalidRule,
+                    &item.origin,
+                    &item.path,
+                    format!("`{}` is not a valid rule{cause}", item.value),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// An upstream whose rules disable `/api/v1/proxy/remote` cannot serve the proxy
+/// functions listed for it.
+fn check_endpoint_enabled(
+    upstream: &Upstream,
+    raw: Option<&RawRoutes>,
+    reporter: &mut Reporter<'_>,
+) {
+    let (Some(routes), Some(raw)) = (&upstream.routes, raw) else {
+        return;
+    };
+    if let Decision::Disabled(rule) = routes.rules.decide(crate::PROXY_FUNCTION_PATH) {
+        let item = raw
+            .disable
+            .iter()
+            .find(|r| r.value == rule.pattern())
+            .expect("the deciding rule is a listed disable rule");
+        reporter.error(
+            Kind::ProxyEndpointDisabled,
+            &item.origin,
+            &item.path,
+            format!(
+                "disable rule `{}` blocks `{}` on `{}`, which `proxy_functions` uses for its functions",
+                rule.pattern(),
+                crate::PROXY_FUNCTION_PATH,
+                upstream.url
+            ),
+        );
+    }
+}
+
+fn not_enabled_hint(what: &str, enable_proxy: bool, builtin: &[String]) -> String {
+    let has_plugin = builtin.iter().any(|p| p == "proxy");
+    let missing = match (enable_proxy, has_plugin) {
+        (false, false) => "both are missing",
+        (false, true) => "`server.enable_proxy` is false",
+        (true, false) => "`load_builtin_plugins` lacks \"proxy\"",
+        (true, true) => "both are set",
+    };
+    format!(
+        "{what}: set both `server.enable_proxy = true` and `load_builtin_plugins = [\"proxy\"]` ({missing})"
+    )
+}
+
+fn closest_url<'a>(url: &str, known: &'a [&'a str]) -> Option<&'a str> {
+    let lower = url.to_ascii_lowercase();
+    if let Some(same) = known.iter().find(|k| k.to_ascii_lowercase() == lower) {
+        return Some(same);
+    }
+    did_you_mean(url, known.iter()).or_else(|| (known.len() == 1).then(|| known[0]))
+}
+
+fn auth_rules(raw: Vec<RawAuthRule>) -> AuthRules {
+    AuthRules {
+        rules: raw
+            .into_iter()
+            .map(|rule| AuthRule {
+                path: rule.path,
+                keys: rule.keys,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,677 @@
+//! Walks the value tree against the FrameX schema and produces a [`RawConfig`]:
+//! every key known, every value of the right type and shape. Checks that need more
+//! than one value (a URL used but not listed, a function listed twice) are
+//! `validate.rs`'s.
+//!
+//! Every problem is reported, not only the first.
+
+use crate::diagnostic::DiagnosticKind as Kind;
+use crate::tree::{Entry, KeyPath, Node, Origin, Reporter, Value};
+
+/// A value together with where it came from and its key path.
+#[derive(Debug, Clone)]
+pub(crate) struct Item<T> {
+    pub(crate) value: T,
+    pub(crate) origin: Origin,
+    pub(crate) path: KeyPath,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    pub(crate) load_builtin_plugins: Vec<Item<String>>,
+    pub(crate) load_plugins: Vec<String>,
+    pub(crate) server: RawServer,
+    pub(crate) auth_rules: Vec<RawAuthRule>,
+    pub(crate) proxy: RawProxy,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawServer {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) enable_proxy: bool,
+}
+
+impl Default for RawServer {
+    fn default() -> RawServer {
+        RawServer {
+            host: crate::DEFAULT_HOST.to_owned(),
+            port: crate::DEFAULT_PORT,
+            enable_proxy: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RawAuthRule {
+    pub(crate) path: String,
+    pub(crate) keys: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawProxy {
+    /// Where `[plugins.proxy]` is, for whole-section messages.
+    pub(crate) origin: Option<Origin>,
+    pub(crate) upstreams: Vec<RawUpstream>,
+    pub(crate) functions: Vec<RawFunctions>,
+    pub(crate) functions_origin: Option<Item<()>>,
+    pub(crate) timeout_secs: u64,
+    pub(crate) force_stream_apis: Vec<String>,
+    pub(crate) auth_rules: Vec<RawAuthRule>,
+}
+
+impl Default for RawProxy {
+    fn default() -> RawProxy {
+        RawProxy {
+            origin: None,
+            upstreams: Vec::new(),
+            functions: Vec::new(),
+            functions_origin: None,
+            timeout_secs: crate::DEFAULT_TIMEOUT_SECS,
+            force_stream_apis: Vec::new(),
+            auth_rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RawUpstream {
+    pub(crate) url: Item<String>,
+    /// `None` for the list form, which forwards no routes.
+    pub(crate) routes: Option<RawRoutes>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawRoutes {
+    pub(crate) enable: Vec<Item<String>>,
+    pub(crate) disable: Vec<Item<String>>,
+    pub(crate) docs_path: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawFunctions {
+    pub(crate) url: Item<String>,
+    pub(crate) names: Vec<Item<String>>,
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "load_builtin_plugins",
+    "load_plugins",
+    "server",
+    "auth",
+    "plugins",
+];
+const TOP_LEVEL_IGNORED: &[&str] = &[
+    "base_ingress_config",
+    "log",
+    "test",
+    "docs",
+    "sentry",
+    "repository",
+    "cache",
+];
+const SERVER: &[&str] = &["host", "port", "enable_proxy"];
+const SERVER_IGNORED: &[&str] = &[
+    "dashboard_host",
+    "dashboard_port",
+    "use_ray",
+    "legal_proxy_code",
+    "num_cpus",
+    "excluded_log_paths",
+    "ingress_config",
+    "reversion",
+];
+const AUTH: &[&str] = &["rules"];
+const AUTH_IGNORED: &[&str] = &["oauth"];
+const PROXY: &[&str] = &[
+    "proxy_urls",
+    "proxy_functions",
+    "timeout",
+    "force_stream_apis",
+    "auth",
+];
+const PROXY_IGNORED: &[&str] = &["ingress_config"];
+const UPSTREAM: &[&str] = &["enable", "disable", "docs_path"];
+
+/// The builtin plugins that FrameX for Rust provides.
+const BUILTIN_PLUGINS: &[&str] = &["proxy"];
+
+pub(crate) struct Walker<'r, 'a> {
+    pub(crate) reporter: &'r mut Reporter<'a>,
+}
+
+impl Walker<'_, '_> {
+    pub(crate) fn walk(&mut self, root: &Node) -> RawConfig {
+        let mut raw = RawConfig::default();
+        let Some(entries) = self.table(root, &KeyPath::default()) else {
+            return raw;
+        };
+        for entry in entries {
+            let path = KeyPath::default().child(&entry.key);
+            match entry.key.as_str() {
+                "load_builtin_plugins" => {
+                    raw.load_builtin_plugins =
+                        self.string_items(&entry.value, &path).unwrap_or_default();
+                    for plugin in &raw.load_builtin_plugins {
+                        if !BUILTIN_PLUGINS.contains(&plugin.value.as_str()) {
+                            self.reporter.warn(
+                                Kind::IgnoredKey,
+                                &plugin.origin,
+                                &plugin.path,
+                                format!("builtin plugin `{}` is not part of FrameX for Rust and is ignored", plugin.value),
+                            );
+                        }
+                    }
+                }
+                "load_plugins" => {
+                    raw.load_plugins = self
+                        .string_items(&entry.value, &path)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|item| item.value)
+                        .collect();
+                }
+                "server" => raw.server = self.server(&entry.value, &path),
+                "auth" => raw.auth_rules = self.auth(&entry.value, &path),
+                "plugins" => raw.proxy = self.plugins(&entry.value, &path),
+                _ => self.other_key(entry, &path, TOP_LEVEL, TOP_LEVEL_IGNORED),
+            }
+        }
+        raw
+    }
+
+    fn server(&mut self, node: &Node, path: &KeyPath) -> RawServer {
+        let mut server = RawServer::default();
+        for entry in self.table(node, path).unwrap_or_default() {
+            let path = path.child(&entry.key);
+            match entry.key.as_str() {
+                "host" => {
+                    if let Some(host) = self.string(&entry.value, &path) {
+                        if host.trim().is_empty() {
+                            self.invalid(&entry.value, &path, "the host must not be empty".into());
+                        } else {
+                            server.host = host.to_owned();
+                        }
+                    }
+                }
+                "port" => {
+                    if let Some(port) = self.integer(&entry.value, &path) {
+                        match u16::try_from(port) {
+                            Ok(port) => server.port = port,
+                            Err(_) => self.invalid(
+                                &entry.value,
+                                &path,
+                                format!("port {port} is out of range: use 0 to 65535 (0 picks a free port)"),
+                            ),
+                        }
+                    }
+                }
+                "enable_proxy" => {
+                    if let Some(enable) = self.boolean(&entry.value, &path) {
+                        server.enable_proxy = enable;
+                    }
+                }
+                _ => self.other_key(entry, &path, SERVER, SERVER_IGNORED),
+            }
+        }
+        server
+    }
+
+    fn auth(&mut self, node: &Node, path: &KeyPath) -> Vec<RawAuthRule> {
+        let mut rules = Vec::new();
+        for entry in self.table(node, path).unwrap_or_default() {
+            let path = path.child(&entry.key);
+            match entry.key.as_str() {
+                "rules" => rules = self.auth_rules(&entry.value, &path),
+                _ => self.other_key(entry, &path, AUTH, AUTH_IGNORED),
+            }
+        }
+        rules
+    }
+
+    fn auth_rules(&mut self, node: &Node, path: &KeyPath) -> Vec<RawAuthRule> {
+        let mut rules = Vec::new();
+        for entry in self.table(node, path).unwrap_or_default() {
+            let rule_path = path.child(&entry.key);
+            let mut valid = true;
+            if entry.key.is_empty() {
+                self.reporter.error(
+                    Kind::InvalidValue,
+                    &entry.key_origin,
+                    &rule_path,
+                    "an auth rule path must not be empty".into(),
+                );
+                valid = false;
+            } else if !entry.key.starts_with('/') {
+                self.reporter.error(
+                    Kind::InvalidValue,
+                    &entry.key_origin,
+                    &rule_path,
+                    format!("auth rule path `{}` must start with `/`", entry.key),
+                );
+                valid = false;
+            }
+            let Some(keys) = self.string_items(&entry.value, &rule_path) else {
+                continue;
+            };
+            if keys.is_empty() {
+                self.invalid(
+                    &entry.value,
+                    &rule_path,
+                    "an auth rule must list at least one key; remove the rule to make the path public".into(),
+                );
+                valid = false;
+            }
+            for key in &keys {
+                if key.value.is_empty() {
+                    self.invalid_item(key, "a key must not be empty".into());
+                    valid = false;
+                }
+            }
+            if valid {
+                rules.push(RawAuthRule {
+                    path: entry.key.clone(),
+                    keys: keys.into_iter().map(|key| key.value).collect(),
+                });
+            }
+        }
+        rules
+    }
+
+    fn plugins(&mut self, node: &Node, path: &KeyPath) -> RawProxy {
+        let mut proxy = RawProxy::default();
+        for entry in self.table(node, path).unwrap_or_default() {
+            let path = path.child(&entry.key);
+            if entry.key == "proxy" {
+                proxy = self.proxy(&entry.value, &path);
+            } else {
+                self.reporter.warn(
+                    Kind::IgnoredKey,
+                    &entry.key_origin,
+                    &path,
+                    format!(
+                        "settings of plugin `{}` are for Python FrameX plugins; FrameX for Rust ignores them",
+                        entry.key
+                    ),
+                );
+            }
+        }
+        proxy
+    }
+
+    fn proxy(&mut self, node: &Node, path: &KeyPath) -> RawProxy {
+        let mut proxy = RawProxy {
+            origin: Some(node.origin.clone()),
+            ..RawProxy::default()
+        };
+        for entry in self.table(node, path).unwrap_or_default() {
+            let path = path.child(&entry.key);
+            match entry.key.as_str() {
+                "proxy_urls" => proxy.upstreams = self.proxy_urls(&entry.value, &path),
+                "proxy_functions" => {
+                    proxy.functions_origin = Some(Item {
+                        value: (),
+                        origin: entry.key_origin.clone(),
+                        path: path.clone(),
+                    });
+                    proxy.functions = self.proxy_functions(&entry.value, &path);
+                }
+                "timeout" => {
+                    if let Some(timeout) = self.integer(&entry.value, &path) {
+                        match u64::try_from(timeout) {
+                            Ok(0) | Err(_) => self.invalid(
+                                &entry.value,
+                                &path,
+                                format!(
+                                    "timeout must be a positive number of seconds, not {timeout}"
+                                ),
+                            ),
+                            Ok(secs) => proxy.timeout_secs = secs,
+                        }
+                    }
+                }
+                "force_stream_apis" => {
+                    for api in self.string_items(&entry.value, &path).unwrap_or_default() {
+                        if self.route_path(&api, "a streaming API path") {
+                            proxy.force_stream_apis.push(api.value);
+                        }
+                    }
+                }
+                "auth" => proxy.auth_rules = self.auth(&entry.value, &path),
+                _ => self.other_key(entry, &path, PROXY, PROXY_IGNORED),
+            }
+        }
+        proxy
+    }
+
+    fn proxy_urls(&mut self, node: &Node, path: &KeyPath) -> Vec<RawUpstream> {
+        let mut upstreams = Vec::new();
+        match &node.value {
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    let path = path.index(index);
+                    if let Some(url) = self.string(item, &path) {
+                        let url = Item {
+                            value: url.to_owned(),
+                            origin: item.origin.clone(),
+                            path,
+                        };
+                        if self.url(&url) {
+                            upstreams.push(RawUpstream { url, routes: None });
+                        }
+                    }
+                }
+            }
+            Value::Table(entries) => {
+                for entry in entries {
+                    let path = path.child(&entry.key);
+                    let url = Item {
+                        value: entry.key.clone(),
+                        origin: entry.key_origin.clone(),
+                        path: path.clone(),
+                    };
+                    let url_ok = self.url(&url);
+                    let routes = self.upstream_routes(&entry.value, &path);
+                    if let (true, Some(routes)) = (url_ok, routes) {
+                        upstreams.push(RawUpstream {
+                            url,
+                            routes: Some(routes),
+                        });
+                    }
+                }
+            }
+            other => self.wrong_type(
+                node,
+                path,
+                "an array of URLs or a table keyed by URL",
+                other,
+            ),
+        }
+        upstreams
+    }
+
+    fn upstream_routes(&mut self, node: &Node, path: &KeyPath) -> Option<RawRoutes> {
+        let entries = self.table(node, path)?;
+        let mut routes = RawRoutes {
+            enable: vec![Item {
+                value: "*".to_owned(),
+                origin: node.origin.clone(),
+                path: path.child("enable"),
+            }],
+            disable: Vec::new(),
+            docs_path: crate::DEFAULT_DOCS_PATH.to_owned(),
+        };
+        for entry in entries {
+            let path = path.child(&entry.key);
+            match entry.key.as_str() {
+                "enable" => {
+                    routes.enable = self.string_items(&entry.value, &path).unwrap_or_default()
+                }
+                "disable" => {
+                    routes.disable = self.string_items(&entry.value, &path).unwrap_or_default()
+                }
+                "docs_path" => {
+                    if let Some(docs_path) = self.string(&entry.value, &path) {
+                        let item = Item {
+                            value: docs_path.to_owned(),
+                            origin: entry.value.origin.clone(),
+                            path,
+                        };
+                        if self.route_path(&item, "the docs path") {
+                            routes.docs_path = item.value;
+                        }
+                    }
+                }
+                _ => self.other_key(entry, &path, UPSTREAM, &[]),
+            }
+        }
+        for rule in routes.enable.iter().chain(&routes.disable) {
+            if rule.value.is_empty() {
+                self.invalid_item(rule, "a rule must not be empty".into());
+            }
+        }
+        Some(routes)
+    }
+
+    fn proxy_functions(&mut self, node: &Node, path: &KeyPath) -> Vec<RawFunctions> {
+        let mut functions = Vec::new();
+        for entry in self.table(node, path).unwrap_or_default() {
+            let path = path.child(&entry.key);
+            let url = Item {
+                value: entry.key.clone(),
+                origin: entry.key_origin.clone(),
+                path: path.clone(),
+            };
+            let names = self.string_items(&entry.value, &path).unwrap_or_default();
+            let mut valid = Vec::with_capacity(names.len());
+            for name in names {
+                if name.value.is_empty() {
+                    self.invalid_item(&name, "a function name must not be empty".into());
+                } else if name.value.chars().any(char::is_whitespace) {
+                    self.invalid_item(
+                        &name,
+                        format!("function name `{}` must not contain whitespace", name.value),
+                    );
+                } else {
+                    valid.push(name);
+                }
+            }
+            functions.push(RawFunctions { url, names: valid });
+        }
+        functions
+    }
+
+    /// Checks that a URL is an absolute `http`/`https` base URL with no path, query
+    /// or fragment, as FrameX appends route paths to it.
+    fn url(&mut self, url: &Item<String>) -> bool {
+        match check_base_url(&url.value) {
+            Ok(()) => true,
+            Err(problem) => {
+                self.reporter.error(
+                    Kind::InvalidUrl,
+                    &url.origin,
+                    &url.path,
+                    format!("`{}` is not a usable upstream URL: {problem}", url.value),
+                );
+                false
+            }
+        }
+    }
+
+    fn route_path(&mut self, item: &Item<String>, what: &str) -> bool {
+        if item.value.starts_with('/') {
+            return true;
+        }
+        self.invalid_item(item, format!("{what} `{}` must start with `/`", item.value));
+        false
+    }
+
+    fn other_key(&mut self, entry: &Entry, path: &KeyPath, known: &[&str], ignored: &[&str]) {
+        if ignored.contains(&entry.key.as_str()) {
+            self.reporter.warn(
+                Kind::IgnoredKey,
+                &entry.key_origin,
+                path,
+                format!(
+                    "`{}` is a Python FrameX setting that FrameX for Rust ignores",
+                    entry.key
+                ),
+            );
+            return;
+        }
+        let mut message = format!("unknown key `{}`", entry.key);
+        if let Some(suggestion) = did_you_mean(&entry.key, known.iter().chain(ignored)) {
+            message.push_str(&format!("; did you mean `{suggestion}`?"));
+        } else {
+            message.push_str(&format!("; expected one of {}", list(known)));
+        }
+        self.reporter
+            .error(Kind::UnknownKey, &entry.key_origin, path, message);
+    }
+
+    fn table<'n>(&mut self, node: &'n Node, path: &KeyPath) -> Option<&'n [Entry]> {
+        match &node.value {
+            Value::Table(entries) => Some(entries),
+            other => {
+                self.wrong_type(node, path, "a table", other);
+                None
+            }
+        }
+    }
+
+    fn string<'n>(&mut self, node: &'n Node, path: &KeyPath) -> Option<&'n str> {
+        match &node.value {
+            Value::String(s) => Some(s),
+            other => {
+                self.wrong_type(node, path, "a string", other);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &KeyPath) -> Option<bool> {
+        match &node.value {
+            Value::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(node, path, "a boolean (true or false)", other);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &Node, path: &KeyPath) -> Option<i64> {
+        match &node.value {
+            Value::Integer(Some(i)) => Some(*i),
+            Value::Integer(None) => {
+                self.invalid(node, path, "the integer is too large".into());
+                None
+            }
+            other => {
+                self.wrong_type(node, path, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// An array of strings, each with its own location.
+    fn string_items(&mut self, node: &Node, path: &KeyPath) -> Option<Vec<Item<String>>> {
+        let Value::Array(items) = &node.value else {
+            self.wrong_type(node, path, "an array of strings", &node.value);
+            return None;
+        };
+        let mut strings = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let path = path.index(index);
+            if let Some(s) = self.string(item, &path) {
+                strings.push(Item {
+                    value: s.to_owned(),
+                    origin: item.origin.clone(),
+                    path,
+                });
+            }
+        }
+        Some(strings)
+    }
+
+    fn wrong_type(&mut self, node: &Node, path: &KeyPath, expected: &str, found: &Value) {
+        self.reporter.error(
+            Kind::WrongType,
+            &node.origin,
+            path,
+            format!("expected {expected}, found {}", found.type_name()),
+        );
+    }
+
+    fn invalid(&mut self, node: &Node, path: &KeyPath, message: String) {
+        self.reporter
+            .error(Kind::InvalidValue, &node.origin, path, message);
+    }
+
+    fn invalid_item<T>(&mut self, item: &Item<T>, message: String) {
+        self.reporter
+            .error(Kind::InvalidValue, &item.origin, &item.path, message);
+    }
+}
+
+/// The closest candidate to a misspelled key, if one is close enough to be meant.
+pub(crate) fn did_you_mean<'c>(
+    key: &str,
+    candidates: impl IntoIterator<Item = &'c &'c str>,
+) -> Option<&'c str> {
+    let key = key.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::damerau_levenshtein(&key, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks an upstream base URL: `http` or `https`, a host, an optional port, and
+/// nothing after it. Returns what is wrong.
+pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("it must be absolute, like `http://host:8080`".into());
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "the scheme must be `http` or `https`, not `{scheme}`"
+        ));
+    }
+    if let Some(at) = rest.find(['/', '?', '#']) {
+        let what = match rest.as_bytes()[at] {
+            b'/' if at + 1 == rest.len() => return Err("remove the trailing `/`".into()),
+            b'/' => "a path",
+            b'?' => "a query",
+            _ => "a fragment",
+        };
+        return Err(format!(
+            "it carries {what} (`{}`); give the base URL only",
+            &rest[at..]
+        ));
+    }
+    if rest.contains('@') {
+        return Err(
+            "it must not carry credentials; use `[plugins.proxy.auth] rules` for keys".into(),
+        );
+    }
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let Some((host, after)) = bracketed.split_once(']') else {
+            return Err("the IPv6 address has no closing `]`".into());
+        };
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("unexpected `{after}` after the IPv6 address")),
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the host contains whitespace".into());
+    }
+    if port == Some("") {
+        return Err("the port after `:` is missing".into());
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("`{port}` is not a port number (0 to 65535)"));
+    }
+    Ok(())
+}

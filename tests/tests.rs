@@ -1,0 +1,4 @@
+//! FrameX for Rust integration tests: one binary of modules that exercise the
+//! workspace crates together through the `framex` facade.
+
+mod seed_config;
