@@ -82,9 +82,9 @@ fn unknown_keys_suggest_the_known_one() {
     check_errors(
         "[plugins.proxy.proxy_urls.\"http://a:1\"]\nenabel = []\n",
         &[],
-        &["error: config.toml:2:1: `plugins.proxy.proxy_urls.\"http://a:1\"`.enabel`: unknown key `enabel`; did you mean `enable`?"
-            .replace("\"`.enabel`", "\".enabel`")
-            .as_str()],
+        &[
+            "error: config.toml:2:1: `plugins.proxy.proxy_urls.\"http://a:1\".enabel`: unknown key `enabel`; did you mean `enable`?",
+        ],
     );
     check_errors(
         "[auth]\nrule = {}\n",
@@ -442,55 +442,37 @@ fn disabling_the_proxy_endpoint_of_a_used_upstream() {
     );
 }
 
+/// The route rules that `proxy` (a `[plugins.proxy]` fragment) gives `http://a:1`.
+fn routes_of(proxy: &str) -> Option<super::Routes> {
+    let config = load(&format!("{PROXY_ON}{proxy}"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let upstream = config
+        .proxy()
+        .upstream("http://a:1")
+        .expect("upstream listed");
+    upstream.routes().cloned()
+}
+
 #[test]
 fn upstream_forms() {
-    let config = load(
-        &format!("{PROXY_ON}[plugins.proxy]\nproxy_urls = [\"http://a:1\"]\n"),
-        &[],
-    )
-    .unwrap();
-    assert!(
-        config
-            .proxy()
-            .upstream("http://a:1")
-            .unwrap()
-            .routes()
-            .is_none()
-    );
+    let list = routes_of("[plugins.proxy]\nproxy_urls = [\"http://a:1\"]\n");
+    assert!(list.is_none(), "the list form forwards no routes");
 
-    let config = load(
-        &format!("{PROXY_ON}[plugins.proxy.proxy_urls.\"http://a:1\"]\n"),
-        &[],
-    )
-    .unwrap();
-    let routes = config
-        .proxy()
-        .upstream("http://a:1")
-        .unwrap()
-        .routes()
-        .unwrap();
+    let defaults = routes_of("[plugins.proxy.proxy_urls.\"http://a:1\"]\n").unwrap();
     assert!(
-        routes.rules().decide("/anything").is_enabled(),
+        defaults.rules().decide("/anything").is_enabled(),
         "enable defaults to everything"
     );
-    assert_eq!(routes.docs_path(), "/api/v1/openapi.json");
+    assert_eq!(defaults.docs_path(), "/api/v1/openapi.json");
 
-    let config = load(
-        &format!("{PROXY_ON}[plugins.proxy.proxy_urls.\"http://a:1\"]\nenable = []\ndocs_path = \"/openapi.json\"\n"),
-        &[],
+    let empty = routes_of(
+        "[plugins.proxy.proxy_urls.\"http://a:1\"]\nenable = []\ndocs_path = \"/openapi.json\"\n",
     )
     .unwrap();
-    let routes = config
-        .proxy()
-        .upstream("http://a:1")
-        .unwrap()
-        .routes()
-        .unwrap();
     assert!(
-        !routes.rules().decide("/anything").is_enabled(),
+        !empty.rules().decide("/anything").is_enabled(),
         "an empty enable list forwards nothing"
     );
-    assert_eq!(routes.docs_path(), "/openapi.json");
+    assert_eq!(empty.docs_path(), "/openapi.json");
 }
 
 #[test]
