@@ -1,5 +1,32 @@
-//! The FrameX HTTP transport and wire format: the client side of
-//! `POST /api/v1/proxy/remote`, compatible with Python FrameX.
+//! The FrameX HTTP transport and wire format: call proxy functions on any FrameX
+//! instance, Rust or Python, from any Rust program.
 //!
-//! Not built yet. It will depend on no other workspace crate, so that any Rust
-//! service can embed it alone to call FrameX functions.
+//! This crate depends on no other FrameX crate, so a service can embed it alone:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), framex_transport::Error> {
+//! use framex_transport::{Client, ClientSettings};
+//! use serde_json::json;
+//!
+//! let client = Client::new(ClientSettings::default());
+//! let kwargs = json!({ "job_id": "j-1" });
+//! let report = client
+//!     .call("http://remote-framex:8080", Some("proxy-key"), "your_module.build_report", kwargs.as_object().unwrap())
+//!     .await?;
+//! println!("{report}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`wire`] holds the encoding both sides use; [`Client`] is the pooled client.
+//! Plain `http://` URLs only for now.
+
+mod client;
+mod error;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{CallRequest, Client, ClientSettings, HOPS_HEADER};
+pub use error::{Error, ErrorKind};

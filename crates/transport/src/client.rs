@@ -1,0 +1,328 @@
+//! The pooled HTTP client that calls proxy functions on other FrameX instances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorKind};
+use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
+
+/// The header that counts how many FrameX instances a call has passed through.
+pub const HOPS_HEADER: &str = "x-framex-hops";
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_response_bytes: usize,
+    max_inflated_bytes: usize,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> ClientSettings {
+        ClientSettings {
+            timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024 * 1024,
+            max_inflated_bytes: wire::DEFAULT_MAX_INFLATED_BYTES,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 64,
+        }
+    }
+}
+
+impl ClientSettings {
+    /// How long a whole call may take, from connecting to the last byte of the
+    /// answer; default 600 s (FrameX's `plugins.proxy.timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> ClientSettings {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take; default 10 s, and never longer than the timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientSettings {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest answer body accepted; default 64 MiB.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> ClientSettings {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The largest inflated result accepted; default 32 MiB.
+    pub fn with_max_inflated_bytes(mut self, bytes: usize) -> ClientSettings {
+        self.max_inflated_bytes = bytes;
+        self
+    }
+
+    /// How long an idle pooled connection is kept; default 90 s.
+    pub fn with_pool_idle_timeout(mut self, timeout: Duration) -> ClientSettings {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// How many idle connections are kept per upstream; default 64.
+    pub fn with_pool_max_idle_per_host(mut self, count: usize) -> ClientSettings {
+        self.pool_max_idle_per_host = count;
+        self
+    }
+
+    /// The call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// A call to send: the target, the encoded body and the headers that go with it.
+#[derive(Debug, Clone)]
+pub struct CallRequest<'a> {
+    url: &'a str,
+    func_name: &'a str,
+    body: CallBody,
+    key: Option<&'a str>,
+    hops: u32,
+}
+
+impl<'a> CallRequest<'a> {
+    /// A call of `func_name` with keyword arguments `kwargs` on the instance at
+    /// base URL `url`.
+    pub fn new(
+        url: &'a str,
+        func_name: &'a str,
+        kwargs: &Map<String, Value>,
+    ) -> Result<CallRequest<'a>, Error> {
+        let body = CallBody::encode(func_name, kwargs)
+            .map_err(|e| Error::new(ErrorKind::Encode, url, func_name).with_source(e))?;
+        Ok(CallRequest::encoded(url, func_name, body))
+    }
+
+    /// A call whose body is already encoded, as when an instance relays a call it
+    /// received; `func_name` is the decoded name, for messages.
+    pub fn encoded(url: &'a str, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
+        CallRequest {
+            url,
+            func_name,
+            body,
+            key: None,
+            hops: 0,
+        }
+    }
+
+    /// Sends `key` in the `Authorization` header, raw, as FrameX expects.
+    pub fn key(mut self, key: Option<&'a str>) -> CallRequest<'a> {
+        self.key = key;
+        self
+    }
+
+    /// Sets how many FrameX instances the call has already passed through.
+    pub fn hops(mut self, hops: u32) -> CallRequest<'a> {
+        self.hops = hops;
+        self
+    }
+}
+
+/// A pooled, keep-alive HTTP/1 client for FrameX calls. Cloning it shares the pool:
+/// make one per process.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    settings: Arc<ClientSettings>,
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client::new(ClientSettings::default())
+    }
+}
+
+impl Client {
+    /// A client with these settings. Must be used inside a Tokio runtime.
+    pub fn new(settings: ClientSettings) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .build(connector);
+        Client {
+            http,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The client's settings.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// Calls `func_name` with keyword arguments `kwargs` on the FrameX instance at
+    /// base URL `url`, sending `key` if given, and returns the decoded result.
+    pub async fn call(
+        &self,
+        url: &str,
+        key: Option<&str>,
+        func_name: &str,
+        kwargs: &Map<String, Value>,
+    ) -> Result<Value, Error> {
+        self.send(CallRequest::new(url, func_name, kwargs)?.key(key))
+            .await
+    }
+
+    /// Sends a prepared call and returns the decoded result.
+    pub async fn send(&self, call: CallRequest<'_>) -> Result<Value, Error> {
+        let (url, func) = (call.url, call.func_name);
+        let encoded = self.send_encoded(call).await?;
+        match encoded {
+            Value::String(data) => wire::decode_with_limit(&data, self.settings.max_inflated_bytes)
+                .map_err(|e| decode_error(url, func, "the result does not decode").with_source(e)),
+            // Python FrameX hands back a `data` that is not an encoded string as it
+            // is; so does FrameX for Rust.
+            other => Ok(other),
+        }
+    }
+
+    /// Sends a prepared call and returns the envelope's `data` still encoded, as a
+    /// relaying instance passes it on.
+    pub async fn send_encoded(&self, call: CallRequest<'_>) -> Result<Value, Error> {
+        let timeout = self.settings.timeout;
+        match tokio::time::timeout(timeout, self.exchange(&call)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout { after: timeout },
+                call.url,
+                call.func_name,
+            )),
+        }
+    }
+
+    async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
+        let (url, func) = (call.url, call.func_name);
+        let uri: Uri = format!("{url}{PROXY_FUNCTION_PATH}")
+            .parse()
+            .ok()
+            .filter(|uri: &Uri| {
+                uri.scheme() == Some(&http::uri::Scheme::HTTP) && uri.host().is_some()
+            })
+            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+        let body = serde_json::to_vec(&call.body).expect("two strings always serialize");
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = call.key {
+            let value = HeaderValue::from_str(key).map_err(|e| {
+                let detail = "the key is not a valid header value".to_owned();
+                Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
+            })?;
+            request = request.header(AUTHORIZATION, value);
+        }
+        if call.hops > 0 {
+            request = request.header(HOPS_HEADER, call.hops);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::new(ErrorKind::InvalidUrl, url, func).with_source(e))?;
+
+        let response = self.http.request(request).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                ErrorKind::Connect
+            } else {
+                ErrorKind::Interrupted
+            };
+            Error::new(kind, url, func).with_source(e)
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), self.settings.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    let detail = format!(
+                        "the answer is larger than {} bytes",
+                        self.settings.max_response_bytes
+                    );
+                    Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
+                } else {
+                    Error::new(ErrorKind::Interrupted, url, func).with_source(e)
+                }
+            })?
+            .to_bytes();
+        interpret(status, &body, url, func)
+    }
+}
+
+/// Turns an HTTP answer into the envelope's encoded data or an error.
+fn interpret(status: StatusCode, body: &[u8], url: &str, func: &str) -> Result<Value, Error> {
+    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+    if !status.is_success() {
+        let message = match &envelope {
+            Some(envelope) if !envelope.message.is_empty() => envelope.message.clone(),
+            _ => body_excerpt(body, status),
+        };
+        return Err(classify(status.as_u16(), message, url, func));
+    }
+    let Some(envelope) = envelope else {
+        return Err(decode_error(
+            url,
+            func,
+            "the answer is not a FrameX envelope",
+        ));
+    };
+    if envelope.status != 200 {
+        return Err(classify(envelope.status, envelope.message, url, func));
+    }
+    match envelope.data {
+        Some(data) => Ok(data),
+        None => Err(decode_error(url, func, "the envelope has no data")),
+    }
+}
+
+fn classify(status: u16, message: String, url: &str, func: &str) -> Error {
+    let kind = if status == 401 || status == 403 {
+        ErrorKind::Unauthorized { message }
+    } else if wire::parse_not_registered(&message).is_some() {
+        ErrorKind::NotRegistered
+    } else {
+        ErrorKind::Remote { status, message }
+    };
+    Error::new(kind, url, func)
+}
+
+fn decode_error(url: &str, func: &str, detail: &str) -> Error {
+    Error::new(
+        ErrorKind::Decode {
+            detail: detail.to_owned(),
+        },
+        url,
+        func,
+    )
+}
+
+/// A short, printable piece of a non-envelope error body, for the message.
+fn body_excerpt(body: &[u8], status: StatusCode) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return status.canonical_reason().unwrap_or("no message").to_owned();
+    }
+    let mut excerpt: String = text.chars().take(200).collect();
+    if excerpt.len() < text.len() {
+        excerpt.push('…');
+    }
+    excerpt
+}

@@ -1,0 +1,174 @@
+//! Unit tests for the wire codec: the Python original's vectors, round trips,
+//! every way a payload can be malformed, and the envelope's timestamp.
+
+use serde_json::{Value, json};
+
+use crate::wire::{self, WireError};
+
+const VECTORS: &str = include_str!("../tests/fixtures/framex-0.4.2-vectors.json");
+
+fn vectors() -> Vec<(String, Value, String)> {
+    let file: Value = serde_json::from_str(VECTORS).unwrap();
+    file["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["case"].as_str().unwrap().to_owned(),
+                v["value"].clone(),
+                v["encoded"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn python_vectors_decode_to_their_values() {
+    let vectors = vectors();
+    assert!(vectors.len() >= 10);
+    for (case, value, encoded) in vectors {
+        let decoded: Value = wire::decode(&encoded).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(decoded, value, "{case}");
+    }
+}
+
+#[test]
+fn python_vectors_keep_big_integers_exact() {
+    let numbers = vectors()
+        .into_iter()
+        .find(|(case, ..)| case == "numbers")
+        .unwrap();
+    let decoded: Value = wire::decode(&numbers.2).unwrap();
+    assert_eq!(decoded["big"].as_u64(), Some(u64::MAX));
+    assert_eq!(decoded["beyond_2_53"].as_u64(), Some(9_007_199_254_740_993));
+    assert_eq!(decoded["neg"].as_i64(), Some(-7));
+}
+
+#[test]
+fn encode_then_decode_is_identity() {
+    let mut cases: Vec<Value> = vectors().into_iter().map(|(_, value, _)| value).collect();
+    cases.extend([
+        json!(""),
+        json!("héllo ✓ 中文 🚀"),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(-0.5),
+        json!(1e300),
+        json!({"deep": [[[[[[{"x": null}]]]]]]}),
+        json!({"big text": "x".repeat(100_000)}),
+    ]);
+    for value in cases {
+        let encoded = wire::encode(&value).unwrap();
+        let decoded: Value = wire::decode(&encoded).unwrap();
+        assert_eq!(decoded, value);
+    }
+}
+
+#[test]
+fn encoded_text_is_padded_standard_base64() {
+    let encoded = wire::encode(&json!({"job_id": "j-1"})).unwrap();
+    assert_eq!(encoded.len() % 4, 0);
+    assert!(
+        encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+    );
+}
+
+/// Checks that `encoded` fails to decode with the error `expect` describes.
+#[track_caller]
+fn check_decode_error(encoded: &str, limit: usize, expect: fn(&WireError) -> bool) {
+    match wire::decode_with_limit::<Value>(encoded, limit) {
+        Ok(value) => panic!("decoded {value} from {encoded:?}"),
+        Err(error) => assert!(
+            expect(&error),
+            "unexpected error for {encoded:?}: {error:?}"
+        ),
+    }
+}
+
+fn xor_zlib(payload: &[u8]) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(payload).unwrap();
+    let mut bytes = encoder.finish().unwrap();
+    for (byte, key) in bytes
+        .iter_mut()
+        .zip(b"01234567890abcdefghijklmnopqrstuvwxyz".iter().cycle())
+    {
+        *byte ^= key;
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn malformed_payloads() {
+    let limit = 1024;
+    check_decode_error("not base64!", limit, |e| matches!(e, WireError::Base64(_)));
+    check_decode_error("SK1hef36fWI6OTbZY4g", limit, |e| {
+        matches!(e, WireError::Base64(_))
+    });
+    check_decode_error("aGVsbG8gd29ybGQ=", limit, |e| {
+        matches!(e, WireError::Zlib(_))
+    });
+    check_decode_error(&xor_zlib(&[0xff, 0xfe, 0x22]), limit, |e| {
+        matches!(e, WireError::Json(_))
+    });
+    check_decode_error(&xor_zlib(b"{\"a\": "), limit, |e| {
+        matches!(e, WireError::Json(_))
+    });
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    check_decode_error(&xor_zlib(deep.as_bytes()), 1 << 20, |e| {
+        matches!(e, WireError::Json(_))
+    });
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_at_the_limit() {
+    let bomb = xor_zlib(&vec![b' '; 10 * 1024 * 1024]);
+    assert!(
+        bomb.len() < 20_000,
+        "the bomb compresses well: {} bytes",
+        bomb.len()
+    );
+    check_decode_error(
+        &bomb,
+        1024 * 1024,
+        |e| matches!(e, WireError::TooLarge { limit } if *limit == 1024 * 1024),
+    );
+    // At or under the limit it decodes.
+    let fits = xor_zlib(format!("\"{}\"", "a".repeat(1000)).as_bytes());
+    assert!(wire::decode_with_limit::<Value>(&fits, 1002).is_ok());
+    check_decode_error(&fits, 1001, |e| matches!(e, WireError::TooLarge { .. }));
+}
+
+#[test]
+fn not_registered_messages_round_trip() {
+    let message = wire::not_registered_message("m.f");
+    assert_eq!(message, "Proxy function(m.f) not registered");
+    assert_eq!(wire::parse_not_registered(&message), Some("m.f"));
+    assert_eq!(wire::parse_not_registered("boom"), None);
+}
+
+#[test]
+fn timestamps() {
+    assert_eq!(wire::format_timestamp(0), "1970-01-01 00:00:00");
+    assert_eq!(wire::format_timestamp(951_782_400), "2000-02-29 00:00:00");
+    assert_eq!(wire::format_timestamp(1_795_574_246), "2026-11-25 02:37:26");
+    assert_eq!(wire::format_timestamp(4_102_444_799), "2099-12-31 23:59:59");
+}
+
+#[test]
+fn envelopes_serialize_like_python_framex() {
+    let success = wire::Envelope::success("abc".into());
+    let json = serde_json::to_value(&success).unwrap();
+    assert_eq!(json["status"], 200);
+    assert_eq!(json["message"], "success");
+    assert_eq!(json["data"], "abc");
+    assert_eq!(json["timestamp"].as_str().unwrap().len(), 19);
+
+    let failure = serde_json::to_value(wire::Envelope::failure(401, "no")).unwrap();
+    assert_eq!(failure.get("data"), None);
+}

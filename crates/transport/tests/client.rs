@@ -1,0 +1,312 @@
+//! The client against a wiremock FrameX on loopback: the exact request that goes
+//! out, and every kind of answer a FrameX instance (Rust or Python) gives.
+
+use std::time::Duration;
+
+use framex_transport::wire::{self, CallBody, Envelope};
+use framex_transport::{CallRequest, Client, ClientSettings, ErrorKind};
+use serde_json::{Map, Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+fn kwargs(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn client() -> Client {
+    Client::new(ClientSettings::default().with_timeout(Duration::from_secs(5)))
+}
+
+async fn server_answering(response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/proxy/remote"))
+        .respond_with(response)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn success(result: &Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(Envelope::success(wire::encode(result).unwrap()))
+}
+
+#[tokio::test]
+async fn the_request_is_what_python_framex_expects() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/proxy/remote"))
+        .and(header("content-type", "application/json"))
+        .and(header("authorization", "proxy-key"))
+        .respond_with(success(&json!({"status": "done"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let result = client()
+        .call(
+            &server.uri(),
+            Some("proxy-key"),
+            "your_module.build_report",
+            &kwargs(json!({"job_id": "j-1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result, json!({"status": "done"}));
+
+    let requests = server.received_requests().await.unwrap();
+    let request: &Request = &requests[0];
+    let body: CallBody = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        wire::decode::<String>(&body.func_name).unwrap(),
+        "your_module.build_report"
+    );
+    assert_eq!(
+        wire::decode::<Value>(&body.data).unwrap(),
+        json!({"job_id": "j-1"})
+    );
+    let fields: Map<String, Value> = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(fields.len(), 2, "body has exactly func_name and data");
+    assert!(request.headers.get("x-framex-hops").is_none());
+}
+
+#[tokio::test]
+async fn no_key_means_no_authorization_header() {
+    let server = server_answering(success(&json!(1))).await;
+    client()
+        .call(&server.uri(), None, "m.f", &Map::new())
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn relayed_calls_carry_the_hop_count_and_the_body_unchanged() {
+    let server = server_answering(success(&json!("ok"))).await;
+    let body = CallBody::encode("m.f", &kwargs(json!({"a": 1}))).unwrap();
+    let url = server.uri();
+    let call = CallRequest::encoded(&url, "m.f", body.clone()).hops(2);
+    let encoded = client().send_encoded(call).await.unwrap();
+    assert_eq!(
+        wire::decode::<Value>(encoded.as_str().unwrap()).unwrap(),
+        json!("ok")
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests[0].headers.get("x-framex-hops").unwrap(), "2");
+    assert_eq!(
+        serde_json::from_slice::<CallBody>(&requests[0].body).unwrap(),
+        body
+    );
+}
+
+/// Checks the error that the answer `response` gives: its kind and its message.
+async fn check_error(response: ResponseTemplate, expect_kind: ErrorKind, expect_message: &str) {
+    let server = server_answering(response).await;
+    let error = client()
+        .call(&server.uri(), Some("k"), "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &expect_kind);
+    assert_eq!(
+        error.to_string(),
+        expect_message.replace("URL", &server.uri())
+    );
+    assert_eq!(error.url(), server.uri());
+    assert_eq!(error.func_name(), "m.f");
+}
+
+#[tokio::test]
+async fn a_wrong_key_answered_inside_a_200_is_an_auth_error() {
+    let message = "Invalid API Key for API(/api/v1/proxy/remote)";
+    check_error(
+        ResponseTemplate::new(200).set_body_json(
+            json!({"status": 401, "message": message, "timestamp": "2026-11-25 02:37:26"}),
+        ),
+        ErrorKind::Unauthorized {
+            message: message.into(),
+        },
+        &format!("URL refused the key for `m.f`: {message}"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_http_401_is_an_auth_error() {
+    check_error(
+        ResponseTemplate::new(401)
+            .set_body_json(Envelope::failure(401, "missing Authorization header")),
+        ErrorKind::Unauthorized {
+            message: "missing Authorization header".into(),
+        },
+        "URL refused the key for `m.f`: missing Authorization header",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unregistered_function_is_named() {
+    check_error(
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"status": 500, "message": "Proxy function(m.f) not registered"})),
+        ErrorKind::NotRegistered,
+        "function `m.f` is not registered on URL",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_function_carries_the_remote_message() {
+    check_error(
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"status": 500, "message": "division by zero"})),
+        ErrorKind::Remote {
+            status: 500,
+            message: "division by zero".into(),
+        },
+        "`m.f` failed on URL (status 500): division by zero",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_non_200_status_inside_a_200_is_an_error() {
+    check_error(
+        ResponseTemplate::new(200).set_body_json(json!({"status": 500, "message": "boom"})),
+        ErrorKind::Remote {
+            status: 500,
+            message: "boom".into(),
+        },
+        "`m.f` failed on URL (status 500): boom",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_error_without_an_envelope_shows_the_body() {
+    check_error(
+        ResponseTemplate::new(502).set_body_string("upstream went away"),
+        ErrorKind::Remote {
+            status: 502,
+            message: "upstream went away".into(),
+        },
+        "`m.f` failed on URL (status 502): upstream went away",
+    )
+    .await;
+    check_error(
+        ResponseTemplate::new(404),
+        ErrorKind::Remote {
+            status: 404,
+            message: "Not Found".into(),
+        },
+        "`m.f` failed on URL (status 404): Not Found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn undecodable_answers() {
+    let detail = |d: &str| ErrorKind::Decode { detail: d.into() };
+    check_error(
+        ResponseTemplate::new(200).set_body_string("<html>"),
+        detail("the answer is not a FrameX envelope"),
+        "undecodable answer from URL for `m.f`: the answer is not a FrameX envelope",
+    )
+    .await;
+    check_error(
+        ResponseTemplate::new(200).set_body_json(json!({"status": 200, "message": "success"})),
+        detail("the envelope has no data"),
+        "undecodable answer from URL for `m.f`: the envelope has no data",
+    )
+    .await;
+    check_error(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"status": 200, "message": "success", "data": "!!!"})),
+        detail("the result does not decode"),
+        "undecodable answer from URL for `m.f`: the result does not decode",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_remote_times_out_with_the_timeout_in_the_message() {
+    let server = server_answering(success(&json!(1)).set_delay(Duration::from_secs(3))).await;
+    let client = Client::new(ClientSettings::default().with_timeout(Duration::from_millis(200)));
+    let error = client
+        .call(&server.uri(), None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("call to `m.f` on {} timed out after 200 ms", server.uri())
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let error = client()
+        .call(&url, None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("cannot connect to {url} to call `m.f`")
+    );
+}
+
+#[tokio::test]
+async fn unusable_urls_are_refused_before_sending() {
+    for url in ["not a url", "https://127.0.0.1:1", "ftp://127.0.0.1"] {
+        let error = client()
+            .call(url, None, "m.f", &Map::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), &ErrorKind::InvalidUrl, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn errors_never_show_the_key() {
+    let server = server_answering(ResponseTemplate::new(200).set_body_json(
+        json!({"status": 401, "message": "Invalid API Key for API(/api/v1/proxy/remote)"}),
+    ))
+    .await;
+    let error = client()
+        .call(&server.uri(), Some("super-secret-key"), "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("super-secret-key"), "{shown}");
+}
+
+#[tokio::test]
+async fn one_client_serves_many_concurrent_calls() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(|request: &Request| {
+            let body: CallBody = serde_json::from_slice(&request.body).unwrap();
+            let kwargs: Value = wire::decode(&body.data).unwrap();
+            ResponseTemplate::new(200)
+                .set_body_json(Envelope::success(wire::encode(&kwargs["n"]).unwrap()))
+        })
+        .mount(&server)
+        .await;
+    let client = client();
+    let calls = (0..200).map(|n| {
+        let client = client.clone();
+        let url = server.uri();
+        tokio::spawn(async move {
+            client
+                .call(&url, None, "m.echo", &kwargs(json!({"n": n})))
+                .await
+        })
+    });
+    for (n, call) in calls.enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), json!(n));
+    }
+}
