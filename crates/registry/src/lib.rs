@@ -1,6 +1,286 @@
-//! The FrameX function registry: maps proxy-function names to local handlers and,
-//! from the validated configuration, decides whether a call runs here or on a remote
-//! FrameX instance through `framex-transport`.
+//! The FrameX function registry: proxy-function names mapped to local handlers,
+//! and the routing that says which names run on a remote instance instead.
 //!
-//! Not built yet: this crate holds its place in the workspace so that the dependency
-//! direction is fixed from the start (see ARCHITECTURE.md).
+//! Configuration decides: a name listed for a remote URL runs there even when it
+//! is also registered here; any other registered name runs here.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use framex_registry::{Registry, Routing, handler};
+//! use serde_json::{Value, json};
+//!
+//! let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
+//! registry.register("demo.add", handler(|kwargs| async move {
+//!     let a = kwargs["a"].as_i64().unwrap_or(0);
+//!     let b = kwargs["b"].as_i64().unwrap_or(0);
+//!     Ok(json!(a + b))
+//! }))?;
+//! let sum = registry.call("demo.add", json!({"a": 2, "b": 3}).as_object().unwrap().clone()).await?;
+//! assert_eq!(sum, json!(5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use framex_transport::{CallRequest, Client};
+use serde_json::{Map, Value};
+
+#[cfg(test)]
+mod tests;
+
+/// Keyword arguments: a JSON object keyed by parameter name.
+pub type Kwargs = Map<String, Value>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A local handler: keyword arguments in, a JSON result or a failure out.
+pub type Handler = Arc<dyn Fn(Kwargs) -> BoxFuture<Result<Value, HandlerError>> + Send + Sync>;
+
+/// Wraps an async closure as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Kwargs) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+{
+    Arc::new(move |kwargs| Box::pin(f(kwargs)))
+}
+
+/// Why a local handler did not produce a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The keyword arguments do not fit the function (missing, extra, wrong type).
+    #[error("invalid arguments: {0}")]
+    Arguments(String),
+    /// The function ran and failed with this message.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Where calls of a name go: the remote URL and the key to send there. Its `Debug`
+/// output leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Remote {
+    url: String,
+    key: Option<String>,
+}
+
+impl Remote {
+    /// A remote instance at base URL `url`, called with `key` if given.
+    pub fn new(url: impl Into<String>, key: Option<String>) -> Remote {
+        Remote {
+            url: url.into(),
+            key,
+        }
+    }
+
+    /// The upstream's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key sent there. Never log it.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Which function names run on which remote instance; every other name runs
+/// locally.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    remote: HashMap<String, Remote>,
+}
+
+impl Routing {
+    /// Sends calls of `name` to `remote`.
+    pub fn route(mut self, name: impl Into<String>, remote: Remote) -> Routing {
+        self.remote.insert(name.into(), remote);
+        self
+    }
+
+    /// Where `name` runs: `Some(remote)`, or `None` for here. Does not allocate.
+    pub fn remote(&self, name: &str) -> Option<&Remote> {
+        self.remote.get(name)
+    }
+
+    /// Every remote route.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Remote)> {
+        self.remote
+            .iter()
+            .map(|(name, remote)| (name.as_str(), remote))
+    }
+}
+
+/// Why registering failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The name is already registered.
+    #[error("proxy function `{0}` is already registered")]
+    Duplicate(String),
+    /// The name is empty.
+    #[error("a proxy function name must not be empty")]
+    EmptyName,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No local handler has the name and configuration lists no remote for it.
+    #[error("proxy function `{0}` is not registered")]
+    NotRegistered(String),
+    /// The arguments do not fit the local function.
+    #[error("invalid arguments for `{name}`: {detail}")]
+    Arguments {
+        /// The function.
+        name: String,
+        /// What does not fit.
+        detail: String,
+    },
+    /// The local function failed.
+    #[error("`{name}` failed: {message}")]
+    Failed {
+        /// The function.
+        name: String,
+        /// Its message.
+        message: String,
+    },
+    /// The call went to a remote instance and failed there or on the way.
+    #[error(transparent)]
+    Remote(#[from] framex_transport::Error),
+}
+
+/// Where a name runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// Here, by a registered handler.
+    Local,
+    /// On the remote instance at this URL.
+    Remote(&'a str),
+    /// Nowhere: neither registered nor routed.
+    Unknown,
+}
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local => f.write_str("local"),
+            Location::Remote(url) => f.write_str(url),
+            Location::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The registry: local handlers, remote routing and the client for remote calls.
+#[derive(Clone)]
+pub struct Registry {
+    handlers: HashMap<String, Handler>,
+    routing: Routing,
+    client: Client,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Registry")
+            .field("handlers", &names)
+            .field("routing", &self.routing.remote.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry that routes by `routing` and calls remotes with `client`.
+    pub fn new(routing: Routing, client: Client) -> Registry {
+        Registry {
+            handlers: HashMap::new(),
+            routing,
+            client,
+        }
+    }
+
+    /// Registers a local handler under `name`.
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        handler: Handler,
+    ) -> Result<(), RegisterError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(RegisterError::EmptyName);
+        }
+        if self.handlers.contains_key(&name) {
+            return Err(RegisterError::Duplicate(name));
+        }
+        self.handlers.insert(name, handler);
+        Ok(())
+    }
+
+    /// The routing the registry follows.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// The client used for remote calls.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Where `name` runs.
+    pub fn location(&self, name: &str) -> Location<'_> {
+        match self.routing.remote(name) {
+            Some(remote) => Location::Remote(&remote.url),
+            None if self.handlers.contains_key(name) => Location::Local,
+            None => Location::Unknown,
+        }
+    }
+
+    /// The local handler of `name`, whatever the routing says.
+    pub fn local_handler(&self, name: &str) -> Option<&Handler> {
+        self.handlers.get(name)
+    }
+
+    /// Calls `name` where configuration says it runs.
+    pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
+        if let Some(remote) = self.routing.remote(name) {
+            let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
+            return Ok(self.client.send(request).await?);
+        }
+        self.call_local(name, kwargs).await
+    }
+
+    /// Calls the local handler of `name`, ignoring the routing.
+    pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
+        let Some(handler) = self.handlers.get(name) else {
+            return Err(CallError::NotRegistered(name.to_owned()));
+        };
+        handler(kwargs).await.map_err(|error| match error {
+            HandlerError::Arguments(detail) => CallError::Arguments {
+                name: name.to_owned(),
+                detail,
+            },
+            HandlerError::Failed(message) => CallError::Failed {
+                name: name.to_owned(),
+                message,
+            },
+        })
+    }
+}

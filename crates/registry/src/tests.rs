@@ -1,0 +1,136 @@
+//! Registry tests: registration, where a name runs, and dispatch both ways.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::{CallError, HandlerError, Location, RegisterError, Registry, Remote, Routing, handler};
+
+fn kwargs(value: Value) -> super::Kwargs {
+    value.as_object().unwrap().clone()
+}
+
+fn echo() -> super::Handler {
+    handler(|kwargs| async move { Ok(json!({"ran": "local", "kwargs": kwargs})) })
+}
+
+#[test]
+fn registering_a_name_twice_is_an_error() {
+    let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
+    registry.register("m.f", echo()).unwrap();
+    assert_eq!(
+        registry.register("m.f", echo()).unwrap_err(),
+        RegisterError::Duplicate("m.f".into())
+    );
+    assert_eq!(
+        registry.register("", echo()).unwrap_err(),
+        RegisterError::EmptyName
+    );
+    assert_eq!(
+        RegisterError::Duplicate("m.f".into()).to_string(),
+        "proxy function `m.f` is already registered"
+    );
+}
+
+#[tokio::test]
+async fn unlisted_names_run_locally() {
+    let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
+    registry.register("m.f", echo()).unwrap();
+    assert_eq!(registry.location("m.f"), Location::Local);
+    let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
+    assert_eq!(result, json!({"ran": "local", "kwargs": {"a": 1}}));
+}
+
+#[tokio::test]
+async fn unknown_names_are_not_registered() {
+    let registry = Registry::new(Routing::default(), framex_transport::Client::default());
+    assert_eq!(registry.location("m.nope"), Location::Unknown);
+    let error = registry
+        .call("m.nope", kwargs(json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallError::NotRegistered(ref name) if name == "m.nope"));
+    assert_eq!(
+        error.to_string(),
+        "proxy function `m.nope` is not registered"
+    );
+}
+
+#[tokio::test]
+async fn handler_failures_name_the_function() {
+    let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
+    registry
+        .register(
+            "m.fail",
+            handler(|_| async { Err(HandlerError::Failed("disk full".into())) }),
+        )
+        .unwrap();
+    registry
+        .register(
+            "m.args",
+            handler(|_| async { Err(HandlerError::Arguments("missing `job_id`".into())) }),
+        )
+        .unwrap();
+    let error = registry
+        .call("m.fail", kwargs(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "`m.fail` failed: disk full");
+    let error = registry
+        .call("m.args", kwargs(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid arguments for `m.args`: missing `job_id`"
+    );
+}
+
+#[tokio::test]
+async fn listed_names_run_remotely_even_when_registered_here() {
+    let server = MockServer::start().await;
+    let encoded = framex_transport::wire::encode(&json!({"ran": "remote"})).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/api/v1/proxy/remote"))
+        .and(header("authorization", "proxy-key"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(framex_transport::wire::Envelope::success(encoded)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let routing =
+        Routing::default().route("m.f", Remote::new(server.uri(), Some("proxy-key".into())));
+    let mut registry = Registry::new(routing, framex_transport::Client::default());
+    registry.register("m.f", echo()).unwrap();
+
+    assert_eq!(registry.location("m.f"), Location::Remote(&server.uri()));
+    let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
+    assert_eq!(result, json!({"ran": "remote"}));
+    // The local handler is still reachable on purpose.
+    let local = registry.call_local("m.f", kwargs(json!({}))).await.unwrap();
+    assert_eq!(local["ran"], "local");
+}
+
+#[tokio::test]
+async fn remote_failures_stay_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let routing = Routing::default().route("m.f", Remote::new(url.clone(), None));
+    let registry = Registry::new(routing, framex_transport::Client::default());
+    let error = registry.call("m.f", kwargs(json!({}))).await.unwrap_err();
+    match error {
+        CallError::Remote(error) => assert!(error.is_connect(), "{error}"),
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+#[test]
+fn remote_keys_do_not_show_in_debug() {
+    let routing = Routing::default().route("m.f", Remote::new("http://a:1", Some("secret".into())));
+    let registry = Registry::new(routing, framex_transport::Client::default());
+    let shown = format!("{registry:?} {:?}", registry.routing());
+    assert!(!shown.contains("secret"), "{shown}");
+}
