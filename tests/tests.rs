@@ -2,3 +2,4 @@
 //! workspace crates together through the `framex` facade.
 
 mod seed_config;
+mod two_instances;

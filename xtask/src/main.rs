@@ -6,14 +6,25 @@
 
 use std::process::ExitCode;
 
+mod e2e;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
+  e2e     build the demo, start a remote and a local FrameX instance on free
+          loopback ports, and check local and remote execution from outside
   help    print this message";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     match task.as_deref() {
+        Some("e2e") => match e2e::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("e2e failed: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         None | Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -1,5 +1,306 @@
-//! The FrameX HTTP server: serves `POST /api/v1/proxy/remote`, health and the
-//! instance's own routes, enforcing the `[auth]` rules.
+//! The FrameX HTTP server: `POST /api/v1/proxy/remote` for proxy functions,
+//! `GET /health`, `GET /api/v1/openapi.json`, and the application's own routes,
+//! all behind the `[auth] rules`.
 //!
-//! Not built yet. It will never read TOML or the environment: the facade hands it
-//! its settings.
+//! Errors answer with a real HTTP status and a FrameX envelope
+//! `{"status", "message", "timestamp"}`: 401 auth, 404 not registered, 413 too
+//! large, 422 undecodable body or bad arguments, 500 the function failed, 502/504
+//! when this instance relayed the call and the next hop failed or timed out, 508
+//! when a call has passed through too many instances.
+//!
+//! The server never reads TOML or the environment: it receives [`Settings`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+mod proxy;
+
+/// A route handler of the application: the request with its whole body in, a
+/// response out.
+pub type RouteHandler =
+    Arc<dyn Fn(Request<Bytes>) -> framex_registry::BoxFuture<Response<Bytes>> + Send + Sync>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Settings of the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    host: String,
+    port: u16,
+    auth: framex_auth::Rules,
+    max_body_bytes: usize,
+    max_inflated_bytes: usize,
+    max_hops: u32,
+    header_read_timeout: Duration,
+    instance_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            auth: framex_auth::Rules::default(),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_inflated_bytes: framex_transport::wire::DEFAULT_MAX_INFLATED_BYTES,
+            max_hops: 8,
+            header_read_timeout: Duration::from_secs(30),
+            instance_name: "framex".to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    /// Listens on `host:port`; port 0 picks a free port.
+    pub fn with_address(mut self, host: impl Into<String>, port: u16) -> Settings {
+        self.host = host.into();
+        self.port = port;
+        self
+    }
+
+    /// Protects routes with these rules (`[auth] rules`).
+    pub fn with_auth(mut self, auth: framex_auth::Rules) -> Settings {
+        self.auth = auth;
+        self
+    }
+
+    /// The largest request body accepted (413 beyond); default 16 MiB.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Settings {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The largest inflated payload accepted (413 beyond); default 32 MiB.
+    pub fn with_max_inflated_bytes(mut self, bytes: usize) -> Settings {
+        self.max_inflated_bytes = bytes;
+        self
+    }
+
+    /// How many instances a relayed call may pass through (508 beyond); default 8.
+    pub fn with_max_hops(mut self, hops: u32) -> Settings {
+        self.max_hops = hops;
+        self
+    }
+
+    /// The name this instance reports in `GET /health`.
+    pub fn with_instance_name(mut self, name: impl Into<String>) -> Settings {
+        self.instance_name = name.into();
+        self
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+pub(crate) struct State {
+    pub(crate) settings: Settings,
+    pub(crate) registry: framex_registry::Registry,
+    pub(crate) routes: Vec<(Method, String, RouteHandler)>,
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Binds the configured address.
+    pub async fn bind(
+        settings: Settings,
+        registry: framex_registry::Registry,
+        routes: Vec<(Method, String, RouteHandler)>,
+    ) -> Result<Server, Error> {
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| Error::Bind { address, source })?;
+        Ok(Server {
+            listener,
+            state: Arc::new(State {
+                settings,
+                registry,
+                routes,
+            }),
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits for the
+    /// calls in flight to finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors and the like: back off, keep serving.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.state.settings.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
+    }
+}
+
+async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let decision = state.settings.auth.check_headers(&path, request.headers());
+    if let framex_auth::Decision::Denied { reason, .. } = decision {
+        let message = format!("Invalid API Key for API({path}): {reason}");
+        return envelope_response(StatusCode::UNAUTHORIZED, &message);
+    }
+    let method = request.method().clone();
+    match (method.clone(), path.as_str()) {
+        (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
+            proxy::handle(state, request).await
+        }
+        (Method::GET, "/health") => json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok", "instance": state.settings.instance_name, "pid": std::process::id()}),
+        ),
+        (Method::GET, "/api/v1/openapi.json") => json_response(StatusCode::OK, &openapi(state)),
+        _ => {
+            let known = state.routes.iter().filter(|(_, p, _)| *p == path);
+            let mut allowed = false;
+            for (route_method, _, handler) in known {
+                allowed = true;
+                if *route_method == method {
+                    return user_route(state, handler, request).await;
+                }
+            }
+            let builtin = matches!(
+                path.as_str(),
+                framex_transport::wire::PROXY_FUNCTION_PATH | "/health" | "/api/v1/openapi.json"
+            );
+            if allowed || builtin {
+                envelope_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("method {method} is not allowed on {path}"),
+                )
+            } else {
+                envelope_response(StatusCode::NOT_FOUND, &format!("no route {path}"))
+            }
+        }
+    }
+}
+
+async fn user_route(
+    state: &State,
+    handler: &RouteHandler,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, state.settings.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let response = handler(Request::from_parts(parts, body)).await;
+    response.map(Full::new)
+}
+
+/// Reads a whole body, answering 413 past `limit`.
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(envelope_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {limit} bytes"),
+        )),
+        Err(_) => Err(envelope_response(
+            StatusCode::BAD_REQUEST,
+            "request body could not be read",
+        )),
+    }
+}
+
+fn openapi(state: &State) -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "/health".to_owned(),
+        serde_json::json!({"get": {"operationId": "health", "responses": {"200": {"description": "the instance is up"}}}}),
+    );
+    for (method, path, _) in &state.routes {
+        let entry = paths
+            .entry(path.clone())
+            .or_insert_with(|| serde_json::json!({}));
+        entry[method.as_str().to_ascii_lowercase()] = serde_json::json!({
+            "operationId": format!("{}_{}", method.as_str().to_ascii_lowercase(), path.trim_matches('/').replace('/', "_")),
+            "responses": {"200": {"description": "success"}}
+        });
+    }
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": state.settings.instance_name, "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+    })
+}
+
+/// An answer with a FrameX envelope and a real HTTP status.
+pub(crate) fn envelope_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let envelope = framex_transport::wire::Envelope::failure(status.as_u16(), message);
+    json_response(status, &envelope)
+}
+
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &impl serde::Serialize,
+) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(body).expect("envelopes and JSON values serialize");
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("status and header are valid")
+}

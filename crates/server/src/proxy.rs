@@ -1,0 +1,163 @@
+//! `POST /api/v1/proxy/remote`: decode a call, run it here or relay it to the
+//! instance that configuration names, and answer in the FrameX envelope.
+
+use bytes::Bytes;
+use framex_registry::{CallError, Kwargs};
+use framex_transport::wire::{self, CallBody, Envelope, WireError};
+use framex_transport::{CallRequest, ErrorKind, HOPS_HEADER};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::{State, envelope_response, json_response, read_body};
+
+pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let hops = match request
+        .headers()
+        .get(HOPS_HEADER)
+        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u32>().ok()))
+    {
+        None => 0,
+        Some(Some(hops)) => hops,
+        Some(None) => {
+            return envelope_response(
+                StatusCode::BAD_REQUEST,
+                &format!("header {HOPS_HEADER} must be a number"),
+            );
+        }
+    };
+    let body = match read_body(request.into_body(), state.settings.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let call: CallBody = match serde_json::from_slice(&body) {
+        Ok(call) => call,
+        Err(error) => {
+            return envelope_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "body must be a JSON object with string fields `func_name` and `data`: {error}"
+                ),
+            );
+        }
+    };
+    let limit = state.settings.max_inflated_bytes;
+    let name: String = match wire::decode_with_limit(&call.func_name, limit) {
+        Ok(name) => name,
+        Err(error) => return undecodable("func_name", &error),
+    };
+    let kwargs: serde_json::Value = match wire::decode_with_limit(&call.data, limit) {
+        Ok(kwargs) => kwargs,
+        Err(error) => return undecodable("data", &error),
+    };
+    let serde_json::Value::Object(kwargs) = kwargs else {
+        return envelope_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("keyword arguments of `{name}` must be a JSON object"),
+        );
+    };
+
+    if let Some(remote) = state.registry.routing().remote(&name) {
+        return relay(state, &name, remote, call, hops).await;
+    }
+    run_local(state, name, kwargs).await
+}
+
+fn undecodable(field: &str, error: &WireError) -> Response<Full<Bytes>> {
+    let status = match error {
+        WireError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let cause = std::error::Error::source(error)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    envelope_response(
+        status,
+        &format!("field `{field}` does not decode: {error}{cause}"),
+    )
+}
+
+/// Runs the local handler in its own task, so that a panic in it answers 500 and
+/// leaves the server and other calls alone.
+async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full<Bytes>> {
+    let registry = state.registry.clone();
+    let task_name = name.clone();
+    let outcome = tokio::spawn(async move { registry.call_local(&task_name, kwargs).await }).await;
+    let result = match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            return envelope_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("proxy function `{name}` panicked"),
+            );
+        }
+    };
+    match result {
+        Ok(value) => match wire::encode(&value) {
+            Ok(encoded) => json_response(StatusCode::OK, &Envelope::success(encoded)),
+            Err(error) => envelope_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the result of `{name}` cannot be encoded: {error}"),
+            ),
+        },
+        Err(CallError::NotRegistered(name)) => {
+            envelope_response(StatusCode::NOT_FOUND, &wire::not_registered_message(&name))
+        }
+        Err(CallError::Arguments { detail, .. }) => {
+            envelope_response(StatusCode::UNPROCESSABLE_ENTITY, &detail)
+        }
+        Err(CallError::Failed { message, .. }) => {
+            envelope_response(StatusCode::INTERNAL_SERVER_ERROR, &message)
+        }
+        Err(other) => envelope_response(StatusCode::INTERNAL_SERVER_ERROR, &other.to_string()),
+    }
+}
+
+/// Passes a call on to the instance that configuration names, body unchanged.
+async fn relay(
+    state: &State,
+    name: &str,
+    remote: &framex_registry::Remote,
+    call: CallBody,
+    hops: u32,
+) -> Response<Full<Bytes>> {
+    let next = hops.saturating_add(1);
+    if next > state.settings.max_hops {
+        return envelope_response(
+            StatusCode::LOOP_DETECTED,
+            &format!(
+                "call to `{name}` passed through {hops} FrameX instances (limit {}); check `proxy_functions` for a loop",
+                state.settings.max_hops
+            ),
+        );
+    }
+    let request = CallRequest::encoded(remote.url(), name, call)
+        .key(remote.key())
+        .hops(next);
+    match state.registry.client().send_encoded(request).await {
+        Ok(data) => json_response(
+            StatusCode::OK,
+            &Envelope {
+                data: Some(data),
+                ..Envelope::success(String::new())
+            },
+        ),
+        Err(error) => {
+            let status = match error.kind() {
+                ErrorKind::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                ErrorKind::NotRegistered => StatusCode::NOT_FOUND,
+                ErrorKind::Remote { status, .. }
+                    if *status == StatusCode::LOOP_DETECTED.as_u16() =>
+                {
+                    StatusCode::LOOP_DETECTED
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            let message = match error.kind() {
+                ErrorKind::NotRegistered => wire::not_registered_message(name),
+                _ => error.to_string(),
+            };
+            envelope_response(status, &message)
+        }
+    }
+}

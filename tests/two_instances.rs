@@ -1,0 +1,207 @@
+//! Two FrameX instances in this process on ephemeral loopback ports: a remote that
+//! protects its proxy endpoint with a key, and a local one whose configuration
+//! lists one function for the remote.
+
+use framex::App;
+use framex::config::Loader;
+use framex::transport::{Client, ErrorKind};
+use serde_json::{Value, json};
+
+fn config(toml: &str) -> framex::config::Config {
+    Loader::default()
+        .text("test.toml", toml)
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn register_demo(app: &mut App, name: &'static str) {
+    app.register_fn("m.where", move |args: Value| async move {
+        Ok::<_, String>(json!({"ran_on": name, "n": args["n"]}))
+    })
+    .unwrap();
+    app.register_fn("m.fail", |_: Value| async { Err::<Value, _>("disk full") })
+        .unwrap();
+    app.register_fn("m.panic", |_: Value| async {
+        if true {
+            panic!("the function panicked on purpose");
+        }
+        Ok::<Value, String>(Value::Null)
+    })
+    .unwrap();
+}
+
+/// Starts an app on a free port and returns its base URL.
+async fn start(app: App, name: &str) -> String {
+    let bound = app.bind(name).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
+async fn remote() -> String {
+    let mut app = App::from_config(config(
+        "[server]\nport = 0\n[auth]\nrules = { \"/api/v1/proxy/remote\" = [\"proxy-key\"] }\n",
+    ))
+    .unwrap();
+    register_demo(&mut app, "remote");
+    start(app, "remote").await
+}
+
+fn local_app(remote: &str, key: &str) -> App {
+    let mut app = App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+         [plugins.proxy]\nproxy_urls = [\"{remote}\"]\n\
+         proxy_functions = {{ \"{remote}\" = [\"m.where\", \"m.missing\"] }}\n\
+         [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{key}\"] }}\n"
+    )))
+    .unwrap();
+    register_demo(&mut app, "local");
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_function_runs_on_the_remote_and_others_locally() {
+    let remote = remote().await;
+    let app = local_app(&remote, "proxy-key");
+    let remote_result = app.call("m.where", json!({"n": 1})).await.unwrap();
+    assert_eq!(remote_result, json!({"ran_on": "remote", "n": 1}));
+    let local_error = app.call("m.fail", json!({})).await.unwrap_err();
+    assert_eq!(local_error.to_string(), "`m.fail` failed: disk full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_remote_calls_all_get_their_own_result() {
+    let remote = remote().await;
+    let app = std::sync::Arc::new(local_app(&remote, "proxy-key"));
+    let calls: Vec<_> = (0..400)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { app.call("m.where", json!({"n": n})).await })
+        })
+        .collect();
+    for (n, call) in calls.into_iter().enumerate() {
+        let result = call.await.unwrap().unwrap();
+        assert_eq!(result, json!({"ran_on": "remote", "n": n}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_an_auth_error_at_the_caller() {
+    let remote = remote().await;
+    let app = local_app(&remote, "wrong-key");
+    let error = app.call("m.where", json!({"n": 1})).await.unwrap_err();
+    assert!(
+        error.to_string().contains("refused the key for `m.where`"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("wrong-key"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_the_remote_lacks_is_named() {
+    let remote = remote().await;
+    let app = local_app(&remote, "proxy-key");
+    let error = app.call("m.missing", json!({})).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("function `m.missing` is not registered on {remote}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kwargs_must_be_an_object() {
+    let remote = remote().await;
+    let app = local_app(&remote, "proxy-key");
+    let error = app.call("m.where", json!([1, 2])).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "keyword arguments of `m.where` must be a JSON object, not an array"
+    );
+}
+
+/// Calls the remote's endpoint directly and returns the error kind.
+async fn direct(remote: &str, key: Option<&str>, name: &str) -> Result<Value, ErrorKind> {
+    Client::default()
+        .call(remote, key, name, &serde_json::Map::new())
+        .await
+        .map_err(|e| e.kind().clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_each_failure_with_its_status() {
+    let remote = remote().await;
+    let missing = "missing Authorization header";
+    assert_eq!(
+        direct(&remote, None, "m.where").await,
+        Err(ErrorKind::Unauthorized {
+            message: format!("Invalid API Key for API(/api/v1/proxy/remote): {missing}")
+        })
+    );
+    assert_eq!(
+        direct(&remote, Some("proxy-key"), "m.nope").await,
+        Err(ErrorKind::NotRegistered)
+    );
+    assert_eq!(
+        direct(&remote, Some("proxy-key"), "m.fail").await,
+        Err(ErrorKind::Remote {
+            status: 500,
+            message: "disk full".into()
+        })
+    );
+    assert_eq!(
+        direct(&remote, Some("proxy-key"), "m.panic").await,
+        Err(ErrorKind::Remote {
+            status: 500,
+            message: "proxy function `m.panic` panicked".into()
+        })
+    );
+    // The panic harmed nothing: the next call succeeds.
+    assert_eq!(
+        direct(&remote, Some("proxy-key"), "m.where").await,
+        Ok(json!({"ran_on": "remote", "n": null}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_loop_is_stopped() {
+    // Two instances that each list the function for the other.
+    let first = App::from_config(config("[server]\nport = 0\n"))
+        .unwrap()
+        .bind("first")
+        .await
+        .unwrap();
+    let first_url = format!("http://{}", first.local_addr());
+    let second_app = App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+         [plugins.proxy]\nproxy_urls = [\"{first_url}\"]\nproxy_functions = {{ \"{first_url}\" = [\"m.loop\"] }}\n"
+    )))
+    .unwrap();
+    let second = second_app.bind("second").await.unwrap();
+    let second_url = format!("http://{}", second.local_addr());
+    drop(first);
+    let first_app = App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = {}\n\
+         [plugins.proxy]\nproxy_urls = [\"{second_url}\"]\nproxy_functions = {{ \"{second_url}\" = [\"m.loop\"] }}\n",
+        first_url.rsplit(':').next().unwrap()
+    )))
+    .unwrap();
+    let first = first_app.bind("first").await.unwrap();
+    tokio::spawn(first.serve_until(std::future::pending()));
+    tokio::spawn(second.serve_until(std::future::pending()));
+
+    let error = Client::default()
+        .call(&first_url, None, "m.loop", &serde_json::Map::new())
+        .await
+        .unwrap_err();
+    match error.kind() {
+        ErrorKind::Remote {
+            status: 508,
+            message,
+        } => assert!(
+            message.contains("check `proxy_functions` for a loop"),
+            "{message}"
+        ),
+        other => panic!("expected 508, got {other:?}: {error}"),
+    }
+}
