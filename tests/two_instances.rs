@@ -110,6 +110,47 @@ async fn a_function_the_remote_lacks_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_calls_check_both_ends() {
+    #[derive(serde::Serialize)]
+    struct Args {
+        n: u64,
+    }
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Where {
+        ran_on: String,
+        n: u64,
+    }
+    let remote = remote().await;
+    let app = local_app(&remote, "proxy-key");
+    let result: Where = app.call_as("m.where", &Args { n: u64::MAX }).await.unwrap();
+    assert_eq!(
+        result,
+        Where {
+            ran_on: "remote".into(),
+            n: u64::MAX
+        }
+    );
+    let error = app
+        .call_as::<_, u64>("m.where", &Args { n: 1 })
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("the result of `m.where` does not have the expected type"),
+        "{error}"
+    );
+    let error = app
+        .call_as::<_, Value>("m.where", &[1, 2])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "keyword arguments of `m.where` must be a JSON object, not an array"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kwargs_must_be_an_object() {
     let remote = remote().await;
     let app = local_app(&remote, "proxy-key");

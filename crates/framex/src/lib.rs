@@ -153,6 +153,23 @@ impl App {
         call(&self.registry, name, kwargs).await
     }
 
+    /// Calls `name` with typed arguments and result: `args` must serialize to a JSON
+    /// object (a struct or a map), and the result must deserialize into `R`.
+    pub async fn call_as<A, R>(&self, name: &str, args: &A) -> Result<R, Error>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let kwargs = serde_json::to_value(args)
+            .map_err(|e| Error::Arguments(format!("arguments of `{name}` are not JSON: {e}")))?;
+        let result = self.call(name, kwargs).await?;
+        serde_json::from_value(result).map_err(|e| {
+            Error::Arguments(format!(
+                "the result of `{name}` does not have the expected type: {e}"
+            ))
+        })
+    }
+
     /// Binds the configured address; serve with [`Bound::serve`].
     pub async fn bind(self, instance_name: &str) -> Result<Bound, Error> {
         let server = self.config.server();
