@@ -189,8 +189,16 @@ impl fmt::Display for Location<'_> {
 }
 
 /// The registry: local handlers, remote routing and the client for remote calls.
+///
+/// Cloning is cheap (one reference count), so every request can hold its own
+/// handle; registering after a clone leaves existing clones as they were.
 #[derive(Clone)]
 pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     handlers: HashMap<String, Handler>,
     routing: Routing,
     client: Client,
@@ -198,11 +206,14 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.inner.handlers.keys().map(String::as_str).collect();
         names.sort_unstable();
         f.debug_struct("Registry")
             .field("handlers", &names)
-            .field("routing", &self.routing.remote.keys().collect::<Vec<_>>())
+            .field(
+                "routing",
+                &self.inner.routing.remote.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -211,9 +222,11 @@ impl Registry {
     /// An empty registry that routes by `routing` and calls remotes with `client`.
     pub fn new(routing: Routing, client: Client) -> Registry {
         Registry {
-            handlers: HashMap::new(),
-            routing,
-            client,
+            inner: Arc::new(Inner {
+                handlers: HashMap::new(),
+                routing,
+                client,
+            }),
         }
     }
 
@@ -227,49 +240,51 @@ impl Registry {
         if name.is_empty() {
             return Err(RegisterError::EmptyName);
         }
-        if self.handlers.contains_key(&name) {
+        if self.inner.handlers.contains_key(&name) {
             return Err(RegisterError::Duplicate(name));
         }
-        self.handlers.insert(name, handler);
+        Arc::make_mut(&mut self.inner)
+            .handlers
+            .insert(name, handler);
         Ok(())
     }
 
     /// The routing the registry follows.
     pub fn routing(&self) -> &Routing {
-        &self.routing
+        &self.inner.routing
     }
 
     /// The client used for remote calls.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.inner.client
     }
 
     /// Where `name` runs.
     pub fn location(&self, name: &str) -> Location<'_> {
-        match self.routing.remote(name) {
+        match self.inner.routing.remote(name) {
             Some(remote) => Location::Remote(&remote.url),
-            None if self.handlers.contains_key(name) => Location::Local,
+            None if self.inner.handlers.contains_key(name) => Location::Local,
             None => Location::Unknown,
         }
     }
 
     /// The local handler of `name`, whatever the routing says.
     pub fn local_handler(&self, name: &str) -> Option<&Handler> {
-        self.handlers.get(name)
+        self.inner.handlers.get(name)
     }
 
     /// Calls `name` where configuration says it runs.
     pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
-        if let Some(remote) = self.routing.remote(name) {
+        if let Some(remote) = self.inner.routing.remote(name) {
             let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
-            return Ok(self.client.send(request).await?);
+            return Ok(self.inner.client.send(request).await?);
         }
         self.call_local(name, kwargs).await
     }
 
     /// Calls the local handler of `name`, ignoring the routing.
     pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
-        let Some(handler) = self.handlers.get(name) else {
+        let Some(handler) = self.inner.handlers.get(name) else {
             return Err(CallError::NotRegistered(name.to_owned()));
         };
         handler(kwargs).await.map_err(|error| match error {
