@@ -151,6 +151,40 @@ async fn typed_calls_check_both_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_reaches_functions_registered_after_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    app.route(
+        http::Method::GET,
+        "/api/v1/late",
+        |_, registry| async move {
+            let body = match framex::call(&registry, "m.late", json!({})).await {
+                Ok(value) => value.to_string(),
+                Err(error) => error.to_string(),
+            };
+            http::Response::new(bytes::Bytes::from(body))
+        },
+    );
+    app.register_fn("m.late", |_: Value| async {
+        Ok::<_, String>("registered late")
+    })
+    .unwrap();
+    let url = start(app, "late").await;
+
+    let mut stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /api/v1/late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.ends_with("\"registered late\""), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kwargs_must_be_an_object() {
     let remote = remote().await;
     let app = local_app(&remote, "proxy-key");

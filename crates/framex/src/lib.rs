@@ -64,8 +64,18 @@ pub enum Error {
 pub struct App {
     config: framex_config::Config,
     registry: framex_registry::Registry,
-    routes: Vec<(http::Method, String, framex_server::RouteHandler)>,
+    routes: Vec<(http::Method, String, AppRoute)>,
 }
+
+/// An application route before it is bound to the registry it calls through.
+type AppRoute = Arc<
+    dyn Fn(
+            http::Request<Bytes>,
+            framex_registry::Registry,
+        ) -> framex_registry::BoxFuture<http::Response<Bytes>>
+        + Send
+        + Sync,
+>;
 
 impl App {
     /// Loads the configuration (`path`, else `./config.toml`, then `FRAMEX__…`).
@@ -142,10 +152,10 @@ impl App {
         F: Fn(http::Request<Bytes>, framex_registry::Registry) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = http::Response<Bytes>> + Send + 'static,
     {
-        let registry = self.registry.clone();
-        let handler: framex_server::RouteHandler =
-            Arc::new(move |request| Box::pin(f(request, registry.clone())));
-        self.routes.push((method, path.to_owned(), handler));
+        // The registry is handed over at `bind`, so functions registered after this
+        // route are still reachable from it.
+        let route: AppRoute = Arc::new(move |request, registry| Box::pin(f(request, registry)));
+        self.routes.push((method, path.to_owned(), route));
     }
 
     /// Calls `name` where configuration says it runs; `kwargs` must be a JSON object.
@@ -177,7 +187,17 @@ impl App {
             .with_address(server.host(), server.port())
             .with_auth(auth_rules(self.config.auth())?)
             .with_instance_name(instance_name);
-        let server = framex_server::Server::bind(settings, self.registry, self.routes).await?;
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|(method, path, route)| {
+                let registry = self.registry.clone();
+                let handler: framex_server::RouteHandler =
+                    Arc::new(move |request| route(request, registry.clone()));
+                (method, path, handler)
+            })
+            .collect();
+        let server = framex_server::Server::bind(settings, self.registry, routes).await?;
         Ok(Bound { server })
     }
 }
