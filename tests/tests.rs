@@ -1,5 +1,6 @@
 //! FrameX for Rust integration tests: one binary of modules that exercise the
 //! workspace crates together through the `framex` facade.
 
+mod on_proxy;
 mod seed_config;
 mod two_instances;

@@ -1,6 +1,7 @@
 //! Two FrameX instances in this process on ephemeral loopback ports: a remote that
 //! protects its proxy endpoint with a key, and a local one whose configuration
-//! lists one function for the remote.
+//! lists one function for the remote. Each app is isolated: it serves without
+//! becoming the process's FrameX runtime, so the tests can run side by side.
 
 use framex::App;
 use framex::config::Loader;
@@ -33,7 +34,7 @@ fn register_demo(app: &mut App, name: &'static str) {
 
 /// Starts an app on a free port and returns its base URL.
 async fn start(app: App, name: &str) -> String {
-    let bound = app.bind(name).await.unwrap();
+    let bound = app.isolated().bind(name).await.unwrap();
     let url = format!("http://{}", bound.local_addr());
     tokio::spawn(bound.serve_until(std::future::pending()));
     url
@@ -159,7 +160,7 @@ async fn a_route_reaches_functions_registered_after_it() {
         http::Method::GET,
         "/api/v1/late",
         |_, registry| async move {
-            let body = match framex::call(&registry, "m.late", json!({})).await {
+            let body = match framex::call_on(&registry, "m.late", json!({})).await {
                 Ok(value) => value.to_string(),
                 Err(error) => error.to_string(),
             };
@@ -243,6 +244,7 @@ async fn a_relay_loop_is_stopped() {
     // Two instances that each list the function for the other.
     let first = App::from_config(config("[server]\nport = 0\n"))
         .unwrap()
+        .isolated()
         .bind("first")
         .await
         .unwrap();
@@ -252,7 +254,7 @@ async fn a_relay_loop_is_stopped() {
          [plugins.proxy]\nproxy_urls = [\"{first_url}\"]\nproxy_functions = {{ \"{first_url}\" = [\"m.loop\"] }}\n"
     )))
     .unwrap();
-    let second = second_app.bind("second").await.unwrap();
+    let second = second_app.isolated().bind("second").await.unwrap();
     let second_url = format!("http://{}", second.local_addr());
     drop(first);
     let first_app = App::from_config(config(&format!(
@@ -261,7 +263,7 @@ async fn a_relay_loop_is_stopped() {
         first_url.rsplit(':').next().unwrap()
     )))
     .unwrap();
-    let first = first_app.bind("first").await.unwrap();
+    let first = first_app.isolated().bind("first").await.unwrap();
     tokio::spawn(first.serve_until(std::future::pending()));
     tokio::spawn(second.serve_until(std::future::pending()));
 

@@ -1,36 +1,76 @@
 //! The FrameX for Rust demo instance, started twice by `cargo xtask e2e`.
 //!
-//! `demo [CONFIG] [--name NAME]` registers two proxy functions and two routes:
+//! `demo [CONFIG] [--name NAME]` has three `#[framex::on_proxy]` functions and
+//! registers two of them:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
 //!   made it (its name and process id);
 //! - `demo.whoami()`: which instance ran the call;
-//! - `GET /api/v1/report?job_id=…` and `GET /api/v1/whoami` call them through the
-//!   registry, so configuration decides whether they run here or on a remote.
+//! - `demo.not_on_remote()`: registered nowhere, to show the error a caller gets.
+//!
+//! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami` and `GET /api/v1/missing`
+//! call them as plain functions; configuration decides whether each runs here or
+//! on a remote instance.
 //!
 //! It prints `listening on http://ADDRESS` once it accepts connections.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use framex::App;
 use http::{Method, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BuildReport {
-    job_id: String,
+/// This instance's name, set once at start-up.
+static INSTANCE: OnceLock<String> = OnceLock::new();
+
+fn instance() -> Value {
+    json!({
+        "instance": INSTANCE.get().map_or("demo", String::as_str),
+        "pid": std::process::id(),
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArguments {}
+mod your_module {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
 
-fn instance(name: &str) -> Value {
-    json!({"instance": name, "pid": std::process::id()})
+    /// The seed's report.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Report {
+        pub job_id: String,
+        pub status: String,
+        /// The instance that made it.
+        pub made_by: Value,
+    }
+
+    /// Builds the report of a job. The name matches the one in the seed
+    /// configuration, which a Python FrameX service would register too.
+    #[framex::on_proxy(name = "your_module.build_report")]
+    pub async fn build_report(job_id: String) -> Result<Report, framex::Error> {
+        if job_id.is_empty() {
+            return Err(framex::Error::msg("job_id must not be empty"));
+        }
+        Ok(Report {
+            job_id,
+            status: "done".to_owned(),
+            made_by: super::instance(),
+        })
+    }
+}
+
+/// Which instance ran the call.
+#[framex::on_proxy(name = "demo.whoami")]
+async fn whoami() -> Result<Value, framex::Error> {
+    Ok(instance())
+}
+
+/// A function no instance registers: listed for the remote, it is refused there.
+#[framex::on_proxy(name = "demo.not_on_remote")]
+async fn not_on_remote() -> Result<Value, framex::Error> {
+    Ok(instance())
 }
 
 #[tokio::main]
@@ -58,7 +98,8 @@ async fn main() -> ExitCode {
     for warning in app.config().warnings() {
         eprintln!("{warning}");
     }
-    if let Err(error) = register(&mut app, &name) {
+    let _ = INSTANCE.set(name.clone());
+    if let Err(error) = register(&mut app) {
         eprintln!("{error}");
         return ExitCode::FAILURE;
     }
@@ -79,48 +120,30 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
-    let who = instance(name);
-    app.register_fn("your_module.build_report", move |args: BuildReport| {
-        let mut report = json!({"job_id": args.job_id, "status": "done"});
-        report["made_by"] = who.clone();
-        async move { Ok::<_, String>(report) }
-    })?;
-    let who = instance(name);
-    app.register_fn("demo.whoami", move |_: NoArguments| {
-        let who = who.clone();
-        async move { Ok::<_, String>(who) }
-    })?;
-    app.route(
-        Method::GET,
-        "/api/v1/report",
-        |request, registry| async move {
-            let job_id = request
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("job_id=")))
-                .unwrap_or("j-1")
-                .to_owned();
-            answer(
-                framex::call(
-                    &registry,
-                    "your_module.build_report",
-                    json!({"job_id": job_id}),
-                )
-                .await,
-            )
-        },
-    );
-    app.route(Method::GET, "/api/v1/whoami", |_, registry| async move {
-        answer(framex::call(&registry, "demo.whoami", json!({})).await)
+fn register(app: &mut App) -> Result<(), framex::Error> {
+    app.register(your_module::build_report)?;
+    app.register(whoami)?;
+    // The routes call the functions as plain functions; configuration decides
+    // where they run.
+    app.route(Method::GET, "/api/v1/report", |request, _| async move {
+        let job_id = request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("job_id=")))
+            .unwrap_or("j-1")
+            .to_owned();
+        answer(your_module::build_report(job_id).await)
     });
-    app.route(Method::GET, "/api/v1/missing", |_, registry| async move {
-        answer(framex::call(&registry, "demo.not_on_remote", json!({})).await)
+    app.route(Method::GET, "/api/v1/whoami", |_, _| async move {
+        answer(whoami().await)
+    });
+    app.route(Method::GET, "/api/v1/missing", |_, _| async move {
+        answer(not_on_remote().await)
     });
     Ok(())
 }
 
-fn answer(result: Result<Value, framex::Error>) -> Response<Bytes> {
+fn answer<T: serde::Serialize>(result: Result<T, framex::Error>) -> Response<Bytes> {
     let (status, body) = match result {
         Ok(value) => (StatusCode::OK, json!({"result": value})),
         Err(error) => (StatusCode::BAD_GATEWAY, json!({"error": error.to_string()})),

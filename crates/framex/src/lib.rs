@@ -4,17 +4,26 @@
 //! [`App::from_config`] maps `Config` onto the auth rules, the registry's routing,
 //! the transport client and the server settings.
 //!
+//! A proxy function is an `async fn` marked [`on_proxy`]. Calling it runs its body
+//! here, unless the configuration lists its name under `proxy_functions`: then the
+//! call goes to that FrameX instance, and the caller's code does not change.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use framex::App;
 //! use serde_json::json;
 //!
+//! #[framex::on_proxy(name = "demo.greet")]
+//! async fn greet(name: String) -> Result<String, framex::Error> {
+//!     Ok(format!("hello {name}"))
+//! }
+//!
 //! let mut app = App::from_config(framex::config::Config::default())?;
-//! app.register_fn("demo.greet", |args: serde_json::Value| async move {
-//!     Ok::<_, String>(format!("hello {}", args["name"].as_str().unwrap_or("?")))
-//! })?;
-//! // Not listed in `proxy_functions`, so it runs here.
-//! assert_eq!(app.call("demo.greet", json!({"name": "ada"})).await?, json!("hello ada"));
+//! app.register(greet)?;
+//! let _installed = app.install()?;
+//! // Not listed in `proxy_functions`, so both calls run here.
+//! assert_eq!(greet("ada".into()).await?, "hello ada");
+//! assert_eq!(framex::call("demo.greet", json!({"name": "bob"})).await?, json!("hello bob"));
 //! # Ok::<(), framex::Error>(())
 //! # }).unwrap();
 //! ```
@@ -29,12 +38,56 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+mod runtime;
+
 pub use framex_auth as auth;
 pub use framex_config as config;
 pub use framex_filter as filter;
 pub use framex_registry as registry;
 pub use framex_server as server;
 pub use framex_transport as transport;
+
+pub use runtime::{Installed, is_installed};
+
+/// Makes an `async fn` a FrameX proxy function.
+///
+/// ```text
+/// #[framex::on_proxy]                                   // name: module path + fn name
+/// #[framex::on_proxy(name = "your_module.build_report")] // name given
+/// ```
+///
+/// - The FrameX name defaults to the module path with `::` written as `.`, then `.`
+///   and the function name (`my_crate::reports::build_report` is
+///   `my_crate.reports.build_report`). `name = "..."` sets it, for example to
+///   match a function a Python FrameX service registers.
+/// - Only an `async fn` that is a free function (no `self`, no generics) is
+///   accepted. Each parameter is one keyword argument on the wire, by its name,
+///   and must be an owned serde type (`String`, not `&str`). The function returns
+///   `Result<T, E>` where `T` is a serde type and `E: From<framex::Error> + Display`
+///   (`framex::Error` itself, or for instance `anyhow::Error`).
+/// - A call runs the body directly when configuration does not list the name for
+///   a remote URL, or when no FrameX runtime is installed (see [`App::install`]):
+///   no serialization, no allocation and no lock besides the body's own. When the
+///   name is listed, the arguments go to that instance through the transport, and
+///   its failures come back as `Err(E::from(framex::Error))`.
+/// - Register the function on each instance that may run it with
+///   [`App::register`]. Its handler there decodes the keyword arguments (unknown
+///   or missing ones are a 422 naming them) and runs the body.
+///
+/// The generated code refers to the `framex` crate by that name.
+pub use framex_macros::on_proxy;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Support for the code `#[on_proxy]` writes. Not a public API.
+    pub use crate::runtime::{
+        HandlerFuture, ProxyDefinition, ProxyReturn, RemoteCall, decode_kwargs, dotted_name,
+        dotted_name_len, remote, type_id_of, utf8,
+    };
+    pub use framex_registry::Kwargs;
+    pub use inventory;
+    pub use serde;
+}
 
 /// What can go wrong in the facade.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +111,26 @@ pub enum Error {
     /// The server could not start.
     #[error(transparent)]
     Server(#[from] framex_server::Error),
+    /// Another application is already installed as this process's FrameX runtime.
+    #[error(
+        "a FrameX runtime is already installed in this process; drop its guard first, or \
+         bind this app with `App::isolated` so it serves without installing"
+    )]
+    AlreadyInstalled,
+    /// The function given to [`App::register`] is not marked `#[on_proxy]`.
+    #[error("`{0}` is not a proxy function: mark it with #[framex::on_proxy] to register it")]
+    NotProxyFunction(&'static str),
+    /// A proxy function failed with this message (see [`Error::msg`]).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// A proxy function's own failure. A caller on another instance receives the
+    /// message as the remote's error message.
+    pub fn msg(message: impl std::fmt::Display) -> Error {
+        Error::Failed(message.to_string())
+    }
 }
 
 /// A FrameX application: its configuration, its functions and its routes.
@@ -65,6 +138,7 @@ pub struct App {
     config: framex_config::Config,
     registry: framex_registry::Registry,
     routes: Vec<(http::Method, String, AppRoute)>,
+    install_on_bind: bool,
 }
 
 /// An application route before it is bound to the registry it calls through.
@@ -100,6 +174,7 @@ impl App {
             registry: framex_registry::Registry::new(routing, client),
             config,
             routes: Vec::new(),
+            install_on_bind: true,
         })
     }
 
@@ -113,8 +188,24 @@ impl App {
         &self.registry
     }
 
+    /// Registers an [`on_proxy`] function, so this instance runs it when called
+    /// here or through its proxy endpoint.
+    ///
+    /// `function` is the function item itself (`app.register(build_report)`); a
+    /// function without `#[on_proxy]` is an [`Error::NotProxyFunction`].
+    pub fn register<F: 'static>(&mut self, function: F) -> Result<(), Error> {
+        let _ = function;
+        let definition = runtime::definition_of::<F>()
+            .ok_or(Error::NotProxyFunction(std::any::type_name::<F>()))?;
+        self.register_handler(definition.name(), definition.handler())
+    }
+
     /// Registers a handler working on raw keyword arguments.
-    pub fn register(&mut self, name: &str, handler: framex_registry::Handler) -> Result<(), Error> {
+    pub fn register_handler(
+        &mut self,
+        name: &str,
+        handler: framex_registry::Handler,
+    ) -> Result<(), Error> {
         Ok(self.registry.register(name, handler)?)
     }
 
@@ -142,7 +233,7 @@ impl App {
                 }
             }
         });
-        self.register(name, handler)
+        self.register_handler(name, handler)
     }
 
     /// Adds an HTTP route of the application (the counterpart of FrameX's
@@ -160,7 +251,7 @@ impl App {
 
     /// Calls `name` where configuration says it runs; `kwargs` must be a JSON object.
     pub async fn call(&self, name: &str, kwargs: Value) -> Result<Value, Error> {
-        call(&self.registry, name, kwargs).await
+        call_on(&self.registry, name, kwargs).await
     }
 
     /// Calls `name` with typed arguments and result: `args` must serialize to a JSON
@@ -170,14 +261,25 @@ impl App {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let kwargs = serde_json::to_value(args)
-            .map_err(|e| Error::Arguments(format!("arguments of `{name}` are not JSON: {e}")))?;
-        let result = self.call(name, kwargs).await?;
-        serde_json::from_value(result).map_err(|e| {
-            Error::Arguments(format!(
-                "the result of `{name}` does not have the expected type: {e}"
-            ))
-        })
+        typed(name, args, |kwargs| self.call(name, kwargs)).await
+    }
+
+    /// Makes this application the process's FrameX runtime, the one that
+    /// [`on_proxy`] functions and [`call`] follow, until the guard is dropped.
+    ///
+    /// [`App::bind`] does this itself; a process that only calls out (it serves
+    /// nothing) installs its app with this. Register functions first: the
+    /// runtime holds the registry as it is now.
+    pub fn install(&self) -> Result<Installed, Error> {
+        runtime::install(self.registry.clone())
+    }
+
+    /// Makes [`App::bind`] serve without installing the app as the process's
+    /// FrameX runtime: for several instances in one process, as tests run them.
+    /// Its routes and its proxy endpoint still use its own registry.
+    pub fn isolated(mut self) -> App {
+        self.install_on_bind = false;
+        self
     }
 
     /// Binds the configured address; serve with [`Bound::serve`].
@@ -197,24 +299,93 @@ impl App {
                 (method, path, handler)
             })
             .collect();
+        let installed = match self.install_on_bind {
+            true => Some(runtime::install(self.registry.clone())?),
+            false => None,
+        };
         let server = framex_server::Server::bind(settings, self.registry, routes).await?;
-        Ok(Bound { server })
+        Ok(Bound {
+            server,
+            _installed: installed,
+        })
     }
 }
 
-/// Calls `name` through `registry`; `kwargs` must be a JSON object.
-pub async fn call(
+/// Calls `name` where the process's FrameX runtime says it runs; `kwargs` must be
+/// a JSON object.
+///
+/// With no runtime installed, an [`on_proxy`] function of that name runs here, as
+/// calling it directly would.
+pub async fn call(name: &str, kwargs: Value) -> Result<Value, Error> {
+    if let Some(registry) = runtime::installed_registry() {
+        return call_on(&registry, name, kwargs).await;
+    }
+    let kwargs = kwargs_object(name, kwargs)?;
+    let Some(definition) = runtime::definition_named(name) else {
+        return Err(framex_registry::CallError::NotRegistered(name.to_owned()).into());
+    };
+    let mut registry = framex_registry::Registry::new(
+        framex_registry::Routing::default(),
+        framex_transport::Client::default(),
+    );
+    registry.register(name, definition.handler())?;
+    Ok(registry.call_local(name, kwargs).await?)
+}
+
+/// Like [`call`], with typed arguments and result: `args` must serialize to a JSON
+/// object (a struct or a map), and the result must deserialize into `R`.
+pub async fn call_as<A, R>(name: &str, args: &A) -> Result<R, Error>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+{
+    typed(name, args, |kwargs| call(name, kwargs)).await
+}
+
+/// Calls `name` through `registry`, where its routing says; `kwargs` must be a
+/// JSON object. Application routes use this with the registry they are given.
+pub async fn call_on(
     registry: &framex_registry::Registry,
     name: &str,
     kwargs: Value,
 ) -> Result<Value, Error> {
-    let Value::Object(kwargs) = kwargs else {
-        return Err(Error::Arguments(format!(
-            "keyword arguments of `{name}` must be a JSON object, not {}",
-            json_type(&kwargs)
-        )));
-    };
+    let kwargs = kwargs_object(name, kwargs)?;
     Ok(registry.call(name, kwargs).await?)
+}
+
+/// The FrameX names of every [`on_proxy`] function compiled into this program,
+/// sorted.
+pub fn proxy_function_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = runtime::definitions().map(|d| d.name()).collect();
+    names.sort_unstable();
+    names
+}
+
+async fn typed<A, R, F, Fut>(name: &str, args: &A, call: F) -> Result<R, Error>
+where
+    A: Serialize + ?Sized,
+    R: DeserializeOwned,
+    F: FnOnce(Value) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
+    let kwargs = serde_json::to_value(args)
+        .map_err(|e| Error::Arguments(format!("arguments of `{name}` are not JSON: {e}")))?;
+    let result = call(kwargs).await?;
+    serde_json::from_value(result).map_err(|e| {
+        Error::Arguments(format!(
+            "the result of `{name}` does not have the expected type: {e}"
+        ))
+    })
+}
+
+fn kwargs_object(name: &str, kwargs: Value) -> Result<framex_registry::Kwargs, Error> {
+    match kwargs {
+        Value::Object(kwargs) => Ok(kwargs),
+        other => Err(Error::Arguments(format!(
+            "keyword arguments of `{name}` must be a JSON object, not {}",
+            json_type(&other)
+        ))),
+    }
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -228,9 +399,12 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// An application bound to its address.
+/// An application bound to its address. Unless the app was
+/// [`isolated`](App::isolated), it is the process's FrameX runtime until this is
+/// dropped or has finished serving.
 pub struct Bound {
     server: framex_server::Server,
+    _installed: Option<Installed>,
 }
 
 impl Bound {

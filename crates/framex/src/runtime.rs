@@ -1,0 +1,287 @@
+//! The process's FrameX runtime: the registry that `#[on_proxy]` functions and
+//! [`crate::call`] consult at call time, and the support code the attribute writes
+//! calls to.
+//!
+//! At most one runtime is installed at a time. With none installed, every
+//! `#[on_proxy]` function runs its own body, so plain unit tests of a function work.
+//! Looking the runtime up is one atomic load and one hash-map probe: no lock and no
+//! allocation on the local path.
+
+use std::any::TypeId;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use framex_registry::{HandlerError, Kwargs, Registry};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::Error;
+
+static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
+
+struct Runtime {
+    registry: Registry,
+}
+
+/// Keeps an application installed as the process's FrameX runtime; dropping it
+/// uninstalls the application.
+#[must_use = "the runtime is uninstalled when this guard is dropped"]
+pub struct Installed {
+    runtime: Arc<Runtime>,
+}
+
+impl fmt::Debug for Installed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Installed")
+            .field("registry", &self.runtime.registry)
+            .finish()
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        // Only this guard's own runtime is taken out.
+        RUNTIME.compare_and_swap(&Some(self.runtime.clone()), None);
+    }
+}
+
+/// Installs `registry` unless another runtime is installed.
+pub(crate) fn install(registry: Registry) -> Result<Installed, Error> {
+    let runtime = Arc::new(Runtime { registry });
+    let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(runtime.clone()));
+    if previous.is_some() {
+        return Err(Error::AlreadyInstalled);
+    }
+    Ok(Installed { runtime })
+}
+
+/// Whether a FrameX runtime is installed in this process.
+pub fn is_installed() -> bool {
+    RUNTIME.load().is_some()
+}
+
+/// The installed runtime's registry, if any.
+pub(crate) fn installed_registry() -> Option<Registry> {
+    RUNTIME
+        .load()
+        .as_ref()
+        .map(|runtime| runtime.registry.clone())
+}
+
+/// A proxy function compiled into this program by `#[on_proxy]`.
+#[doc(hidden)]
+pub struct ProxyDefinition {
+    name: &'static str,
+    rust_path: &'static str,
+    type_id: fn() -> TypeId,
+    handler: fn(Kwargs) -> HandlerFuture,
+}
+
+inventory::collect!(ProxyDefinition);
+
+impl ProxyDefinition {
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        rust_path: &'static str,
+        type_id: fn() -> TypeId,
+        handler: fn(Kwargs) -> HandlerFuture,
+    ) -> ProxyDefinition {
+        ProxyDefinition {
+            name,
+            rust_path,
+            type_id,
+            handler,
+        }
+    }
+
+    /// The FrameX name of the function.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its handler: keyword arguments in, the body's result out.
+    pub(crate) fn handler(&self) -> framex_registry::Handler {
+        let handler = self.handler;
+        Arc::new(handler)
+    }
+}
+
+impl fmt::Debug for ProxyDefinition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyDefinition")
+            .field("name", &self.name)
+            .field("rust_path", &self.rust_path)
+            .finish()
+    }
+}
+
+/// The definition of the function item of type `F`, if `#[on_proxy]` made it.
+pub(crate) fn definition_of<F: 'static>() -> Option<&'static ProxyDefinition> {
+    let wanted = TypeId::of::<F>();
+    inventory::iter::<ProxyDefinition>
+        .into_iter()
+        .find(|definition| (definition.type_id)() == wanted)
+}
+
+/// The definition named `name`, if `#[on_proxy]` made one.
+pub(crate) fn definition_named(name: &str) -> Option<&'static ProxyDefinition> {
+    inventory::iter::<ProxyDefinition>
+        .into_iter()
+        .find(|definition| definition.name == name)
+}
+
+/// Every function `#[on_proxy]` compiled into this program, by FrameX name.
+pub(crate) fn definitions() -> impl Iterator<Item = &'static ProxyDefinition> {
+    inventory::iter::<ProxyDefinition>.into_iter()
+}
+
+/// The future of a generated handler.
+#[doc(hidden)]
+pub type HandlerFuture = framex_registry::BoxFuture<Result<Value, HandlerError>>;
+
+/// A call that configuration sends to a remote instance.
+#[doc(hidden)]
+pub struct RemoteCall {
+    registry: Registry,
+}
+
+impl RemoteCall {
+    /// Sends `name` with `kwargs` (a struct of the parameters) where the registry
+    /// routes it.
+    pub async fn call<K: Serialize>(self, name: &str, kwargs: &K) -> Result<Value, Error> {
+        let kwargs = match serde_json::to_value(kwargs) {
+            Ok(Value::Object(kwargs)) => kwargs,
+            Ok(other) => {
+                return Err(Error::Arguments(format!(
+                    "keyword arguments of `{name}` must serialize to a JSON object, not {}",
+                    crate::json_type(&other)
+                )));
+            }
+            Err(error) => {
+                return Err(Error::Arguments(format!(
+                    "arguments of `{name}` are not JSON: {error}"
+                )));
+            }
+        };
+        Ok(self.registry.call(name, kwargs).await?)
+    }
+}
+
+/// Where a call of `name` goes: `None` runs the body here.
+#[doc(hidden)]
+#[inline]
+pub fn remote(name: &str) -> Option<RemoteCall> {
+    let guard = RUNTIME.load();
+    let runtime = guard.as_ref()?;
+    runtime.registry.routing().remote(name)?;
+    Some(RemoteCall {
+        registry: runtime.registry.clone(),
+    })
+}
+
+/// What an `#[on_proxy]` function returns: `Result<T, E>` with a serde `T` and an
+/// `E` that can hold a [`framex::Error`](crate::Error) and be displayed.
+#[diagnostic::on_unimplemented(
+    message = "an #[on_proxy] function must return `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<framex::Error> + Display`, not `{Self}`",
+    label = "a call may go to another instance and fail there, so this must be such a `Result`"
+)]
+pub trait ProxyReturn: Sized {
+    #[doc(hidden)]
+    fn from_remote(result: Result<Value, Error>) -> Self;
+    #[doc(hidden)]
+    fn into_handler_result(self) -> Result<Value, HandlerError>;
+}
+
+impl<T, E> ProxyReturn for Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<Error> + fmt::Display,
+{
+    fn from_remote(result: Result<Value, Error>) -> Self {
+        let value = result?;
+        serde_json::from_value(value).map_err(|error| {
+            E::from(Error::Arguments(format!(
+                "the remote result does not have the declared return type: {error}"
+            )))
+        })
+    }
+
+    fn into_handler_result(self) -> Result<Value, HandlerError> {
+        match self {
+            Ok(value) => serde_json::to_value(value)
+                .map_err(|error| HandlerError::Failed(format!("the result is not JSON: {error}"))),
+            Err(error) => Err(HandlerError::Failed(error.to_string())),
+        }
+    }
+}
+
+/// Decodes keyword arguments into the generated parameter struct.
+#[doc(hidden)]
+pub fn decode_kwargs<A: DeserializeOwned>(kwargs: Kwargs) -> Result<A, HandlerError> {
+    serde_json::from_value(Value::Object(kwargs))
+        .map_err(|error| HandlerError::Arguments(error.to_string()))
+}
+
+/// The type id of a value's type, for function items.
+#[doc(hidden)]
+pub fn type_id_of<T: 'static>(_: &T) -> TypeId {
+    TypeId::of::<T>()
+}
+
+/// The length of `module_path` with `::` written as `.`, plus `.` and `function`.
+#[doc(hidden)]
+pub const fn dotted_name_len(module_path: &str, function: &str) -> usize {
+    let path = module_path.as_bytes();
+    let mut separators = 0;
+    let mut i = 0;
+    while i + 1 < path.len() {
+        if path[i] == b':' && path[i + 1] == b':' {
+            separators += 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    path.len() - separators + 1 + function.len()
+}
+
+/// `module_path` with `::` written as `.`, then `.` and `function`; `N` is
+/// [`dotted_name_len`].
+#[doc(hidden)]
+pub const fn dotted_name<const N: usize>(module_path: &str, function: &str) -> [u8; N] {
+    let path = module_path.as_bytes();
+    let function = function.as_bytes();
+    let mut out = [0u8; N];
+    let (mut i, mut o) = (0, 0);
+    while i < path.len() {
+        if i + 1 < path.len() && path[i] == b':' && path[i + 1] == b':' {
+            out[o] = b'.';
+            i += 2;
+        } else {
+            out[o] = path[i];
+            i += 1;
+        }
+        o += 1;
+    }
+    out[o] = b'.';
+    o += 1;
+    let mut j = 0;
+    while j < function.len() {
+        out[o] = function[j];
+        o += 1;
+        j += 1;
+    }
+    out
+}
+
+/// The text of bytes built by [`dotted_name`] from two `str`s.
+#[doc(hidden)]
+pub const fn utf8(bytes: &'static [u8]) -> &'static str {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) => panic!("a dotted name built from two strings is UTF-8"),
+    }
+}
