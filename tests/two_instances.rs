@@ -282,3 +282,38 @@ async fn a_relay_loop_is_stopped() {
         other => panic!("expected 508, got {other:?}: {error}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_route_answers_500_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    app.route(http::Method::GET, "/api/v1/boom", |_, _| async {
+        if true {
+            panic!("the route panicked on purpose");
+        }
+        http::Response::new(bytes::Bytes::new())
+    });
+    let url = start(app, "boom").await;
+    let address = url.trim_start_matches("http://").to_owned();
+
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"GET /api/v1/boom HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 500 Internal Server Error"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\"message\":\"the request handler panicked\""),
+        "{response}"
+    );
+    // The same connection then answered the next request.
+    assert!(response.contains("HTTP/1.1 200 OK"), "{response}");
+}

@@ -15,6 +15,9 @@
 //!
 //! Keys never appear in `Debug` output, `Display` output or errors.
 //!
+//! [`RequireProxyKeyLayer`] applies the server side to every request of a tower
+//! service.
+//!
 //! ```
 //! use framex_auth::{Decision, Rules};
 //!
@@ -35,8 +38,11 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
+mod layer;
 #[cfg(test)]
 mod tests;
+
+pub use layer::{Denial, RequireProxyKey, RequireProxyKeyLayer, ResponseFuture};
 
 /// Why a set of rules could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

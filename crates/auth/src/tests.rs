@@ -244,3 +244,86 @@ fn iter_lists_every_rule() {
         ]
     );
 }
+
+/// Runs one request through the layer in front of a service that counts its
+/// calls; returns the status and the body.
+fn through_layer(path: &str, authorization: Option<&str>) -> (u16, String, usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |request: http::Request<()>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let body = format!("inner saw {}", request.uri().path());
+        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+    });
+    let layer = crate::RequireProxyKeyLayer::new(rules(), |denial: crate::Denial<'_>| {
+        let mut response = http::Response::new(format!(
+            "{} refused by {}: {}",
+            denial.path, denial.rule, denial.reason
+        ));
+        *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+        response
+    });
+    let mut request = http::Request::get(path);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(layer.layer(inner).oneshot(request.body(()).unwrap()))
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.into_body(),
+        calls.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn the_layer_lets_allowed_and_public_requests_through_and_stops_the_rest() {
+    // (path, Authorization header, (status, body, calls of the inner service))
+    type Case<'a> = (&'a str, Option<&'a str>, (u16, &'a str, usize));
+    let cases: &[Case<'_>] = &[
+        (
+            "/api/v1/proxy/remote",
+            Some("proxy-key"),
+            (200, "inner saw /api/v1/proxy/remote", 1),
+        ),
+        (
+            "/api/v1/jobs",
+            Some("Bearer v1-key"),
+            (200, "inner saw /api/v1/jobs", 1),
+        ),
+        ("/health", None, (200, "inner saw /health", 1)),
+        (
+            "/api/v1/proxy/remote",
+            None,
+            (
+                401,
+                "/api/v1/proxy/remote refused by auth rule `/api/v1/proxy/remote`: missing Authorization header",
+                0,
+            ),
+        ),
+        (
+            "/api/v1/jobs",
+            Some("api-key"),
+            (
+                401,
+                "/api/v1/jobs refused by auth rule `/api/v1/*`: wrong key",
+                0,
+            ),
+        ),
+    ];
+    for (path, authorization, (status, body, calls)) in cases {
+        let got = through_layer(path, *authorization);
+        assert_eq!(
+            (got.0, got.1.as_str(), got.2),
+            (*status, *body, *calls),
+            "{path} with {authorization:?}"
+        );
+    }
+}

@@ -8,8 +8,14 @@
 //! when this instance relayed the call and the next hop failed or timed out, 508
 //! when a call has passed through too many instances.
 //!
+//! Requests pass a tower stack before any route: the `Authorization` header is
+//! marked sensitive, a panic answers 500 (tower-http `CatchPanic`), and
+//! `framex_auth::RequireProxyKeyLayer` refuses requests the `[auth] rules` do not
+//! allow. Connections are hyper 1.x HTTP/1 with graceful shutdown.
+//!
 //! The server never reads TOML or the environment: it receives [`Settings`].
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,12 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use framex_auth::{Denial, RequireProxyKeyLayer};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::{BoxError, Service, ServiceBuilder, service_fn};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 mod proxy;
 
@@ -157,6 +167,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and waits for the
     /// calls in flight to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let service = stack(self.state.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -172,15 +183,13 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let state = self.state.clone();
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
-            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.state.settings.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service.clone()),
+                );
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 let _ = connection.await;
@@ -191,13 +200,53 @@ impl Server {
     }
 }
 
+/// The middleware stack in front of [`handle`], outermost first: the
+/// `Authorization` header is marked sensitive (kept out of any log), a panic
+/// answers 500 instead of dropping the connection, and the `[auth] rules` refuse
+/// requests without a valid key before any route runs.
+fn stack(
+    state: Arc<State>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<impl hyper::body::Body<Data = Bytes, Error = impl Into<BoxError>> + use<>>,
+    Error = impl Into<BoxError> + use<>,
+    Future = impl Send + use<>,
+> + Clone
++ Send
++ use<> {
+    let auth = state.settings.auth.clone();
+    ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+        ]))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn Any + Send>| {
+            envelope_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request handler panicked",
+            )
+        }))
+        .layer(RequireProxyKeyLayer::new(
+            auth,
+            denied as fn(Denial<'_>) -> _,
+        ))
+        .service(service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        }))
+}
+
+/// The answer to a request the `[auth] rules` refuse, worded as Python FrameX
+/// words it, plus the reason.
+fn denied(denial: Denial<'_>) -> Response<Full<Bytes>> {
+    let message = format!(
+        "Invalid API Key for API({}): {}",
+        denial.path, denial.reason
+    );
+    envelope_response(StatusCode::UNAUTHORIZED, &message)
+}
+
 async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
-    let decision = state.settings.auth.check_headers(&path, request.headers());
-    if let framex_auth::Decision::Denied { reason, .. } = decision {
-        let message = format!("Invalid API Key for API({path}): {reason}");
-        return envelope_response(StatusCode::UNAUTHORIZED, &message);
-    }
     let method = request.method().clone();
     match (method.clone(), path.as_str()) {
         (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
