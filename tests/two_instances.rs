@@ -317,3 +317,93 @@ async fn a_panicking_route_answers_500_and_the_server_keeps_serving() {
     // The same connection then answered the next request.
     assert!(response.contains("HTTP/1.1 200 OK"), "{response}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    let running = started.clone();
+    app.register_fn("m.slow", move |_: Value| {
+        let running = running.clone();
+        async move {
+            running.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok::<_, String>("finished")
+        }
+    })
+    .unwrap();
+    let bound = app.isolated().bind("slow").await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bound.serve_until(async {
+        let _ = stopped.await;
+    }));
+
+    let in_flight = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            Client::default()
+                .call(&url, None, "m.slow", &serde_json::Map::new())
+                .await
+        })
+    };
+    // Stop only once the function is running.
+    started.notified().await;
+    stop.send(()).unwrap();
+
+    assert_eq!(in_flight.await.unwrap().unwrap(), json!("finished"));
+    server.await.unwrap();
+    let error = Client::default()
+        .call(&url, None, "m.slow", &serde_json::Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Connect, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_on_a_call_after_the_grace_period() {
+    use framex::registry::{Registry, Routing, handler};
+    use framex::server::{Server, Settings};
+
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let running = started.clone();
+    let mut registry = Registry::new(Routing::default(), Client::default());
+    registry
+        .register(
+            "m.stuck",
+            handler(move |_| {
+                let running = running.clone();
+                async move {
+                    running.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok(Value::Null)
+                }
+            }),
+        )
+        .unwrap();
+    let settings = Settings::default()
+        .with_address("127.0.0.1", 0)
+        .with_shutdown_grace(std::time::Duration::from_millis(200));
+    let server = Server::bind(settings, registry, Vec::new()).await.unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let in_flight = tokio::spawn(async move {
+        Client::default()
+            .call(&url, None, "m.stuck", &serde_json::Map::new())
+            .await
+    });
+    started.notified().await;
+    stop.send(()).unwrap();
+
+    // Shutdown ends although the call never would; the bound only keeps a broken
+    // server from hanging the suite.
+    tokio::time::timeout(std::time::Duration::from_secs(10), serving)
+        .await
+        .expect("shutdown ends after its grace period")
+        .unwrap();
+    let error = in_flight.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
+}

@@ -4,7 +4,8 @@
 //! loads the seed configuration pointed at the remote, with the key, and lists
 //! `your_module.build_report` (and a function the remote lacks) for it. Every
 //! check prints a row; any failure makes the task fail. Both processes are killed
-//! on every exit path (their guards kill them on return and on panic).
+//! on every exit path: their guards kill them on return and on panic, and Ctrl-C
+//! (or SIGTERM) to this task kills every started instance before it exits.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -29,6 +30,7 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        forget_started(self.child.id());
     }
 }
 
@@ -36,6 +38,70 @@ impl Instance {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit.
+    fn terminate(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .with_context(|| format!("cannot send SIGTERM to the {} instance", self.name))?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            ensure!(
+                started.elapsed() < within,
+                "the {} instance did not exit within {within:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Where this run writes the instances' configurations.
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("framex-e2e-{}", std::process::id()))
+}
+
+/// Every instance started and not yet dropped, for the Ctrl-C handler.
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn forget_started(pid: u32) {
+    if let Ok(mut started) = STARTED.lock() {
+        started.retain(|&p| p != pid);
+    }
+}
+
+/// On Ctrl-C or SIGTERM, kills every started instance and exits, so no instance
+/// outlives the task.
+fn kill_started_on_interrupt() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut terminate = runtime.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    })?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        });
+        let pids = STARTED.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = std::fs::remove_dir_all(work_dir());
+        eprintln!("interrupted: stopped every started instance");
+        std::process::exit(130);
+    });
+    Ok(())
 }
 
 pub(crate) fn run() -> Result<()> {
@@ -51,7 +117,8 @@ pub(crate) fn run() -> Result<()> {
     ensure!(status.success(), "building the demo failed");
     let demo = root.join("target/debug/examples/demo");
 
-    let dir = std::env::temp_dir().join(format!("framex-e2e-{}", std::process::id()));
+    kill_started_on_interrupt()?;
+    let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let result = checks(&demo, &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -73,7 +140,7 @@ fn checks(demo: &Path, dir: &Path) -> Result<()> {
         .replace("http://remote-framex:8080", &remote_url)
         .replace(
             "[\"your_module.build_report\"]",
-            "[\"your_module.build_report\", \"demo.not_on_remote\"]",
+            "[\"your_module.build_report\", \"demo.slow\", \"demo.not_on_remote\"]",
         )
         .replace(
             "[server]\nenable_proxy = true\n",
@@ -143,6 +210,26 @@ fn checks(demo: &Path, dir: &Path) -> Result<()> {
             "unexpected error {body}"
         );
         Ok(message.to_owned())
+    });
+    table.check("SIGTERM lets a call in flight finish", || {
+        let remote = remote.as_mut().context("the remote is running")?;
+        let local_url = local.url.clone();
+        let in_flight = std::thread::spawn(move || get(&local_url, "/api/v1/slow?ms=1500"));
+        // Let the call reach the remote before it is told to stop.
+        std::thread::sleep(Duration::from_millis(500));
+        let status = remote.terminate(Duration::from_secs(10))?;
+        let body = in_flight
+            .join()
+            .map_err(|_| anyhow::anyhow!("the calling thread panicked"))??;
+        let pid = body["result"]["pid"].as_u64();
+        ensure!(
+            pid == Some(u64::from(remote_pid)),
+            "ran in pid {pid:?}, remote is {remote_pid}: {body}"
+        );
+        ensure!(status.success(), "the remote exited with {status}");
+        Ok(format!(
+            "the call finished on the remote, which then exited ({status})"
+        ))
     });
     drop(remote.take());
     table.check(
@@ -226,6 +313,9 @@ fn start(demo: &Path, config: &Path, name: &'static str) -> Result<Instance> {
             }
         }
     });
+    if let Ok(mut started) = STARTED.lock() {
+        started.push(child.id());
+    }
     let mut instance = Instance {
         name,
         child,

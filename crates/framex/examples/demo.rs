@@ -1,15 +1,16 @@
 //! The FrameX for Rust demo instance, started twice by `cargo xtask e2e`.
 //!
-//! `demo [CONFIG] [--name NAME]` has three `#[framex::on_proxy]` functions and
-//! registers two of them:
+//! `demo [CONFIG] [--name NAME]` has four `#[framex::on_proxy]` functions and
+//! registers three of them:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
 //!   made it (its name and process id);
 //! - `demo.whoami()`: which instance ran the call;
+//! - `demo.slow(millis)`: answers after a while, a call in flight at shutdown;
 //! - `demo.not_on_remote()`: registered nowhere, to show the error a caller gets.
 //!
-//! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami` and `GET /api/v1/missing`
-//! call them as plain functions; configuration decides whether each runs here or
+//! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami`, `GET /api/v1/slow?ms=…`
+//! and `GET /api/v1/missing` call them as plain functions; configuration decides whether each runs here or
 //! on a remote instance.
 //!
 //! It prints `listening on http://ADDRESS` once it accepts connections.
@@ -64,6 +65,14 @@ mod your_module {
 /// Which instance ran the call.
 #[framex::on_proxy(name = "demo.whoami")]
 async fn whoami() -> Result<Value, framex::Error> {
+    Ok(instance())
+}
+
+/// Answers after `millis` milliseconds (at most 10 s): a call in flight, for
+/// showing that a stopping instance finishes it.
+#[framex::on_proxy(name = "demo.slow")]
+async fn slow(millis: u64) -> Result<Value, framex::Error> {
+    tokio::time::sleep(std::time::Duration::from_millis(millis.min(10_000))).await;
     Ok(instance())
 }
 
@@ -123,24 +132,32 @@ async fn main() -> ExitCode {
 fn register(app: &mut App) -> Result<(), framex::Error> {
     app.register(your_module::build_report)?;
     app.register(whoami)?;
+    app.register(slow)?;
     // The routes call the functions as plain functions; configuration decides
     // where they run.
     app.route(Method::GET, "/api/v1/report", |request, _| async move {
-        let job_id = request
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("job_id=")))
-            .unwrap_or("j-1")
-            .to_owned();
+        let job_id = query(&request, "job_id").unwrap_or("j-1").to_owned();
         answer(your_module::build_report(job_id).await)
     });
     app.route(Method::GET, "/api/v1/whoami", |_, _| async move {
         answer(whoami().await)
     });
+    app.route(Method::GET, "/api/v1/slow", |request, _| async move {
+        let millis = query(&request, "ms").and_then(|ms| ms.parse().ok());
+        answer(slow(millis.unwrap_or(1_000)).await)
+    });
     app.route(Method::GET, "/api/v1/missing", |_, _| async move {
         answer(not_on_remote().await)
     });
     Ok(())
+}
+
+/// The value of `name` in the request's query string.
+fn query<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a str> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
 }
 
 fn answer<T: serde::Serialize>(result: Result<T, framex::Error>) -> Response<Bytes> {

@@ -66,6 +66,7 @@ pub struct Settings {
     max_inflated_bytes: usize,
     max_hops: u32,
     header_read_timeout: Duration,
+    shutdown_grace: Duration,
     instance_name: String,
 }
 
@@ -79,6 +80,7 @@ impl Default for Settings {
             max_inflated_bytes: framex_transport::wire::DEFAULT_MAX_INFLATED_BYTES,
             max_hops: 8,
             header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
             instance_name: "framex".to_owned(),
         }
     }
@@ -113,6 +115,13 @@ impl Settings {
     /// How many instances a relayed call may pass through (508 beyond); default 8.
     pub fn with_max_hops(mut self, hops: u32) -> Settings {
         self.max_hops = hops;
+        self
+    }
+
+    /// How long shutdown waits for calls in flight before it closes their
+    /// connections anyway; default 30 s.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Settings {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -165,10 +174,11 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits for the
-    /// calls in flight to finish.
+    /// calls in flight to finish, for at most the shutdown grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let service = stack(self.state.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut connections = tokio::task::JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, _) = tokio::select! {
@@ -191,12 +201,21 @@ impl Server {
                     TowerToHyperService::new(service.clone()),
                 );
             let connection = graceful.watch(connection);
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _ = connection.await;
             });
+            // Reap finished connections so the set holds only live ones.
+            while connections.try_join_next().is_some() {}
         }
         drop(self.listener);
-        graceful.shutdown().await;
+        // Past the grace period the remaining connections are closed.
+        let grace = self.state.settings.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            connections.abort_all();
+        }
     }
 }
 
