@@ -27,6 +27,7 @@ pub struct ClientSettings {
     max_inflated_bytes: usize,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
+    retry_closed_connection: bool,
 }
 
 impl Default for ClientSettings {
@@ -36,8 +37,11 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024 * 1024,
             max_inflated_bytes: wire::DEFAULT_MAX_INFLATED_BYTES,
-            pool_idle_timeout: Duration::from_secs(90),
+            // Under the 5 s keep-alive of uvicorn, the server Python FrameX runs
+            // on: a connection the server is about to close is not reused.
+            pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_host: 64,
+            retry_closed_connection: true,
         }
     }
 }
@@ -68,7 +72,8 @@ impl ClientSettings {
         self
     }
 
-    /// How long an idle pooled connection is kept; default 90 s.
+    /// How long an idle pooled connection is kept; default 4 s, below the
+    /// keep-alive timeout of the servers FrameX runs on.
     pub fn with_pool_idle_timeout(mut self, timeout: Duration) -> ClientSettings {
         self.pool_idle_timeout = timeout;
         self
@@ -77,6 +82,21 @@ impl ClientSettings {
     /// How many idle connections are kept per upstream; default 64.
     pub fn with_pool_max_idle_per_host(mut self, count: usize) -> ClientSettings {
         self.pool_max_idle_per_host = count;
+        self
+    }
+
+    /// Whether a call whose connection closes before any part of the answer
+    /// arrives is sent once more, on a new connection; default on.
+    ///
+    /// A server may close a kept-alive connection just as a call is sent on it:
+    /// Python FrameX (uvicorn) closes it right after every error answer. That call
+    /// never reached the function, and without the retry it would fail for
+    /// nothing. The retry can run a function twice only if the connection was cut
+    /// while the function ran and the remote kept running it (something between
+    /// the instances dropped the connection); turn it off for functions that must
+    /// never run twice.
+    pub fn with_retry_closed_connection(mut self, retry: bool) -> ClientSettings {
+        self.retry_closed_connection = retry;
         self
     }
 
@@ -234,18 +254,40 @@ impl Client {
         if call.hops > 0 {
             request = request.header(HOPS_HEADER, call.hops);
         }
+        let body = Bytes::from(body);
         let request = request
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body.clone()))
             .map_err(|e| Error::new(ErrorKind::InvalidUrl, url, func).with_source(e))?;
+        // Kept to send the call again on a new connection (see
+        // `ClientSettings::with_retry_closed_connection`).
+        let retry = self.settings.retry_closed_connection.then(|| {
+            (
+                request.method().clone(),
+                request.uri().clone(),
+                request.headers().clone(),
+            )
+        });
 
-        let response = self.http.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                ErrorKind::Connect
-            } else {
-                ErrorKind::Interrupted
-            };
-            Error::new(kind, url, func).with_source(e)
-        })?;
+        let response = match self.http.request(request).await {
+            Ok(response) => response,
+            Err(error) => match retry {
+                Some((method, uri, headers)) if closed_before_answer(&error) => {
+                    let mut again = Request::new(Full::new(body));
+                    *again.method_mut() = method;
+                    *again.uri_mut() = uri;
+                    *again.headers_mut() = headers;
+                    match self.http.request(again).await {
+                        Ok(response) => response,
+                        // The instance is gone: the first failure says more.
+                        Err(retry) if retry.is_connect() => {
+                            return Err(request_error(error, url, func));
+                        }
+                        Err(retry) => return Err(request_error(retry, url, func)),
+                    }
+                }
+                _ => return Err(request_error(error, url, func)),
+            },
+        };
         let status = response.status();
         let body = Limited::new(response.into_body(), self.settings.max_response_bytes)
             .collect()
@@ -264,6 +306,41 @@ impl Client {
             .to_bytes();
         interpret(status, &body, url, func)
     }
+}
+
+fn request_error(error: hyper_util::client::legacy::Error, url: &str, func: &str) -> Error {
+    let kind = if error.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Interrupted
+    };
+    Error::new(kind, url, func).with_source(error)
+}
+
+/// Whether a request failed because its connection closed before any part of
+/// the answer arrived: the server closed a kept-alive connection as the request
+/// went out on it.
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let incomplete = cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message);
+        let reset = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        });
+        if incomplete || reset {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Turns an HTTP answer into the envelope's encoded data or an error.

@@ -310,3 +310,82 @@ async fn one_client_serves_many_concurrent_calls() {
         assert_eq!(call.await.unwrap().unwrap(), json!(n));
     }
 }
+
+/// A server that behaves as uvicorn does after an error: it answers the first
+/// call on a connection with a 500 and no `Connection: close`, then closes that
+/// connection as soon as the next request arrives on it, unanswered. Every later
+/// connection gets a success. Returns the base URL and the number of
+/// connections the server accepted, when it is done.
+async fn closes_after_an_error() -> (String, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let error = serde_json::to_string(&Envelope::failure(500, "disk full")).unwrap();
+    let success =
+        serde_json::to_string(&Envelope::success(wire::encode(&json!("ok")).unwrap())).unwrap();
+    let server = tokio::spawn(async move {
+        let answer = |body: &str, status: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let mut buffer = vec![0; 64 * 1024];
+        // First connection: a 500, then the next request is read and dropped.
+        let (mut first, _) = listener.accept().await.unwrap();
+        let _ = first.read(&mut buffer).await.unwrap();
+        first
+            .write_all(answer(&error, "500 Internal Server Error").as_bytes())
+            .await
+            .unwrap();
+        let _ = first.read(&mut buffer).await.unwrap();
+        drop(first);
+        // Second connection: the retried call.
+        let (mut second, _) = listener.accept().await.unwrap();
+        let _ = second.read(&mut buffer).await.unwrap();
+        second
+            .write_all(answer(&success, "200 OK").as_bytes())
+            .await
+            .unwrap();
+        2
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn a_call_on_a_connection_the_server_closed_is_sent_again() {
+    let (url, server) = closes_after_an_error().await;
+    let client = client();
+    let first = client
+        .call(&url, None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        first.kind(),
+        &ErrorKind::Remote {
+            status: 500,
+            message: "disk full".into()
+        }
+    );
+    // Goes out on the pooled connection, which the server closes unanswered.
+    let second = client.call(&url, None, "m.f", &Map::new()).await.unwrap();
+    assert_eq!(second, json!("ok"));
+    assert_eq!(server.await.unwrap(), 2, "the retry used a new connection");
+}
+
+#[tokio::test]
+async fn without_the_retry_such_a_call_is_interrupted() {
+    let (url, _server) = closes_after_an_error().await;
+    let client = Client::new(
+        ClientSettings::default()
+            .with_timeout(Duration::from_secs(5))
+            .with_retry_closed_connection(false),
+    );
+    let _ = client.call(&url, None, "m.f", &Map::new()).await;
+    let error = client
+        .call(&url, None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
+}
