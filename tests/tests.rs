@@ -2,5 +2,6 @@
 //! workspace crates together through the `framex` facade.
 
 mod on_proxy;
+mod python_interop;
 mod seed_config;
 mod two_instances;
