@@ -288,7 +288,9 @@ impl App {
         let settings = framex_server::Settings::default()
             .with_address(server.host(), server.port())
             .with_auth(auth_rules(self.config.auth())?)
-            .with_instance_name(instance_name);
+            .with_instance_name(instance_name)
+            .with_upstreams(upstreams(&self.config)?)
+            .with_forward_timeout(self.config.proxy().timeout());
         let routes = self
             .routes
             .into_iter()
@@ -443,6 +445,29 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// The upstreams whose routes this instance forwards: the table-form
+/// `proxy_urls` entries, when the proxy plugin is on.
+fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstream>, Error> {
+    if !config.proxy_enabled() {
+        return Ok(Vec::new());
+    }
+    let proxy = config.proxy();
+    let keys = auth_rules(proxy.auth())?;
+    Ok(proxy
+        .upstreams()
+        .iter()
+        .filter_map(|upstream| {
+            let routes = upstream.routes()?;
+            Some(
+                framex_server::Upstream::new(upstream.url(), routes.rules().clone())
+                    .with_docs_path(routes.docs_path())
+                    .with_keys(keys.clone())
+                    .with_stream_paths(proxy.force_stream_apis().iter().cloned()),
+            )
+        })
+        .collect())
 }
 
 fn auth_rules(rules: &framex_config::AuthRules) -> Result<framex_auth::Rules, Error> {

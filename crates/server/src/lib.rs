@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use framex_auth::{Denial, RequireProxyKeyLayer};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,7 +35,11 @@ use tower::{BoxError, Service, ServiceBuilder, service_fn};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
+pub mod forward;
 mod proxy;
+
+use forward::Forwarding;
+pub use forward::Upstream;
 
 /// A route handler of the application: the request with its whole body in, a
 /// response out.
@@ -68,6 +73,8 @@ pub struct Settings {
     header_read_timeout: Duration,
     shutdown_grace: Duration,
     instance_name: String,
+    upstreams: Vec<Upstream>,
+    forward_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -82,6 +89,8 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             instance_name: "framex".to_owned(),
+            upstreams: Vec::new(),
+            forward_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -125,6 +134,20 @@ impl Settings {
         self
     }
 
+    /// Serves the routes these upstreams publish and their rules allow,
+    /// forwarding each call (see [`forward`]).
+    pub fn with_upstreams(mut self, upstreams: Vec<Upstream>) -> Settings {
+        self.upstreams = upstreams;
+        self
+    }
+
+    /// How long a forwarded call may take (for a streamed path: until the
+    /// answer starts); default 600 s.
+    pub fn with_forward_timeout(mut self, timeout: Duration) -> Settings {
+        self.forward_timeout = timeout;
+        self
+    }
+
     /// The name this instance reports in `GET /health`.
     pub fn with_instance_name(mut self, name: impl Into<String>) -> Settings {
         self.instance_name = name.into();
@@ -137,6 +160,7 @@ pub(crate) struct State {
     pub(crate) settings: Settings,
     pub(crate) registry: framex_registry::Registry,
     pub(crate) routes: Vec<(Method, String, RouteHandler)>,
+    pub(crate) forwarding: Arc<Forwarding>,
 }
 
 /// A bound, not yet serving, server.
@@ -156,12 +180,31 @@ impl Server {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| Error::Bind { address, source })?;
+        let mut local: Vec<(Method, String)> = routes
+            .iter()
+            .map(|(method, path, _)| (method.clone(), path.clone()))
+            .collect();
+        local.extend([
+            (
+                Method::POST,
+                framex_transport::wire::PROXY_FUNCTION_PATH.to_owned(),
+            ),
+            (Method::GET, "/health".to_owned()),
+            (Method::GET, "/api/v1/openapi.json".to_owned()),
+        ]);
+        let forwarding = Arc::new(Forwarding::new(
+            settings.upstreams.clone(),
+            settings.forward_timeout,
+            settings.max_body_bytes,
+            local,
+        ));
         Ok(Server {
             listener,
             state: Arc::new(State {
                 settings,
                 registry,
                 routes,
+                forwarding,
             }),
         })
     }
@@ -179,6 +222,10 @@ impl Server {
         let service = stack(self.state.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
+        let mut loaders = tokio::task::JoinSet::new();
+        for index in 0..self.state.forwarding.upstream_count() {
+            loaders.spawn(self.state.forwarding.clone().load(index));
+        }
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, _) = tokio::select! {
@@ -208,6 +255,7 @@ impl Server {
             while connections.try_join_next().is_some() {}
         }
         drop(self.listener);
+        loaders.abort_all();
         // Past the grace period the remaining connections are closed.
         let grace = self.state.settings.shutdown_grace;
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -256,49 +304,99 @@ fn stack(
 
 /// The answer to a request the `[auth] rules` refuse, worded as Python FrameX
 /// words it, plus the reason.
-fn denied(denial: Denial<'_>) -> Response<Full<Bytes>> {
+fn denied(denial: Denial<'_>) -> Response<ServerBody> {
     let message = format!(
         "Invalid API Key for API({}): {}",
         denial.path, denial.reason
     );
-    envelope_response(StatusCode::UNAUTHORIZED, &message)
+    boxed(envelope_response(StatusCode::UNAUTHORIZED, &message))
 }
 
-async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     match (method.clone(), path.as_str()) {
         (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
-            proxy::handle(state, request).await
+            boxed(proxy::handle(state, request).await)
         }
-        (Method::GET, "/health") => json_response(
-            StatusCode::OK,
-            &serde_json::json!({"status": "ok", "instance": state.settings.instance_name, "pid": std::process::id()}),
-        ),
-        (Method::GET, "/api/v1/openapi.json") => json_response(StatusCode::OK, &openapi(state)),
+        (Method::GET, "/health") => boxed(json_response(StatusCode::OK, &health(state))),
+        (Method::GET, "/api/v1/openapi.json") => {
+            boxed(json_response(StatusCode::OK, &openapi(state)))
+        }
         _ => {
             let known = state.routes.iter().filter(|(_, p, _)| *p == path);
             let mut allowed = false;
             for (route_method, _, handler) in known {
                 allowed = true;
                 if *route_method == method {
-                    return user_route(state, handler, request).await;
+                    return boxed(user_route(state, handler, request).await);
+                }
+            }
+            if state.forwarding.serves(&method, &path) {
+                let hops = match hops(request.headers()) {
+                    Ok(hops) if hops >= state.settings.max_hops => {
+                        return boxed(envelope_response(
+                            StatusCode::LOOP_DETECTED,
+                            &format!(
+                                "{method} {path} was forwarded through {hops} FrameX instances (limit {}); check `proxy_urls` for a loop",
+                                state.settings.max_hops
+                            ),
+                        ));
+                    }
+                    Ok(hops) => hops,
+                    Err(message) => {
+                        return boxed(envelope_response(StatusCode::BAD_REQUEST, &message));
+                    }
+                };
+                if let Some(response) = state.forwarding.forward(request, hops).await {
+                    return response;
                 }
             }
             let builtin = matches!(
                 path.as_str(),
                 framex_transport::wire::PROXY_FUNCTION_PATH | "/health" | "/api/v1/openapi.json"
             );
-            if allowed || builtin {
-                envelope_response(
+            if allowed || builtin || state.forwarding.knows_path(&path) {
+                boxed(envelope_response(
                     StatusCode::METHOD_NOT_ALLOWED,
                     &format!("method {method} is not allowed on {path}"),
-                )
+                ))
             } else {
-                envelope_response(StatusCode::NOT_FOUND, &format!("no route {path}"))
+                boxed(envelope_response(
+                    StatusCode::NOT_FOUND,
+                    &format!("no route {path}"),
+                ))
             }
         }
     }
+}
+
+/// How many FrameX instances a request has already passed through; a header
+/// that is not a number is a 400 with this message.
+pub(crate) fn hops(headers: &http::HeaderMap) -> Result<u32, String> {
+    match headers
+        .get(framex_transport::HOPS_HEADER)
+        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u32>().ok()))
+    {
+        None => Ok(0),
+        Some(Some(hops)) => Ok(hops),
+        Some(None) => Err(format!(
+            "header {} must be a number",
+            framex_transport::HOPS_HEADER
+        )),
+    }
+}
+
+fn health(state: &State) -> serde_json::Value {
+    let mut health = serde_json::json!({
+        "status": "ok",
+        "instance": state.settings.instance_name,
+        "pid": std::process::id(),
+    });
+    if state.forwarding.upstream_count() > 0 {
+        health["upstreams"] = state.forwarding.health();
+    }
+    health
 }
 
 async fn user_route(
@@ -348,11 +446,28 @@ fn openapi(state: &State) -> serde_json::Value {
             "responses": {"200": {"description": "success"}}
         });
     }
-    serde_json::json!({
+    let (forwarded, schemas) = state.forwarding.openapi();
+    for (path, method, operation) in forwarded {
+        let entry = paths.entry(path).or_insert_with(|| serde_json::json!({}));
+        entry[method] = operation;
+    }
+    let mut document = serde_json::json!({
         "openapi": "3.1.0",
         "info": {"title": state.settings.instance_name, "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-    })
+    });
+    if !schemas.is_empty() {
+        document["components"] = serde_json::json!({ "schemas": schemas });
+    }
+    document
+}
+
+/// The body of every answer: whole, or streamed from an upstream.
+pub(crate) type ServerBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A whole answer as a [`ServerBody`] answer.
+pub(crate) fn boxed(response: Response<Full<Bytes>>) -> Response<ServerBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
 /// An answer with a FrameX envelope and a real HTTP status.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use framex_registry::{CallError, Kwargs};
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
-use framex_transport::{CallRequest, ErrorKind, HOPS_HEADER};
+use framex_transport::{CallRequest, ErrorKind};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -12,19 +12,9 @@ use hyper::body::Incoming;
 use crate::{State, envelope_response, json_response, read_body};
 
 pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let hops = match request
-        .headers()
-        .get(HOPS_HEADER)
-        .map(|v| v.to_str().ok().and_then(|v| v.parse::<u32>().ok()))
-    {
-        None => 0,
-        Some(Some(hops)) => hops,
-        Some(None) => {
-            return envelope_response(
-                StatusCode::BAD_REQUEST,
-                &format!("header {HOPS_HEADER} must be a number"),
-            );
-        }
+    let hops = match crate::hops(request.headers()) {
+        Ok(hops) => hops,
+        Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
     };
     let body = match read_body(request.into_body(), state.settings.max_body_bytes).await {
         Ok(body) => body,

@@ -1,0 +1,474 @@
+//! Route forwarding: an instance serves the routes that its upstreams publish in
+//! their OpenAPI documents, as their enable/disable rules allow, and forwards
+//! each call. Upstreams are wiremock servers (and one raw server for streaming)
+//! on loopback.
+
+use std::time::Duration;
+
+use framex::App;
+use framex::config::Loader;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn config(toml: &str) -> framex::config::Config {
+    Loader::default()
+        .text("test.toml", toml)
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An OpenAPI document listing `operations` as `(method, path)`.
+fn document(operations: &[(&str, &str)]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path) in operations {
+        let item = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        item[method.to_string()] = json!({
+            "operationId": format!("{method}_{}", path.replace(['/', '{', '}'], "_")),
+            "responses": {"200": {"description": "ok"}}
+        });
+    }
+    json!({"openapi": "3.1.0", "paths": paths, "components": {"schemas": {"Item": {"type": "object"}}}})
+}
+
+/// Serves `document` at the default docs path, only to callers with `key` when
+/// one is given.
+async fn publish(upstream: &MockServer, document: Value, key: Option<&str>) {
+    let mock = Mock::given(method("GET")).and(path("/api/v1/openapi.json"));
+    let mock = match key {
+        Some(key) => mock.and(header("authorization", key)),
+        None => mock,
+    };
+    mock.respond_with(ResponseTemplate::new(200).set_body_json(document))
+        .mount(upstream)
+        .await;
+}
+
+/// Starts an isolated instance from `toml` (with `port = 0`) and returns its URL.
+async fn start(toml: &str) -> String {
+    let mut app = App::from_config(config(toml)).unwrap();
+    app.register_fn("m.local", |_: Value| async { Ok::<_, String>("here") })
+        .unwrap();
+    let bound = app.isolated().bind("forwarding").await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
+fn proxy_config(upstreams: &[(&str, &str)], extra: &str) -> String {
+    let mut toml = String::from(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n",
+    );
+    for (url, rules) in upstreams {
+        toml.push_str(&format!("[plugins.proxy.proxy_urls.\"{url}\"]\n{rules}\n"));
+    }
+    toml.push_str(extra);
+    toml
+}
+
+/// Waits until `GET /health` reports upstream `index` in `state`, and returns
+/// that upstream's report.
+async fn upstream_state(url: &str, index: usize, state: &str) -> Value {
+    for _ in 0..200 {
+        let (_, body) = request(url, "GET", "/health", &[], b"").await;
+        let health: Value = serde_json::from_slice(&body).unwrap();
+        if health["upstreams"][index]["state"] == state {
+            return health["upstreams"][index].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("upstream {index} of {url} never became {state}");
+}
+
+/// A plain HTTP/1.1 request; returns the status and the body.
+async fn request(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP head");
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
+    let upstream = MockServer::start().await;
+    publish(
+        &upstream,
+        document(&[
+            ("get", "/api/v1/items/{item_id}"),
+            ("get", "/api/v1/search"),
+            ("post", "/api/v1/items"),
+            ("post", "/api/v1/upload"),
+            ("get", "/api/v1/internal/stats"),
+            ("get", "/health"),
+        ]),
+        Some("docs-key"),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/items/42"))
+        .and(header("authorization", "items-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 42})))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/search"))
+        .and(query_param("q", "crab café"))
+        .and(query_param("page", "2"))
+        .and(header("authorization", "api-key"))
+        .respond_with(ResponseTemplate::new(418).set_body_string("a teapot upstream"))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/items"))
+        .and(body_json(json!({"name": "widget", "tags": ["a"]})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"created": true})))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/upload"))
+        .and(header(
+            "content-type",
+            "multipart/form-data; boundary=framex-boundary",
+        ))
+        .and(body_string_contains("filename=\"report.csv\""))
+        .and(body_string_contains("job,status\nj-1,done\n"))
+        .and(body_string_contains("name=\"comment\"\r\n\r\nquarterly"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"stored": "report.csv"})))
+        .mount(&upstream)
+        .await;
+
+    let url = start(&proxy_config(
+        &[(
+            &upstream.uri(),
+            "enable = [\"/api/v1/*\", \"/health\"]\ndisable = [\"/api/v1/internal/*\"]",
+        )],
+        "[plugins.proxy.auth]\nrules = { \"/api/v1/openapi.json\" = [\"docs-key\"], \"/api/v1/items/*\" = [\"items-key\"], \"/api/v1/*\" = [\"api-key\"] }\n",
+    ))
+    .await;
+    let report = upstream_state(&url, 0, "ready").await;
+    assert_eq!(report["routes"], 4, "{report}");
+    let skipped: Vec<&str> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "GET /api/v1/internal/stats: disabled by `/api/v1/internal/*`",
+            "GET /health: this instance serves it itself",
+        ]
+    );
+
+    // A caller's own Authorization is not passed on; the path's key is sent.
+    let (status, body) = request(
+        &url,
+        "GET",
+        "/api/v1/items/42",
+        &[("authorization", "caller-secret")],
+        b"",
+    )
+    .await;
+    assert_eq!((status, text(&body)), (200, "{\"id\":42}".to_owned()));
+
+    let (status, body) = request(
+        &url,
+        "GET",
+        "/api/v1/search?q=crab%20caf%C3%A9&page=2",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!((status, text(&body)), (418, "a teapot upstream".to_owned()));
+
+    let (status, body) = request(
+        &url,
+        "POST",
+        "/api/v1/items",
+        &[("content-type", "application/json")],
+        br#"{"name": "widget", "tags": ["a"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, text(&body)),
+        (201, "{\"created\":true}".to_owned())
+    );
+
+    let multipart = "--framex-boundary\r\n\
+        Content-Disposition: form-data; name=\"comment\"\r\n\r\nquarterly\r\n\
+        --framex-boundary\r\n\
+        Content-Disposition: form-data; name=\"file\"; filename=\"report.csv\"\r\n\
+        Content-Type: text/csv\r\n\r\njob,status\nj-1,done\n\r\n\
+        --framex-boundary--\r\n";
+    let (status, body) = request(
+        &url,
+        "POST",
+        "/api/v1/upload",
+        &[(
+            "content-type",
+            "multipart/form-data; boundary=framex-boundary",
+        )],
+        multipart.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "{\"stored\":\"report.csv\"}".to_owned())
+    );
+
+    // A request that has already passed through too many instances is refused.
+    let (status, body) = request(
+        &url,
+        "GET",
+        "/api/v1/items/42",
+        &[("x-framex-hops", "8")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 508, "{}", text(&body));
+
+    // Disabled upstream paths are not served.
+    let (status, _) = request(&url, "GET", "/api/v1/internal/stats", &[], b"").await;
+    assert_eq!(status, 404);
+    // A forwarded path with another method is refused here.
+    let (status, _) = request(&url, "DELETE", "/api/v1/items/42", &[], b"").await;
+    assert_eq!(status, 405);
+
+    // This instance's OpenAPI document lists the forwarded routes.
+    let (_, body) = request(&url, "GET", "/api/v1/openapi.json", &[], b"").await;
+    let openapi: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        openapi["paths"]["/api/v1/items/{item_id}"]["get"]["operationId"],
+        "get__api_v1_items__item_id_"
+    );
+    assert!(openapi["paths"]["/api/v1/internal/stats"].is_null());
+    assert_eq!(
+        openapi["components"]["schemas"]["Item"],
+        json!({"type": "object"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_document_is_reported_and_proxy_functions_still_work() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/openapi.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>not a document</html>"))
+        .mount(&upstream)
+        .await;
+    let url = start(&proxy_config(
+        &[(&upstream.uri(), "enable = [\"/api/v1/*\"]")],
+        "",
+    ))
+    .await;
+    let report = loop {
+        let (_, body) = request(&url, "GET", "/health", &[], b"").await;
+        let health: Value = serde_json::from_slice(&body).unwrap();
+        if health["upstreams"][0]["error"].is_string() {
+            break health["upstreams"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(report["state"], "loading");
+    assert_eq!(
+        report["error"],
+        format!(
+            "{}/api/v1/openapi.json: the OpenAPI document is not JSON: expected value at line 1 column 1",
+            upstream.uri()
+        )
+    );
+    let result = framex::transport::Client::default()
+        .call(&url, None, "m.local", &serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(result, json!("here"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_under_two_upstreams_is_served_by_the_first_and_reported() {
+    let first = MockServer::start().await;
+    let second = MockServer::start().await;
+    for (upstream, name) in [(&first, "first"), (&second, "second")] {
+        publish(upstream, document(&[("get", "/api/v1/shared")]), None).await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/shared"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(name))
+            .mount(upstream)
+            .await;
+    }
+    let url = start(&proxy_config(
+        &[
+            (&first.uri(), "enable = [\"/api/v1/*\"]"),
+            (&second.uri(), "enable = [\"/api/v1/*\"]"),
+        ],
+        "",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+    let report = upstream_state(&url, 1, "ready").await;
+    assert_eq!(
+        report["skipped"],
+        json!([format!(
+            "GET /api/v1/shared: the path is served by two upstreams, {} and {}; {} (listed first) serves it",
+            first.uri(),
+            second.uri(),
+            first.uri()
+        )])
+    );
+    let (status, body) = request(&url, "GET", "/api/v1/shared", &[], b"").await;
+    assert_eq!((status, text(&body)), (200, "first".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_comes_up_late_gets_its_routes() {
+    // A free port with nothing behind it yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let upstream_url = format!("http://{address}");
+    let url = start(&proxy_config(
+        &[(&upstream_url, "enable = [\"/api/v1/*\"]")],
+        "",
+    ))
+    .await;
+    let (status, _) = request(&url, "GET", "/api/v1/late", &[], b"").await;
+    assert_eq!(status, 404, "no route before the upstream answers");
+    let report = loop {
+        let (_, body) = request(&url, "GET", "/health", &[], b"").await;
+        let health: Value = serde_json::from_slice(&body).unwrap();
+        if health["upstreams"][0]["attempts"].as_u64() >= Some(1) {
+            break health["upstreams"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report["state"], "loading");
+    assert_eq!(report["error"], format!("cannot connect to {upstream_url}"));
+
+    let upstream = MockServer::builder()
+        .listener(std::net::TcpListener::bind(address).unwrap())
+        .start()
+        .await;
+    publish(&upstream, document(&[("get", "/api/v1/late")]), None).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/late"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("finally"))
+        .mount(&upstream)
+        .await;
+    upstream_state(&url, 0, "ready").await;
+    let (status, body) = request(&url, "GET", "/api/v1/late", &[], b"").await;
+    assert_eq!((status, text(&body)), (200, "finally".to_owned()));
+}
+
+/// An upstream that streams `GET /api/v1/events` in two chunks, the second only
+/// once `release` fires.
+async fn streaming_upstream(release: tokio::sync::oneshot::Receiver<()>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let document = document(&[("get", "/api/v1/events")]).to_string();
+    tokio::spawn(async move {
+        let mut release = Some(release);
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0; 16 * 1024];
+            let read = stream.read(&mut buffer).await.unwrap();
+            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            if request.starts_with("GET /api/v1/openapi.json") {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{document}",
+                    document.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                continue;
+            }
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            let first = "data: first\n\n";
+            stream
+                .write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes())
+                .await
+                .unwrap();
+            if let Some(release) = release.take() {
+                let _ = release.await;
+            }
+            let second = "data: second\n\n";
+            stream
+                .write_all(format!("{:x}\r\n{second}\r\n0\r\n\r\n", second.len()).as_bytes())
+                .await
+                .unwrap();
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_path_reaches_the_caller_chunk_by_chunk() {
+    let (release, released) = tokio::sync::oneshot::channel();
+    let upstream = streaming_upstream(released).await;
+    let url = start(&proxy_config(
+        &[(&upstream, "enable = [\"/api/v1/*\"]")],
+        "[plugins.proxy]\nforce_stream_apis = [\"/api/v1/events\"]\n",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The first event arrives while the upstream is still holding the second.
+    let mut received = Vec::new();
+    let mut buffer = [0; 1024];
+    while !text(&received).contains("data: first") {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "the stream ended early: {}", text(&received));
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(!text(&received).contains("data: second"));
+    assert!(text(&received).contains("content-type: text/event-stream"));
+    release.send(()).unwrap();
+    stream.read_to_end(&mut received).await.unwrap();
+    assert!(
+        text(&received).contains("data: second"),
+        "{}",
+        text(&received)
+    );
+}
