@@ -472,3 +472,101 @@ async fn a_stream_path_reaches_the_caller_chunk_by_chunk() {
         text(&received)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_code_calls_local_and_forwarded_routes_alike() {
+    let upstream = MockServer::start().await;
+    publish(
+        &upstream,
+        document(&[("get", "/api/v1/upstream_thing")]),
+        None,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/upstream_thing"))
+        .and(query_param("n", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("from upstream"))
+        .mount(&upstream)
+        .await;
+    let mut app = App::from_config(config(&proxy_config(
+        &[(&upstream.uri(), "enable = [\"/api/v1/*\"]")],
+        "",
+    )))
+    .unwrap();
+    app.route(http::Method::GET, "/api/v1/local_thing", |_, _| async {
+        http::Response::new(bytes::Bytes::from_static(b"from here"))
+    });
+    let bound = app.isolated().bind("caller").await.unwrap();
+    let api = bound.api();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    upstream_state(&url, 0, "ready").await;
+
+    let get = |uri: &str| http::Request::get(uri).body(bytes::Bytes::new()).unwrap();
+    let local = api.call(get("/api/v1/local_thing")).await;
+    assert_eq!(local.body().as_ref(), b"from here");
+    let forwarded = api.call(get("/api/v1/upstream_thing?n=1")).await;
+    assert_eq!(
+        (forwarded.status().as_u16(), forwarded.body().as_ref()),
+        (200, b"from upstream".as_slice())
+    );
+    let missing = api.call(get("/api/v1/nowhere")).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(missing.body()).unwrap()["message"],
+        "no route /api/v1/nowhere"
+    );
+
+    // Without a bound, installed app there is nothing to call.
+    let error = framex::call_api(get("/api/v1/local_thing"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, framex::Error::NotServing), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routing_report_names_the_deciding_rule_for_each_route() {
+    let upstream = MockServer::start().await;
+    let mut published = document(&[
+        ("get", "/api/v1/items/{item_id}"),
+        ("get", "/api/v1/internal/stats"),
+        ("post", "/api/v1/internal/stats"),
+        ("get", "/api/v1/items/debug"),
+        ("get", "/api/v2/reports/export"),
+        ("get", "/health"),
+    ]);
+    published["paths"]["/files/{name}.txt"] = json!({"get": {}});
+    publish(&upstream, published, Some("docs-key")).await;
+    let config = config(&proxy_config(
+        &[
+            (
+                &upstream.uri(),
+                "enable = [\"/api/v1/*\", \"/api/v{2,3}/*/export\"]\n\
+                 disable = [\"/api/v1/internal/*\", \"/api/**/debug\"]",
+            ),
+            ("http://127.0.0.1:9", "enable = [\"/*\"]"),
+        ],
+        "[plugins.proxy.auth]\nrules = { \"/api/v1/openapi.json\" = [\"docs-key\"] }\n",
+    ));
+    let report: String = framex::resolve_routes(&config)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let uri = upstream.uri();
+    assert_eq!(
+        report,
+        format!(
+            "upstream {uri} ({uri}/api/v1/openapi.json)\n\
+             \x20 disabled  GET     /api/v1/internal/stats                   disable rule `/api/v1/internal/*`\n\
+             \x20 disabled  POST    /api/v1/internal/stats                   disable rule `/api/v1/internal/*`\n\
+             \x20 disabled  GET     /api/v1/items/debug                      disable rule `/api/**/debug`\n\
+             \x20 enabled   GET     /api/v1/items/{{item_id}}                  enable rule `/api/v1/*`\n\
+             \x20 enabled   GET     /api/v2/reports/export                   enable rule `/api/v{{2,3}}/*/export`\n\
+             \x20 disabled  GET     /health                                  no enable rule matches\n\
+             \x20 skipped   /files/{{name}}.txt                                segment `{{name}}.txt`: a path parameter must be a whole segment\n\
+             upstream http://127.0.0.1:9: cannot load http://127.0.0.1:9/api/v1/openapi.json: cannot connect to http://127.0.0.1:9\n"
+        )
+    );
+}

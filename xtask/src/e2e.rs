@@ -211,6 +211,29 @@ fn checks(demo: &Path, dir: &Path) -> Result<()> {
         );
         Ok(message.to_owned())
     });
+    table.check("a route of the remote is forwarded by the local", || {
+        let started = Instant::now();
+        loop {
+            let health = get(&local.url, "/health")?;
+            if health["upstreams"][0]["state"] == "ready" {
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the local instance never loaded the remote's routes: {health}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let body = get(&local.url, "/api/v1/remote/hello")?;
+        let pid = body["result"]["pid"].as_u64();
+        ensure!(
+            pid == Some(u64::from(remote_pid)),
+            "answered by pid {pid:?}, remote is {remote_pid}: {body}"
+        );
+        Ok(format!(
+            "GET /api/v1/remote/hello answered by the remote, pid {remote_pid}"
+        ))
+    });
     table.check("SIGTERM lets a call in flight finish", || {
         let remote = remote.as_mut().context("the remote is running")?;
         let local_url = local.url.clone();

@@ -7,12 +7,16 @@
 use std::process::ExitCode;
 
 mod e2e;
+mod routes;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   e2e     build the demo, start a remote and a local FrameX instance on free
           loopback ports, and check local and remote execution from outside
+  routes [CONFIG]
+          fetch each upstream's OpenAPI document and print every route it
+          publishes: enabled or disabled, and the rule that decided it
   help    print this message";
 
 fn main() -> ExitCode {
@@ -22,6 +26,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("e2e failed: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("routes") => match routes::run(std::env::args().nth(2).map(Into::into)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("routes: {error:#}");
                 ExitCode::FAILURE
             }
         },

@@ -13,6 +13,9 @@
 //! and `GET /api/v1/missing` call them as plain functions; configuration decides whether each runs here or
 //! on a remote instance.
 //!
+//! `GET /api/v1/NAME/hello` answers with the instance; an instance that lists
+//! this one under `proxy_urls` forwards it.
+//!
 //! It prints `listening on http://ADDRESS` once it accepts connections.
 
 use std::path::PathBuf;
@@ -108,7 +111,7 @@ async fn main() -> ExitCode {
         eprintln!("{warning}");
     }
     let _ = INSTANCE.set(name.clone());
-    if let Err(error) = register(&mut app) {
+    if let Err(error) = register(&mut app, &name) {
         eprintln!("{error}");
         return ExitCode::FAILURE;
     }
@@ -129,7 +132,7 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn register(app: &mut App) -> Result<(), framex::Error> {
+fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
     app.register(your_module::build_report)?;
     app.register(whoami)?;
     app.register(slow)?;
@@ -146,6 +149,13 @@ fn register(app: &mut App) -> Result<(), framex::Error> {
         let millis = query(&request, "ms").and_then(|ms| ms.parse().ok());
         answer(slow(millis.unwrap_or(1_000)).await)
     });
+    // A route only this instance has: another instance that lists this one in
+    // `proxy_urls` serves it by forwarding.
+    app.route(
+        Method::GET,
+        &format!("/api/v1/{name}/hello"),
+        |_, _| async move { answer(Ok::<_, framex::Error>(instance())) },
+    );
     app.route(Method::GET, "/api/v1/missing", |_, _| async move {
         answer(not_on_remote().await)
     });

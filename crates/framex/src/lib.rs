@@ -120,6 +120,11 @@ pub enum Error {
     /// The function given to [`App::register`] is not marked `#[on_proxy]`.
     #[error("`{0}` is not a proxy function: mark it with #[framex::on_proxy] to register it")]
     NotProxyFunction(&'static str),
+    /// [`call_api`] was used while no bound app is installed in this process.
+    #[error(
+        "no FrameX instance is serving in this process: bind an app (not isolated) before calling its routes"
+    )]
+    NotServing,
     /// A proxy function failed with this message (see [`Error::msg`]).
     #[error("{0}")]
     Failed(String),
@@ -271,7 +276,7 @@ impl App {
     /// nothing) installs its app with this. Register functions first: the
     /// runtime holds the registry as it is now.
     pub fn install(&self) -> Result<Installed, Error> {
-        runtime::install(self.registry.clone())
+        runtime::install(self.registry.clone(), None)
     }
 
     /// Makes [`App::bind`] serve without installing the app as the process's
@@ -301,11 +306,12 @@ impl App {
                 (method, path, handler)
             })
             .collect();
+        let registry = self.registry.clone();
+        let server = framex_server::Server::bind(settings, self.registry, routes).await?;
         let installed = match self.install_on_bind {
-            true => Some(runtime::install(self.registry.clone())?),
+            true => Some(runtime::install(registry, Some(server.api()))?),
             false => None,
         };
-        let server = framex_server::Server::bind(settings, self.registry, routes).await?;
         Ok(Bound {
             server,
             _installed: installed,
@@ -342,6 +348,17 @@ where
     R: DeserializeOwned,
 {
     typed(name, args, |kwargs| call(name, kwargs)).await
+}
+
+/// Calls a route of the instance this process serves, the counterpart of
+/// FrameX's `call_plugin_api("/api/v1/...")`: the application's own route runs in
+/// place, and a route forwarded from an upstream goes to that upstream.
+///
+/// A missing route answers 404 in the FrameX envelope, as over HTTP; it is an
+/// [`Error::NotServing`] when no bound app is installed in this process.
+pub async fn call_api(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, Error> {
+    let api = runtime::installed_api().ok_or(Error::NotServing)?;
+    Ok(api.call(request).await)
 }
 
 /// Calls `name` through `registry`, where its routing says; `kwargs` must be a
@@ -415,6 +432,12 @@ impl Bound {
         self.server.local_addr()
     }
 
+    /// A handle for calling this instance's routes in process, as [`call_api`]
+    /// does; for an [`isolated`](App::isolated) app too.
+    pub fn api(&self) -> framex_server::Api {
+        self.server.api()
+    }
+
     /// Serves until Ctrl-C or SIGTERM, then lets calls in flight finish.
     pub async fn serve(self) {
         self.server.serve(shutdown_signal()).await;
@@ -445,6 +468,20 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// What each upstream's rules make of the routes it publishes, as `cargo xtask
+/// routes` prints it: every table-form `proxy_urls` entry's document is fetched
+/// (with the client-side key for its path) and each route decided.
+pub async fn resolve_routes(
+    config: &framex_config::Config,
+) -> Result<Vec<framex_server::forward::Resolution>, Error> {
+    let mut resolutions = Vec::new();
+    for upstream in upstreams(config)? {
+        resolutions
+            .push(framex_server::forward::resolve(&upstream, config.proxy().timeout()).await);
+    }
+    Ok(resolutions)
 }
 
 /// The upstreams whose routes this instance forwards: the table-form

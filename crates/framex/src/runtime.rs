@@ -23,6 +23,8 @@ static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
 
 struct Runtime {
     registry: Registry,
+    /// The routes of the instance this process serves, once it is bound.
+    api: Option<framex_server::Api>,
 }
 
 /// Keeps an application installed as the process's FrameX runtime; dropping it
@@ -47,9 +49,13 @@ impl Drop for Installed {
     }
 }
 
-/// Installs `registry` unless another runtime is installed.
-pub(crate) fn install(registry: Registry) -> Result<Installed, Error> {
-    let runtime = Arc::new(Runtime { registry });
+/// Installs `registry` (and the bound instance's `api`) unless another runtime
+/// is installed.
+pub(crate) fn install(
+    registry: Registry,
+    api: Option<framex_server::Api>,
+) -> Result<Installed, Error> {
+    let runtime = Arc::new(Runtime { registry, api });
     let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(runtime.clone()));
     if previous.is_some() {
         return Err(Error::AlreadyInstalled);
@@ -68,6 +74,14 @@ pub(crate) fn installed_registry() -> Option<Registry> {
         .load()
         .as_ref()
         .map(|runtime| runtime.registry.clone())
+}
+
+/// The installed runtime's route handle, if it serves.
+pub(crate) fn installed_api() -> Option<framex_server::Api> {
+    RUNTIME
+        .load()
+        .as_ref()
+        .and_then(|runtime| runtime.api.clone())
 }
 
 /// A proxy function compiled into this program by `#[on_proxy]`.

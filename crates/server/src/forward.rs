@@ -695,6 +695,111 @@ fn pass_on(headers: &HeaderMap) -> HeaderMap {
     passed
 }
 
+/// What an upstream's rules make of the routes it publishes: each path and
+/// method, enabled or disabled and by which rule. Its `Display` is the report of
+/// `cargo xtask routes`.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    url: String,
+    docs: String,
+    outcome: Result<(Vec<Decided>, Vec<Skipped>), String>,
+}
+
+/// One published route and what the rules decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// The method.
+    pub method: Method,
+    /// The path as published.
+    pub path: String,
+    /// Whether the rules enable it.
+    pub enabled: bool,
+    /// The deciding rule, as `enable rule `…`` or `disable rule `…``; `None` when no
+    /// rule matches (the route is then disabled).
+    pub rule: Option<String>,
+}
+
+impl Resolution {
+    /// The decisions, or why the document could not be loaded.
+    pub fn decisions(&self) -> Result<&[Decided], &str> {
+        match &self.outcome {
+            Ok((decided, _)) => Ok(decided),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (decided, skipped) = match &self.outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                return writeln!(
+                    f,
+                    "upstream {}: cannot load {}: {error}",
+                    self.url, self.docs
+                );
+            }
+        };
+        writeln!(f, "upstream {} ({})", self.url, self.docs)?;
+        if decided.is_empty() && skipped.is_empty() {
+            writeln!(f, "  (the document lists no routes)")?;
+        }
+        for route in decided {
+            let verdict = if route.enabled { "enabled" } else { "disabled" };
+            let why = route.rule.as_deref().unwrap_or("no enable rule matches");
+            writeln!(
+                f,
+                "  {verdict:<9} {:<7} {:<40} {why}",
+                route.method.as_str(),
+                route.path
+            )?;
+        }
+        for skipped in skipped {
+            writeln!(
+                f,
+                "  {:<9} {:<48} {}",
+                "skipped", skipped.path, skipped.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Fetches an upstream's document and decides each of its routes by the
+/// upstream's rules.
+pub async fn resolve(upstream: &Upstream, timeout: Duration) -> Resolution {
+    let outcome = fetch_document(upstream, timeout).await.map(|document| {
+        let decided = document
+            .operations
+            .iter()
+            .map(|operation| {
+                let (enabled, rule) = match upstream.rules.decide(operation.path()) {
+                    framex_filter::Decision::Enabled(rule) => {
+                        (true, Some(format!("enable rule `{}`", rule.pattern())))
+                    }
+                    framex_filter::Decision::Disabled(rule) => {
+                        (false, Some(format!("disable rule `{}`", rule.pattern())))
+                    }
+                    framex_filter::Decision::Unmatched => (false, None),
+                };
+                Decided {
+                    method: operation.method.clone(),
+                    path: operation.path().to_owned(),
+                    enabled,
+                    rule,
+                }
+            })
+            .collect();
+        (decided, document.skipped)
+    });
+    Resolution {
+        url: upstream.url.clone(),
+        docs: format!("{}{}", upstream.url, upstream.docs_path),
+        outcome,
+    }
+}
+
 /// Fetches and reads an upstream's OpenAPI document, sending the client-side key
 /// for its path.
 pub async fn fetch_document(upstream: &Upstream, timeout: Duration) -> Result<Document, String> {

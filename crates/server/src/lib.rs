@@ -216,6 +216,13 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// A handle for calling this instance's routes from inside the process.
+    pub fn api(&self) -> Api {
+        Api {
+            state: self.state.clone(),
+        }
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and waits for the
     /// calls in flight to finish, for at most the shutdown grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -263,6 +270,70 @@ impl Server {
             .is_err()
         {
             connections.abort_all();
+        }
+    }
+}
+
+/// Calls an instance's routes from inside its process, the counterpart of
+/// FrameX's `call_plugin_api("/api/v1/...")`: the application's own route runs
+/// in place; a route forwarded from an upstream goes to that upstream. Cloning
+/// is cheap.
+///
+/// The calling code is the instance's own, so the `[auth] rules` that guard
+/// the HTTP side do not apply.
+#[derive(Clone)]
+pub struct Api {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("instance", &self.state.settings.instance_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Calls the route that serves `request`'s method and path. The answer of a
+    /// missing route is a 404 (405 for a known path with another method) in the
+    /// FrameX envelope, as over HTTP.
+    pub async fn call(&self, request: Request<Bytes>) -> Response<Bytes> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let mut path_known = false;
+        for (route_method, route_path, handler) in &self.state.routes {
+            if *route_path == path {
+                path_known = true;
+                if *route_method == method {
+                    return handler(request).await;
+                }
+            }
+        }
+        // `forward` answers `None` when no forwarded route serves the request.
+        if let Some(response) = self
+            .state
+            .forwarding
+            .forward(request.map(Full::new), 0)
+            .await
+        {
+            let (parts, body) = response.into_parts();
+            let limit = self.state.settings.max_body_bytes;
+            return match Limited::new(body, limit).collect().await {
+                Ok(body) => Response::from_parts(parts, body.to_bytes()),
+                Err(_) => envelope_bytes(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("the answer to {path} broke off or is larger than {limit} bytes"),
+                ),
+            };
+        }
+        if path_known || self.state.forwarding.knows_path(&path) {
+            envelope_bytes(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("method {method} is not allowed on {path}"),
+            )
+        } else {
+            envelope_bytes(StatusCode::NOT_FOUND, &format!("no route {path}"))
         }
     }
 }
@@ -472,18 +543,27 @@ pub(crate) fn boxed(response: Response<Full<Bytes>>) -> Response<ServerBody> {
 
 /// An answer with a FrameX envelope and a real HTTP status.
 pub(crate) fn envelope_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    envelope_bytes(status, message).map(Full::new)
+}
+
+/// [`envelope_response`] with its body as bytes.
+fn envelope_bytes(status: StatusCode, message: &str) -> Response<Bytes> {
     let envelope = framex_transport::wire::Envelope::failure(status.as_u16(), message);
-    json_response(status, &envelope)
+    json_bytes(status, &envelope)
 }
 
 pub(crate) fn json_response(
     status: StatusCode,
     body: &impl serde::Serialize,
 ) -> Response<Full<Bytes>> {
+    json_bytes(status, body).map(Full::new)
+}
+
+fn json_bytes(status: StatusCode, body: &impl serde::Serialize) -> Response<Bytes> {
     let body = serde_json::to_vec(body).expect("envelopes and JSON values serialize");
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Bytes::from(body))
         .expect("status and header are valid")
 }
