@@ -227,11 +227,14 @@ async fn the_same_call_runs_on_the_other_instance_when_configured() {
             .unwrap(),
         json!(2)
     );
-    let error = framex::call("tests.add", json!({"a": 1, "c": 1}))
+    let error = framex::call("tests.add", json!({"a": 1, "b": 2, "c": 1}))
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("unknown field `c`"), "{error}");
+    assert!(
+        error.ends_with("(status 422): unexpected keyword argument `c`"),
+        "{error}"
+    );
     let error = framex::call("tests.add", json!([1, 1]))
         .await
         .unwrap_err()
@@ -289,14 +292,19 @@ async fn a_registered_function_checks_its_keyword_arguments() {
         .to_string();
     assert_eq!(
         error,
-        format!("invalid arguments for `{name}`: missing field `copies`")
+        format!("invalid arguments for `{name}`: missing keyword argument `copies`")
     );
     let error = app
         .call(name, json!({"job_id": 7, "copies": 1}))
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("invalid type: integer `7`"), "{error}");
+    assert_eq!(
+        error,
+        format!(
+            "invalid arguments for `{name}`: keyword argument `job_id`: invalid type: integer `7`, expected a string"
+        )
+    );
     assert_eq!(
         app.call(name, json!({"job_id": "j-1", "copies": 0}))
             .await

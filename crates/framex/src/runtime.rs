@@ -232,11 +232,34 @@ where
     }
 }
 
-/// Decodes keyword arguments into the generated parameter struct.
+/// Takes keyword argument `name` out of `kwargs` and decodes it. A missing
+/// argument decodes from `null`, so an `Option` parameter may be left out.
 #[doc(hidden)]
-pub fn decode_kwargs<A: DeserializeOwned>(kwargs: Kwargs) -> Result<A, HandlerError> {
-    serde_json::from_value(Value::Object(kwargs))
-        .map_err(|error| HandlerError::Arguments(error.to_string()))
+pub fn take_argument<T: DeserializeOwned>(
+    kwargs: &mut Kwargs,
+    name: &str,
+) -> Result<T, HandlerError> {
+    match kwargs.remove(name) {
+        Some(value) => serde_json::from_value(value).map_err(|error| {
+            HandlerError::Arguments(format!("keyword argument `{name}`: {error}"))
+        }),
+        None => serde_json::from_value(Value::Null)
+            .map_err(|_| HandlerError::Arguments(format!("missing keyword argument `{name}`"))),
+    }
+}
+
+/// Refuses the keyword arguments left after every parameter took its own.
+#[doc(hidden)]
+pub fn no_other_arguments(kwargs: &Kwargs) -> Result<(), HandlerError> {
+    if kwargs.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = kwargs.keys().map(|name| format!("`{name}`")).collect();
+    Err(HandlerError::Arguments(format!(
+        "unexpected keyword argument{} {}",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )))
 }
 
 /// The type id of a value's type, for function items.

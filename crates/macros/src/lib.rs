@@ -224,6 +224,12 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
     let idents: Vec<&Ident> = signature.params.iter().map(|p| &p.ident).collect();
     let types: Vec<&Type> = signature.params.iter().map(|p| &p.ty).collect();
     let patterns: Vec<&Pat> = signature.params.iter().map(|p| &p.pattern).collect();
+    // The keyword on the wire: the parameter's name, without `r#`.
+    let keywords: Vec<LitStr> = signature
+        .params
+        .iter()
+        .map(|p| LitStr::new(&p.ident.unraw().to_string(), p.ident.span()))
+        .collect();
     let serde_crate = LitStr::new("::framex::__private::serde", Span::call_site());
 
     let local = format_ident!("__framex_local_{}", fn_name.unraw());
@@ -266,17 +272,16 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
     quote! {
         #(#attrs)*
         #vis async fn #fn_name(#(#idents: #types),*) -> #output {
-            #[derive(#fx::serde::Deserialize)]
-            #[serde(crate = #serde_crate, deny_unknown_fields)]
-            struct __FramexArgs { #(#idents: #types,)* }
-
             #kwargs_struct
 
             async fn #local(#(#patterns: #types),*) -> #output #body
 
             fn __framex_handler(kwargs: #fx::Kwargs) -> #fx::HandlerFuture {
                 ::std::boxed::Box::pin(async move {
-                    let __FramexArgs { #(#idents),* } = #fx::decode_kwargs(kwargs)?;
+                    #[allow(unused_mut)]
+                    let mut kwargs = kwargs;
+                    #( let #idents: #types = #fx::take_argument(&mut kwargs, #keywords)?; )*
+                    #fx::no_other_arguments(&kwargs)?;
                     #into_handler_result(#local(#(#idents),*).await)
                 })
             }
