@@ -1,6 +1,7 @@
 //! FrameX for Rust integration tests: one binary of modules that exercise the
 //! workspace crates together through the `framex` facade.
 
+mod bad_input;
 mod forward;
 mod on_proxy;
 mod python_interop;

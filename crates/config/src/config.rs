@@ -84,11 +84,7 @@ impl Default for Config {
             source: None,
             load_builtin_plugins: Vec::new(),
             load_plugins: Vec::new(),
-            server: Server {
-                host: crate::DEFAULT_HOST.to_owned(),
-                port: crate::DEFAULT_PORT,
-                enable_proxy: false,
-            },
+            server: Server::from(crate::walk::RawServer::default()),
             auth: AuthRules::default(),
             proxy: Proxy {
                 upstreams: Vec::new(),
@@ -108,6 +104,12 @@ pub struct Server {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) enable_proxy: bool,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) max_inflated_bytes: u64,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) max_in_flight: u64,
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl Server {
@@ -124,6 +126,42 @@ impl Server {
     /// `enable_proxy`, default `false`.
     pub fn enable_proxy(&self) -> bool {
         self.enable_proxy
+    }
+
+    /// `max_body_bytes`: the largest request body accepted (413 beyond); default
+    /// 16 MiB. FrameX for Rust only.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes
+    }
+
+    /// `max_inflated_bytes`: the largest decoded call payload (413 beyond);
+    /// default 32 MiB. FrameX for Rust only.
+    pub fn max_inflated_bytes(&self) -> u64 {
+        self.max_inflated_bytes
+    }
+
+    /// `header_read_timeout` (seconds): how long a client may take to send a
+    /// request's headers; default 30 s. FrameX for Rust only.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// `body_read_timeout` (seconds): how long a client may take to send a
+    /// request's body (408 beyond); default 60 s. FrameX for Rust only.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// `max_in_flight`: how many calls the instance runs at once (503 beyond);
+    /// default 1024. FrameX for Rust only.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight
+    }
+
+    /// `shutdown_grace` (seconds): how long shutdown waits for calls in flight;
+    /// default 30 s. FrameX for Rust only.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
     }
 }
 

@@ -62,6 +62,18 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 8080;
 /// The default `plugins.proxy.timeout`, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// The default `server.max_body_bytes`: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// The default `server.max_inflated_bytes`: 32 MiB.
+pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 32 * 1024 * 1024;
+/// The default `server.header_read_timeout`, in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// The default `server.body_read_timeout`, in seconds.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// The default `server.max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
+/// The default `server.shutdown_grace`, in seconds.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// The default `docs_path` of an upstream.
 pub const DEFAULT_DOCS_PATH: &str = "/api/v1/openapi.json";
 /// The route that serves proxy-function calls on every FrameX instance.

@@ -660,3 +660,51 @@ fn columns_count_characters() {
         &["error: config.toml:2:11: invalid TOML: unexpected key or value, expected newline, `#`"],
     );
 }
+
+#[test]
+fn server_limits_have_defaults_and_take_positive_integers() {
+    let defaults = load("", &[]).unwrap();
+    let server = defaults.server();
+    assert_eq!(server.max_body_bytes(), 16 * 1024 * 1024);
+    assert_eq!(server.max_inflated_bytes(), 32 * 1024 * 1024);
+    assert_eq!(server.header_read_timeout(), Duration::from_secs(30));
+    assert_eq!(server.body_read_timeout(), Duration::from_secs(60));
+    assert_eq!(server.max_in_flight(), 1024);
+    assert_eq!(server.shutdown_grace(), Duration::from_secs(30));
+
+    let config = load(
+        "[server]\nmax_body_bytes = 1024\nmax_inflated_bytes = 2048\nheader_read_timeout = 5\n\
+         body_read_timeout = 6\nmax_in_flight = 60\nshutdown_grace = 7\n",
+        &[("FRAMEX__SERVER__MAX_IN_FLIGHT", "61")],
+    )
+    .unwrap();
+    let server = config.server();
+    assert_eq!(
+        (
+            server.max_body_bytes(),
+            server.max_inflated_bytes(),
+            server.header_read_timeout(),
+            server.body_read_timeout(),
+            server.max_in_flight(),
+            server.shutdown_grace(),
+        ),
+        (
+            1024,
+            2048,
+            Duration::from_secs(5),
+            Duration::from_secs(6),
+            61,
+            Duration::from_secs(7)
+        )
+    );
+
+    check_errors(
+        "[server]\nmax_body_bytes = 0\nmax_in_flight = -3\nbody_read_timeout = \"60s\"\n",
+        &[],
+        &[
+            "error: config.toml:2:18: `server.max_body_bytes`: expected a number of bytes above 0, found 0",
+            "error: config.toml:3:17: `server.max_in_flight`: expected a number of calls above 0, found -3",
+            "error: config.toml:4:21: `server.body_read_timeout`: expected an integer, found a string",
+        ],
+    );
+}

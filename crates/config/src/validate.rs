@@ -9,7 +9,7 @@ use framex_filter::Decision;
 use crate::config::{AuthRule, AuthRules, Config, Proxy, Routes, Server, Upstream};
 use crate::diagnostic::DiagnosticKind as Kind;
 use crate::tree::{KeyPath, Origin, Reporter};
-use crate::walk::{RawAuthRule, RawConfig, RawRoutes, did_you_mean};
+use crate::walk::{RawAuthRule, RawConfig, RawRoutes, RawServer, did_you_mean};
 
 pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
     let load_builtin_plugins: Vec<String> = raw
@@ -130,11 +130,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
         source: None,
         load_builtin_plugins,
         load_plugins: raw.load_plugins,
-        server: Server {
-            host: raw.server.host,
-            port: raw.server.port,
-            enable_proxy: raw.server.enable_proxy,
-        },
+        server: Server::from(raw.server),
         auth: auth_rules(raw.auth_rules),
         proxy: Proxy {
             upstreams,
@@ -241,5 +237,21 @@ fn auth_rules(raw: Vec<RawAuthRule>) -> AuthRules {
                 keys: rule.keys,
             })
             .collect(),
+    }
+}
+
+impl From<RawServer> for Server {
+    fn from(raw: RawServer) -> Server {
+        Server {
+            host: raw.host,
+            port: raw.port,
+            enable_proxy: raw.enable_proxy,
+            max_body_bytes: raw.max_body_bytes,
+            max_inflated_bytes: raw.max_inflated_bytes,
+            header_read_timeout: Duration::from_secs(raw.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(raw.body_read_timeout_secs),
+            max_in_flight: raw.max_in_flight,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+        }
     }
 }

@@ -30,6 +30,12 @@ pub(crate) struct RawServer {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) enable_proxy: bool,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) max_inflated_bytes: u64,
+    pub(crate) header_read_timeout_secs: u64,
+    pub(crate) body_read_timeout_secs: u64,
+    pub(crate) max_in_flight: u64,
+    pub(crate) shutdown_grace_secs: u64,
 }
 
 impl Default for RawServer {
@@ -38,6 +44,12 @@ impl Default for RawServer {
             host: crate::DEFAULT_HOST.to_owned(),
             port: crate::DEFAULT_PORT,
             enable_proxy: false,
+            max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
+            max_inflated_bytes: crate::DEFAULT_MAX_INFLATED_BYTES,
+            header_read_timeout_secs: crate::DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            body_read_timeout_secs: crate::DEFAULT_BODY_READ_TIMEOUT_SECS,
+            max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace_secs: crate::DEFAULT_SHUTDOWN_GRACE_SECS,
         }
     }
 }
@@ -110,7 +122,17 @@ const TOP_LEVEL_IGNORED: &[&str] = &[
     "repository",
     "cache",
 ];
-const SERVER: &[&str] = &["host", "port", "enable_proxy"];
+const SERVER: &[&str] = &[
+    "host",
+    "port",
+    "enable_proxy",
+    "max_body_bytes",
+    "max_inflated_bytes",
+    "header_read_timeout",
+    "body_read_timeout",
+    "max_in_flight",
+    "shutdown_grace",
+];
 const SERVER_IGNORED: &[&str] = &[
     "dashboard_host",
     "dashboard_port",
@@ -209,6 +231,36 @@ impl Walker<'_, '_> {
                 "enable_proxy" => {
                     if let Some(enable) = self.boolean(&entry.value, &path) {
                         server.enable_proxy = enable;
+                    }
+                }
+                "max_body_bytes" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of bytes") {
+                        server.max_body_bytes = n;
+                    }
+                }
+                "max_inflated_bytes" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of bytes") {
+                        server.max_inflated_bytes = n;
+                    }
+                }
+                "header_read_timeout" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                        server.header_read_timeout_secs = n;
+                    }
+                }
+                "body_read_timeout" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                        server.body_read_timeout_secs = n;
+                    }
+                }
+                "max_in_flight" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of calls") {
+                        server.max_in_flight = n;
+                    }
+                }
+                "shutdown_grace" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                        server.shutdown_grace_secs = n;
                     }
                 }
                 _ => self.other_key(entry, &path, SERVER, SERVER_IGNORED),
@@ -548,6 +600,22 @@ impl Walker<'_, '_> {
             }
             other => {
                 self.wrong_type(node, path, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// A positive integer: `what` says what it counts, for the message.
+    fn positive(&mut self, node: &Node, path: &KeyPath, what: &str) -> Option<u64> {
+        let value = self.integer(node, path)?;
+        match u64::try_from(value) {
+            Ok(value) if value > 0 => Some(value),
+            _ => {
+                self.invalid(
+                    node,
+                    path,
+                    format!("expected {what} above 0, found {value}"),
+                );
                 None
             }
         }

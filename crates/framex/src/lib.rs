@@ -295,7 +295,13 @@ impl App {
             .with_auth(auth_rules(self.config.auth())?)
             .with_instance_name(instance_name)
             .with_upstreams(upstreams(&self.config)?)
-            .with_forward_timeout(self.config.proxy().timeout());
+            .with_forward_timeout(self.config.proxy().timeout())
+            .with_max_body_bytes(saturating_usize(server.max_body_bytes()))
+            .with_max_inflated_bytes(saturating_usize(server.max_inflated_bytes()))
+            .with_header_read_timeout(server.header_read_timeout())
+            .with_body_read_timeout(server.body_read_timeout())
+            .with_max_in_flight(saturating_usize(server.max_in_flight()))
+            .with_shutdown_grace(server.shutdown_grace());
         let routes = self
             .routes
             .into_iter()
@@ -482,6 +488,10 @@ pub async fn resolve_routes(
             .push(framex_server::forward::resolve(&upstream, config.proxy().timeout()).await);
     }
     Ok(resolutions)
+}
+
+fn saturating_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// The upstreams whose routes this instance forwards: the table-form

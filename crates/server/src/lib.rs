@@ -71,6 +71,8 @@ pub struct Settings {
     max_inflated_bytes: usize,
     max_hops: u32,
     header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    max_in_flight: usize,
     shutdown_grace: Duration,
     instance_name: String,
     upstreams: Vec<Upstream>,
@@ -87,6 +89,8 @@ impl Default for Settings {
             max_inflated_bytes: framex_transport::wire::DEFAULT_MAX_INFLATED_BYTES,
             max_hops: 8,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(30),
             instance_name: "framex".to_owned(),
             upstreams: Vec::new(),
@@ -127,6 +131,27 @@ impl Settings {
         self
     }
 
+    /// How long a client may take to send a request's headers before its
+    /// connection is closed; default 30 s.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Settings {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request's body (408 beyond); default
+    /// 60 s.
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Settings {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How many calls (proxy functions, application routes, forwarded routes)
+    /// run at once; one more is answered 503 at once. Default 1024.
+    pub fn with_max_in_flight(mut self, calls: usize) -> Settings {
+        self.max_in_flight = calls.max(1);
+        self
+    }
+
     /// How long shutdown waits for calls in flight before it closes their
     /// connections anyway; default 30 s.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Settings {
@@ -161,6 +186,8 @@ pub(crate) struct State {
     pub(crate) registry: framex_registry::Registry,
     pub(crate) routes: Vec<(Method, String, RouteHandler)>,
     pub(crate) forwarding: Arc<Forwarding>,
+    /// One permit per call allowed in flight.
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound, not yet serving, server.
@@ -201,6 +228,7 @@ impl Server {
         Ok(Server {
             listener,
             state: Arc::new(State {
+                in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
                 settings,
                 registry,
                 routes,
@@ -386,6 +414,17 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    // `/health` and the OpenAPI document answer even at the limit.
+    let builtin_read =
+        method == Method::GET && matches!(path.as_str(), "/health" | "/api/v1/openapi.json");
+    let _permit = if builtin_read {
+        None
+    } else {
+        match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return overloaded(state),
+        }
+    };
     match (method.clone(), path.as_str()) {
         (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
             boxed(proxy::handle(state, request).await)
@@ -442,6 +481,23 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
     }
 }
 
+/// The answer when `max_in_flight` calls are already running: 503, and a hint to
+/// retry in a second.
+fn overloaded(state: &State) -> Response<ServerBody> {
+    let mut response = envelope_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "this instance is running {} calls, its limit (server.max_in_flight); retry later",
+            state.settings.max_in_flight
+        ),
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    boxed(response)
+}
+
 /// How many FrameX instances a request has already passed through; a header
 /// that is not a number is a 400 with this message.
 pub(crate) fn hops(headers: &http::HeaderMap) -> Result<u32, String> {
@@ -476,7 +532,7 @@ async fn user_route(
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, state.settings.max_body_bytes).await {
+    let body = match read_body(body, &state.settings).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -484,20 +540,27 @@ async fn user_route(
     response.map(Full::new)
 }
 
-/// Reads a whole body, answering 413 past `limit`.
+/// Reads a whole body, answering 413 past the size limit and 408 past the body
+/// read timeout.
 pub(crate) async fn read_body(
     body: Incoming,
-    limit: usize,
+    settings: &Settings,
 ) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(envelope_response(
+    let limit = settings.max_body_bytes;
+    let timeout = settings.body_read_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(envelope_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("request body is larger than {limit} bytes"),
         )),
-        Err(_) => Err(envelope_response(
+        Ok(Err(_)) => Err(envelope_response(
             StatusCode::BAD_REQUEST,
             "request body could not be read",
+        )),
+        Err(_) => Err(envelope_response(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("request body was not received within {timeout:?}"),
         )),
     }
 }

@@ -16,7 +16,7 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(hops) => hops,
         Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
     };
-    let body = match read_body(request.into_body(), state.settings.max_body_bytes).await {
+    let body = match read_body(request.into_body(), &state.settings).await {
         Ok(body) => body,
         Err(response) => return response,
     };

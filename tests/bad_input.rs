@@ -1,0 +1,393 @@
+//! Bad input at `POST /api/v1/proxy/remote` and elsewhere: each case gets its
+//! status and a message that says what was wrong, and the next good call on the
+//! same instance still succeeds. Also the limits: body size, inflated size, slow
+//! clients and calls in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use framex::App;
+use framex::config::Loader;
+use framex::transport::wire::{self, CallBody};
+use framex::transport::{Client, ErrorKind};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[framex::on_proxy(name = "bad.add")]
+async fn add(a: i64, b: i64) -> Result<i64, framex::Error> {
+    Ok(a + b)
+}
+
+#[framex::on_proxy(name = "bad.panics")]
+async fn panics() -> Result<(), framex::Error> {
+    if true {
+        panic!("this function panics on purpose");
+    }
+    Ok(())
+}
+
+async fn start(extra_server_keys: &str, app: impl FnOnce(&mut App)) -> String {
+    let config = Loader::default()
+        .text(
+            "test.toml",
+            format!("[server]\nport = 0\n{extra_server_keys}"),
+        )
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut instance = App::from_config(config).unwrap();
+    instance.register(add).unwrap();
+    instance.register(panics).unwrap();
+    app(&mut instance);
+    let bound = instance.isolated().bind("bad-input").await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
+/// A plain HTTP/1.1 request; returns the status and the body as JSON (or as a
+/// string when it is not JSON).
+async fn send(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before taking a body it refuses.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+    (status, body)
+}
+
+fn call_body(func_name: String, data: String) -> Vec<u8> {
+    serde_json::to_vec(&CallBody { func_name, data }).unwrap()
+}
+
+fn encoded(name: &str, kwargs: &Value) -> Vec<u8> {
+    call_body(wire::encode(name).unwrap(), wire::encode(kwargs).unwrap())
+}
+
+async fn good_call_succeeds(url: &str) {
+    let result = Client::default()
+        .call(
+            url,
+            None,
+            "bad.add",
+            json!({"a": 2, "b": 3}).as_object().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result, json!(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving() {
+    let url = start(
+        "max_body_bytes = 262144\nmax_inflated_bytes = 1048576\n",
+        |_| {},
+    )
+    .await;
+    let name = || wire::encode("bad.add").unwrap();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // 16 MiB that compress into a body under the 256 KiB limit.
+    let bomb = wire::encode_json(&vec![b' '; 16 * 1024 * 1024]);
+    let proxy = "/api/v1/proxy/remote";
+    // (what, method, path, body, status, the start of the message)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, String);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "body not JSON",
+            "POST",
+            proxy,
+            b"hello".to_vec(),
+            422,
+            "body must be a JSON object with string fields `func_name` and `data`: expected value"
+                .into(),
+        ),
+        (
+            "no func_name",
+            "POST",
+            proxy,
+            br#"{"data": "x"}"#.to_vec(),
+            422,
+            "body must be a JSON object with string fields `func_name` and `data`: missing field `func_name`".into(),
+        ),
+        (
+            "no data",
+            "POST",
+            proxy,
+            serde_json::to_vec(&json!({"func_name": name()})).unwrap(),
+            422,
+            "body must be a JSON object with string fields `func_name` and `data`: missing field `data`".into(),
+        ),
+        (
+            "fields not strings",
+            "POST",
+            proxy,
+            br#"{"func_name": 1, "data": []}"#.to_vec(),
+            422,
+            "body must be a JSON object with string fields `func_name` and `data`: invalid type: integer `1`, expected a string".into(),
+        ),
+        (
+            "invalid base64",
+            "POST",
+            proxy,
+            call_body("not base64!".into(), wire::encode(&json!({})).unwrap()),
+            422,
+            "field `func_name` does not decode: payload is not valid base64: Invalid symbol 32, offset 3".into(),
+        ),
+        (
+            "base64 that is not zlib",
+            "POST",
+            proxy,
+            call_body("aGVsbG8gd29ybGQ=".into(), wire::encode(&json!({})).unwrap()),
+            422,
+            "field `func_name` does not decode: payload is not a FrameX zlib stream: corrupt deflate stream".into(),
+        ),
+        (
+            "zlib that is not UTF-8",
+            "POST",
+            proxy,
+            call_body(name(), wire::encode_json(&[0xff, 0xfe, 0xfd])),
+            422,
+            "field `data` does not decode: payload is not the expected JSON".into(),
+        ),
+        (
+            "zlib that is not JSON",
+            "POST",
+            proxy,
+            call_body(name(), wire::encode_json(b"{not json")),
+            422,
+            "field `data` does not decode: payload is not the expected JSON".into(),
+        ),
+        (
+            "kwargs not an object",
+            "POST",
+            proxy,
+            encoded("bad.add", &json!([1, 2])),
+            422,
+            "keyword arguments of `bad.add` must be a JSON object".into(),
+        ),
+        (
+            "unknown function",
+            "POST",
+            proxy,
+            encoded("bad.nope", &json!({})),
+            404,
+            "Proxy function(bad.nope) not registered".into(),
+        ),
+        (
+            "missing argument",
+            "POST",
+            proxy,
+            encoded("bad.add", &json!({"a": 1})),
+            422,
+            "missing keyword argument `b`".into(),
+        ),
+        (
+            "extra argument",
+            "POST",
+            proxy,
+            encoded("bad.add", &json!({"a": 1, "b": 2, "c": 3})),
+            422,
+            "unexpected keyword argument `c`".into(),
+        ),
+        (
+            "wrongly typed argument",
+            "POST",
+            proxy,
+            encoded("bad.add", &json!({"a": 1, "b": "two"})),
+            422,
+            "keyword argument `b`: invalid type: string \"two\", expected i64".into(),
+        ),
+        (
+            "body over the size limit",
+            "POST",
+            proxy,
+            vec![b' '; 300_000],
+            413,
+            "request body is larger than 262144 bytes".into(),
+        ),
+        (
+            "decompression bomb",
+            "POST",
+            proxy,
+            call_body(name(), bomb),
+            413,
+            "field `data` does not decode: payload inflates past the limit of 1048576 bytes".into(),
+        ),
+        (
+            "deeply nested kwargs",
+            "POST",
+            proxy,
+            call_body(name(), wire::encode_json(deep.as_bytes())),
+            422,
+            "field `data` does not decode: payload is not the expected JSON: recursion limit exceeded"
+                .into(),
+        ),
+        (
+            // Skipped without recursion: the call itself is good.
+            "deeply nested unknown field in the body",
+            "POST",
+            proxy,
+            format!(
+                r#"{{"func_name": "{}", "data": "{}", "extra": {deep}}}"#,
+                name(),
+                wire::encode(&json!({"a": 1, "b": 1})).unwrap()
+            )
+            .into_bytes(),
+            200,
+            "success".into(),
+        ),
+        (
+            "a function that panics",
+            "POST",
+            proxy,
+            encoded("bad.panics", &json!({})),
+            500,
+            "proxy function `bad.panics` panicked".into(),
+        ),
+        (
+            "wrong method",
+            "GET",
+            proxy,
+            Vec::new(),
+            405,
+            "method GET is not allowed on /api/v1/proxy/remote".into(),
+        ),
+        (
+            "unknown path",
+            "GET",
+            "/api/v1/nowhere",
+            Vec::new(),
+            404,
+            "no route /api/v1/nowhere".into(),
+        ),
+    ];
+    for (what, method, path, body, status, message) in cases {
+        let (got_status, got_body) = send(&url, method, path, &body).await;
+        let got_message = got_body["message"].as_str().unwrap_or_default();
+        assert_eq!(got_status, status, "{what}: {got_body}");
+        assert_eq!(got_body["status"], status, "{what}: {got_body}");
+        assert!(
+            got_message.starts_with(&message),
+            "{what}: expected a message starting {message:?}, got {got_message:?}"
+        );
+        good_call_succeeds(&url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_in_flight_are_refused_with_503() {
+    let started = Arc::new(tokio::sync::Semaphore::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (running, waiting) = (started.clone(), release.clone());
+    let url = start("max_in_flight = 2\n", move |app| {
+        app.register_fn("bad.hold", move |_: Value| {
+            let (running, waiting) = (running.clone(), waiting.clone());
+            async move {
+                running.add_permits(1);
+                waiting.notified().await;
+                Ok::<_, String>("released")
+            }
+        })
+        .unwrap();
+    })
+    .await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                Client::default()
+                    .call(&url, None, "bad.hold", &serde_json::Map::new())
+                    .await
+            })
+        })
+        .collect();
+    // Both held calls are running.
+    let _ = started.acquire_many(2).await.unwrap();
+
+    let error = Client::default()
+        .call(
+            &url,
+            None,
+            "bad.add",
+            json!({"a": 1, "b": 1}).as_object().unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        &ErrorKind::Remote {
+            status: 503,
+            message:
+                "this instance is running 2 calls, its limit (server.max_in_flight); retry later"
+                    .into()
+        }
+    );
+    // Health still answers at the limit.
+    let (status, _) = send(&url, "GET", "/health", b"").await;
+    assert_eq!(status, 200);
+
+    release.notify_waiters();
+    for call in held {
+        assert_eq!(call.await.unwrap().unwrap(), json!("released"));
+    }
+    good_call_succeeds(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_cannot_hold_a_connection() {
+    let url = start("body_read_timeout = 1\nheader_read_timeout = 1\n", |_| {}).await;
+    let address = url.trim_start_matches("http://").to_owned();
+
+    // Headers sent, the body promised and never finished: 408.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/proxy/remote HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"fu",
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the server gives up on the body")
+    .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{response}"
+    );
+    assert!(
+        response.contains("request body was not received within 1s"),
+        "{response}"
+    );
+
+    // Headers never finished: the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /api/v1/proxy/remote HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes a connection whose headers never end")
+        .ok();
+    good_call_succeeds(&url).await;
+}
