@@ -2,6 +2,7 @@
 //! workspace crates together through the `framex` facade.
 
 mod bad_input;
+mod faults;
 mod forward;
 mod on_proxy;
 mod python_interop;
