@@ -7,4 +7,5 @@ mod forward;
 mod on_proxy;
 mod python_interop;
 mod seed_config;
+mod tls;
 mod two_instances;

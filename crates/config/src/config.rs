@@ -29,6 +29,15 @@ impl Config {
         self.source.as_deref()
     }
 
+    /// A path from the configuration: relative paths are taken from the
+    /// configuration file's directory, as a user reading the file expects.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+
     /// `load_builtin_plugins`, as written.
     pub fn load_builtin_plugins(&self) -> &[String] {
         &self.load_builtin_plugins
@@ -92,6 +101,7 @@ impl Default for Config {
                 timeout: Duration::from_secs(crate::DEFAULT_TIMEOUT_SECS),
                 force_stream_apis: Vec::new(),
                 auth: AuthRules::default(),
+                ca_file: None,
             },
             warnings: Vec::new(),
         }
@@ -110,6 +120,7 @@ pub struct Server {
     pub(crate) body_read_timeout: Duration,
     pub(crate) max_in_flight: u64,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Server {
@@ -156,6 +167,15 @@ impl Server {
     /// default 1024. FrameX for Rust only.
     pub fn max_in_flight(&self) -> u64 {
         self.max_in_flight
+    }
+
+    /// `tls_cert` and `tls_key`: PEM files of the certificate chain and private
+    /// key to serve HTTPS with, as written (see [`Config::resolve_path`]); `None`
+    /// serves plain HTTP. FrameX for Rust only.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        self.tls
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()))
     }
 
     /// `shutdown_grace` (seconds): how long shutdown waits for calls in flight;
@@ -223,9 +243,16 @@ pub struct Proxy {
     pub(crate) timeout: Duration,
     pub(crate) force_stream_apis: Vec<String>,
     pub(crate) auth: AuthRules,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Proxy {
+    /// `ca_file`: a PEM file of CA certificates trusted for `https://` upstreams
+    /// besides the system's, as written (see [`Config::resolve_path`]).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
     /// The upstreams of `proxy_urls`, in configuration order.
     pub fn upstreams(&self) -> &[Upstream] {
         &self.upstreams

@@ -2,6 +2,7 @@
 //! value, and compiling each upstream's route rules.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use framex_filter::Decision;
@@ -20,6 +21,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
     let proxy_enabled =
         raw.server.enable_proxy && load_builtin_plugins.iter().any(|p| p == "proxy");
     let proxy = raw.proxy;
+    check_tls_pair(&raw.server, reporter);
 
     let mut upstreams: Vec<Upstream> = Vec::with_capacity(proxy.upstreams.len());
     // Where each upstream's disable rules are, to point at the one that blocks
@@ -138,6 +140,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             timeout: Duration::from_secs(proxy.timeout_secs),
             force_stream_apis: proxy.force_stream_apis,
             auth: auth_rules(proxy.auth_rules),
+            ca_file: proxy.ca_file.map(|file| PathBuf::from(file.value)),
         },
         warnings: Vec::new(),
     }
@@ -240,6 +243,21 @@ fn auth_rules(raw: Vec<RawAuthRule>) -> AuthRules {
     }
 }
 
+/// `tls_cert` and `tls_key` go together.
+fn check_tls_pair(server: &RawServer, reporter: &mut Reporter<'_>) {
+    let (given, missing) = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), None) => (cert, "tls_key"),
+        (None, Some(key)) => (key, "tls_cert"),
+        _ => return,
+    };
+    reporter.error(
+        Kind::InvalidValue,
+        &given.origin,
+        &given.path,
+        format!("`server.{missing}` is not set: serving HTTPS takes both `tls_cert` and `tls_key`"),
+    );
+}
+
 impl From<RawServer> for Server {
     fn from(raw: RawServer) -> Server {
         Server {
@@ -252,6 +270,12 @@ impl From<RawServer> for Server {
             body_read_timeout: Duration::from_secs(raw.body_read_timeout_secs),
             max_in_flight: raw.max_in_flight,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+            tls: match (raw.tls_cert, raw.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some((PathBuf::from(cert.value), PathBuf::from(key.value)))
+                }
+                _ => None,
+            },
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct RawServer {
     pub(crate) body_read_timeout_secs: u64,
     pub(crate) max_in_flight: u64,
     pub(crate) shutdown_grace_secs: u64,
+    pub(crate) tls_cert: Option<Item<String>>,
+    pub(crate) tls_key: Option<Item<String>>,
 }
 
 impl Default for RawServer {
@@ -50,6 +52,8 @@ impl Default for RawServer {
             body_read_timeout_secs: crate::DEFAULT_BODY_READ_TIMEOUT_SECS,
             max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace_secs: crate::DEFAULT_SHUTDOWN_GRACE_SECS,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -70,6 +74,7 @@ pub(crate) struct RawProxy {
     pub(crate) timeout_secs: u64,
     pub(crate) force_stream_apis: Vec<String>,
     pub(crate) auth_rules: Vec<RawAuthRule>,
+    pub(crate) ca_file: Option<Item<String>>,
 }
 
 impl Default for RawProxy {
@@ -82,6 +87,7 @@ impl Default for RawProxy {
             timeout_secs: crate::DEFAULT_TIMEOUT_SECS,
             force_stream_apis: Vec::new(),
             auth_rules: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -132,6 +138,8 @@ const SERVER: &[&str] = &[
     "body_read_timeout",
     "max_in_flight",
     "shutdown_grace",
+    "tls_cert",
+    "tls_key",
 ];
 const SERVER_IGNORED: &[&str] = &[
     "dashboard_host",
@@ -146,6 +154,7 @@ const SERVER_IGNORED: &[&str] = &[
 const AUTH: &[&str] = &["rules"];
 const AUTH_IGNORED: &[&str] = &["oauth"];
 const PROXY: &[&str] = &[
+    "ca_file",
     "proxy_urls",
     "proxy_functions",
     "timeout",
@@ -263,6 +272,8 @@ impl Walker<'_, '_> {
                         server.shutdown_grace_secs = n;
                     }
                 }
+                "tls_cert" => server.tls_cert = self.file_path(&entry.value, &path),
+                "tls_key" => server.tls_key = self.file_path(&entry.value, &path),
                 _ => self.other_key(entry, &path, SERVER, SERVER_IGNORED),
             }
         }
@@ -390,6 +401,7 @@ impl Walker<'_, '_> {
                     }
                 }
                 "auth" => proxy.auth_rules = self.auth(&entry.value, &path),
+                "ca_file" => proxy.ca_file = self.file_path(&entry.value, &path),
                 _ => self.other_key(entry, &path, PROXY, PROXY_IGNORED),
             }
         }
@@ -603,6 +615,20 @@ impl Walker<'_, '_> {
                 None
             }
         }
+    }
+
+    /// A file path: a non-empty string, kept with where it was written.
+    fn file_path(&mut self, node: &Node, path: &KeyPath) -> Option<Item<String>> {
+        let text = self.string(node, path)?;
+        if text.trim().is_empty() {
+            self.invalid(node, path, "the file path must not be empty".into());
+            return None;
+        }
+        Some(Item {
+            value: text.to_owned(),
+            origin: node.origin.clone(),
+            path: path.clone(),
+        })
     }
 
     /// A positive integer: `what` says what it counts, for the message.

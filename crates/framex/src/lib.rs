@@ -111,6 +111,9 @@ pub enum Error {
     /// The server could not start.
     #[error(transparent)]
     Server(#[from] framex_server::Error),
+    /// A TLS certificate, key or CA file could not be used.
+    #[error(transparent)]
+    Tls(#[from] framex_transport::tls::TlsError),
     /// Another application is already installed as this process's FrameX runtime.
     #[error(
         "a FrameX runtime is already installed in this process; drop its guard first, or \
@@ -172,9 +175,11 @@ impl App {
         for (name, url) in config.proxy().functions() {
             routing = routing.route(name, framex_registry::Remote::new(url, key.clone()));
         }
-        let client = framex_transport::Client::new(
-            framex_transport::ClientSettings::default().with_timeout(config.proxy().timeout()),
-        );
+        let client = framex_transport::Client::try_new(
+            framex_transport::ClientSettings::default()
+                .with_timeout(config.proxy().timeout())
+                .with_root_certificates(ca_certificates(&config)?),
+        )?;
         Ok(App {
             registry: framex_registry::Registry::new(routing, client),
             config,
@@ -290,7 +295,7 @@ impl App {
     /// Binds the configured address; serve with [`Bound::serve`].
     pub async fn bind(self, instance_name: &str) -> Result<Bound, Error> {
         let server = self.config.server();
-        let settings = framex_server::Settings::default()
+        let mut settings = framex_server::Settings::default()
             .with_address(server.host(), server.port())
             .with_auth(auth_rules(self.config.auth())?)
             .with_instance_name(instance_name)
@@ -302,6 +307,12 @@ impl App {
             .with_body_read_timeout(server.body_read_timeout())
             .with_max_in_flight(saturating_usize(server.max_in_flight()))
             .with_shutdown_grace(server.shutdown_grace());
+        if let Some((cert, key)) = server.tls() {
+            let certificates =
+                framex_transport::tls::read_pem_certificates(&self.config.resolve_path(cert))?;
+            let key = framex_transport::tls::read_pem_private_key(&self.config.resolve_path(key))?;
+            settings = settings.with_tls(framex_transport::tls::server_config(certificates, key)?);
+        }
         let routes = self
             .routes
             .into_iter()
@@ -490,6 +501,18 @@ pub async fn resolve_routes(
     Ok(resolutions)
 }
 
+/// The certificates of `plugins.proxy.ca_file`, if set.
+fn ca_certificates(
+    config: &framex_config::Config,
+) -> Result<Vec<framex_transport::CertificateDer<'static>>, Error> {
+    match config.proxy().ca_file() {
+        Some(file) => Ok(framex_transport::tls::read_pem_certificates(
+            &config.resolve_path(file),
+        )?),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn saturating_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -502,6 +525,7 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
     }
     let proxy = config.proxy();
     let keys = auth_rules(proxy.auth())?;
+    let roots = ca_certificates(config)?;
     Ok(proxy
         .upstreams()
         .iter()
@@ -511,6 +535,7 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
                 framex_server::Upstream::new(upstream.url(), routes.rules().clone())
                     .with_docs_path(routes.docs_path())
                     .with_keys(keys.clone())
+                    .with_root_certificates(roots.iter().cloned())
                     .with_stream_paths(proxy.force_stream_apis().iter().cloned()),
             )
         })

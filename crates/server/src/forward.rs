@@ -17,6 +17,7 @@ use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -26,6 +27,35 @@ use crate::{BoxError, ServerBody, boxed, envelope_response};
 
 /// The request body the forwarding client sends.
 type ForwardBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The forwarding client: `http://` and `https://` upstreams.
+type ForwardClient = HyperClient<HttpsConnector<HttpConnector>, ForwardBody>;
+
+/// A client trusting the system's CAs and the roots of `upstreams`.
+fn forward_client<'a>(
+    upstreams: impl IntoIterator<Item = &'a Upstream>,
+    connect_timeout: Duration,
+    pooled: bool,
+) -> ForwardClient {
+    let roots: Vec<_> = upstreams
+        .into_iter()
+        .flat_map(|upstream| upstream.root_certificates.iter().cloned())
+        .collect();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    // Roots that rustls cannot use were refused when the client settings of the
+    // instance were built; here they are left out.
+    let (connector, _rejected) = framex_transport::tls::connector(http, &roots);
+    let mut builder = HyperClient::builder(TokioExecutor::new());
+    builder.pool_timer(TokioTimer::new());
+    if pooled {
+        builder.pool_idle_timeout(Duration::from_secs(4));
+    } else {
+        builder.pool_max_idle_per_host(0);
+    }
+    builder.build(connector)
+}
 
 /// The methods an OpenAPI path item can hold.
 const METHODS: [(&str, Method); 8] = [
@@ -62,6 +92,7 @@ pub struct Upstream {
     rules: framex_filter::Rules,
     keys: framex_auth::Rules,
     stream_paths: Vec<String>,
+    root_certificates: Vec<framex_transport::CertificateDer<'static>>,
 }
 
 impl Upstream {
@@ -73,6 +104,7 @@ impl Upstream {
             rules,
             keys: framex_auth::Rules::default(),
             stream_paths: Vec::new(),
+            root_certificates: Vec::new(),
         }
     }
 
@@ -93,6 +125,15 @@ impl Upstream {
     /// (`force_stream_apis`), with no overall timeout.
     pub fn with_stream_paths(mut self, paths: impl IntoIterator<Item = String>) -> Upstream {
         self.stream_paths = paths.into_iter().collect();
+        self
+    }
+
+    /// CA certificates trusted for an `https://` upstream besides the system's.
+    pub fn with_root_certificates(
+        mut self,
+        certificates: impl IntoIterator<Item = framex_transport::CertificateDer<'static>>,
+    ) -> Upstream {
+        self.root_certificates.extend(certificates);
         self
     }
 
@@ -322,7 +363,7 @@ struct Table {
 /// The forwarding side of a server.
 pub(crate) struct Forwarding {
     upstreams: Vec<Upstream>,
-    client: HyperClient<HttpConnector, ForwardBody>,
+    client: ForwardClient,
     timeout: Duration,
     max_body_bytes: usize,
     /// Routes this instance serves itself; never forwarded.
@@ -346,13 +387,7 @@ impl Forwarding {
         max_body_bytes: usize,
         local: Vec<(Method, String)>,
     ) -> Forwarding {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        let client = HyperClient::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(4))
-            .build(connector);
+        let client = forward_client(&upstreams, timeout.min(Duration::from_secs(10)), true);
         Forwarding {
             loads: Mutex::new(vec![Load::default(); upstreams.len()]),
             upstreams,
@@ -803,12 +838,12 @@ pub async fn resolve(upstream: &Upstream, timeout: Duration) -> Resolution {
 /// Fetches and reads an upstream's OpenAPI document, sending the client-side key
 /// for its path.
 pub async fn fetch_document(upstream: &Upstream, timeout: Duration) -> Result<Document, String> {
-    let client = HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client = forward_client([upstream], timeout.min(Duration::from_secs(10)), false);
     fetch_document_with(&client, upstream, timeout).await
 }
 
 async fn fetch_document_with(
-    client: &HyperClient<HttpConnector, ForwardBody>,
+    client: &ForwardClient,
     upstream: &Upstream,
     timeout: Duration,
 ) -> Result<Document, String> {

@@ -77,6 +77,7 @@ pub struct Settings {
     instance_name: String,
     upstreams: Vec<Upstream>,
     forward_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Settings {
@@ -95,6 +96,7 @@ impl Default for Settings {
             instance_name: "framex".to_owned(),
             upstreams: Vec::new(),
             forward_timeout: Duration::from_secs(600),
+            tls: None,
         }
     }
 }
@@ -170,6 +172,13 @@ impl Settings {
     /// answer starts); default 600 s.
     pub fn with_forward_timeout(mut self, timeout: Duration) -> Settings {
         self.forward_timeout = timeout;
+        self
+    }
+
+    /// Serves HTTPS with this configuration (see
+    /// `framex_transport::tls::server_config`) instead of plain HTTP.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Settings {
+        self.tls = Some(config);
         self
     }
 
@@ -261,6 +270,17 @@ impl Server {
         for index in 0..self.state.forwarding.upstream_count() {
             loaders.spawn(self.state.forwarding.clone().load(index));
         }
+        let header_read_timeout = self.state.settings.header_read_timeout;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        let tls = self
+            .state
+            .settings
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, _) = tokio::select! {
@@ -275,16 +295,26 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.state.settings.header_read_timeout)
-                .serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service.clone()),
-                );
-            let connection = graceful.watch(connection);
+            let (builder, service, watcher) =
+                (builder.clone(), service.clone(), graceful.watcher());
+            let tls = tls.clone();
             connections.spawn(async move {
-                let _ = connection.await;
+                let stream = match tls {
+                    None => Stream::Plain(stream),
+                    // A client that does not finish the handshake in the time it
+                    // has for its headers is dropped.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                            _ => return,
+                        }
+                    }
+                };
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let _ = watcher.watch(connection).await;
             });
             // Reap finished connections so the set holds only live ones.
             while connections.try_join_next().is_some() {}
@@ -298,6 +328,78 @@ impl Server {
             .is_err()
         {
             connections.abort_all();
+        }
+    }
+}
+
+/// An accepted connection, plain or TLS.
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_write_vectored(cx, bufs),
+            Stream::Tls(stream) => {
+                std::pin::Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(stream) => stream.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }

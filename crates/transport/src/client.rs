@@ -7,12 +7,16 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
 
+use rustls_pki_types::CertificateDer;
+
 use crate::error::{Error, ErrorKind};
+use crate::tls;
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
 
 /// The header that counts how many FrameX instances a call has passed through.
@@ -28,6 +32,7 @@ pub struct ClientSettings {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     retry_closed_connection: bool,
+    root_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Default for ClientSettings {
@@ -42,6 +47,7 @@ impl Default for ClientSettings {
             pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_host: 64,
             retry_closed_connection: true,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -100,6 +106,16 @@ impl ClientSettings {
         self
     }
 
+    /// CA certificates trusted for `https://` URLs besides the system's, such as
+    /// a private CA's (see [`crate::tls::read_pem_certificates`]).
+    pub fn with_root_certificates(
+        mut self,
+        certificates: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> ClientSettings {
+        self.root_certificates.extend(certificates);
+        self
+    }
+
     /// The call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -154,11 +170,11 @@ impl<'a> CallRequest<'a> {
     }
 }
 
-/// A pooled, keep-alive HTTP/1 client for FrameX calls. Cloning it shares the pool:
-/// make one per process.
+/// A pooled, keep-alive HTTP/1 client for FrameX calls, over `http://` or
+/// `https://`. Cloning it shares the pool: make one per process.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     settings: Arc<ClientSettings>,
 }
 
@@ -170,10 +186,25 @@ impl Default for Client {
 
 impl Client {
     /// A client with these settings. Must be used inside a Tokio runtime.
+    ///
+    /// A root certificate that rustls cannot use is left out; [`Client::try_new`]
+    /// refuses it instead.
     pub fn new(settings: ClientSettings) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
+        let (connector, _rejected) = connector(&settings);
+        Client::build(connector, settings)
+    }
+
+    /// A client with these settings, or the error of the first root certificate
+    /// that rustls cannot use.
+    pub fn try_new(settings: ClientSettings) -> Result<Client, tls::TlsError> {
+        let (connector, rejected) = connector(&settings);
+        if let Some(error) = rejected.into_iter().next() {
+            return Err(error);
+        }
+        Ok(Client::build(connector, settings))
+    }
+
+    fn build(connector: HttpsConnector<HttpConnector>, settings: ClientSettings) -> Client {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
@@ -236,7 +267,10 @@ impl Client {
             .parse()
             .ok()
             .filter(|uri: &Uri| {
-                uri.scheme() == Some(&http::uri::Scheme::HTTP) && uri.host().is_some()
+                let scheme = uri.scheme();
+                (scheme == Some(&http::uri::Scheme::HTTP)
+                    || scheme == Some(&http::uri::Scheme::HTTPS))
+                    && uri.host().is_some()
             })
             .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
         let body = serde_json::to_vec(&call.body).expect("two strings always serialize");
@@ -341,6 +375,13 @@ fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
         source = cause.source();
     }
     false
+}
+
+fn connector(settings: &ClientSettings) -> (HttpsConnector<HttpConnector>, Vec<tls::TlsError>) {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
+    tls::connector(http, &settings.root_certificates)
 }
 
 /// Turns an HTTP answer into the envelope's encoded data or an error.

@@ -18,11 +18,13 @@
 //! # }
 //! ```
 //!
-//! [`wire`] holds the encoding both sides use; [`Client`] is the pooled client.
-//! Plain `http://` URLs only for now.
+//! [`wire`] holds the encoding both sides use; [`Client`] is the pooled client,
+//! for `http://` and `https://` URLs ([`tls`]: the system's CA certificates plus
+//! any given in [`ClientSettings::with_root_certificates`]).
 
 mod client;
 mod error;
+pub mod tls;
 pub mod wire;
 
 #[cfg(test)]
@@ -30,3 +32,4 @@ mod tests;
 
 pub use client::{CallRequest, Client, ClientSettings, HOPS_HEADER};
 pub use error::{Error, ErrorKind};
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

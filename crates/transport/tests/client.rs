@@ -261,7 +261,7 @@ async fn a_closed_port_is_a_connect_error() {
 
 #[tokio::test]
 async fn unusable_urls_are_refused_before_sending() {
-    for url in ["not a url", "https://127.0.0.1:1", "ftp://127.0.0.1"] {
+    for url in ["not a url", "ftp://127.0.0.1", "http://"] {
         let error = client()
             .call(url, None, "m.f", &Map::new())
             .await
