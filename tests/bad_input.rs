@@ -9,7 +9,7 @@ use std::time::Duration;
 use framex::App;
 use framex::config::Loader;
 use framex::transport::wire::{self, CallBody};
-use framex::transport::{Client, ErrorKind};
+use framex::transport::{Client, ClientSettings, ErrorKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -292,14 +292,16 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_max_in_flight_are_refused_with_503() {
     let started = Arc::new(tokio::sync::Semaphore::new(0));
-    let release = Arc::new(tokio::sync::Notify::new());
+    // Permits, not a notification: a release cannot be missed by a handler
+    // that has not started waiting yet.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
     let (running, waiting) = (started.clone(), release.clone());
     let url = start("max_in_flight = 2\n", move |app| {
         app.register_fn("bad.hold", move |_: Value| {
             let (running, waiting) = (running.clone(), waiting.clone());
             async move {
                 running.add_permits(1);
-                waiting.notified().await;
+                waiting.acquire().await.map(|permit| permit.forget()).ok();
                 Ok::<_, String>("released")
             }
         })
@@ -310,7 +312,9 @@ async fn calls_beyond_max_in_flight_are_refused_with_503() {
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {
-                Client::default()
+                // Bounded, so that a broken limit fails the test instead of
+                // hanging it.
+                Client::new(ClientSettings::default().with_timeout(Duration::from_secs(20)))
                     .call(&url, None, "bad.hold", &serde_json::Map::new())
                     .await
             })
@@ -341,7 +345,7 @@ async fn calls_beyond_max_in_flight_are_refused_with_503() {
     let (status, _) = send(&url, "GET", "/health", b"").await;
     assert_eq!(status, 200);
 
-    release.notify_waiters();
+    release.add_permits(2);
     for call in held {
         assert_eq!(call.await.unwrap().unwrap(), json!("released"));
     }
