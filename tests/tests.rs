@@ -4,6 +4,7 @@
 mod bad_input;
 mod faults;
 mod forward;
+mod logs;
 mod on_proxy;
 mod python_interop;
 mod seed_config;

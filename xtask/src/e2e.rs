@@ -325,6 +325,12 @@ fn start(demo: &Path, config: &Path, name: &'static str) -> Result<Instance> {
         .args(["--name", name])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // The checks provoke refusals and failures on purpose; their warnings
+        // would drown the table. RUST_LOG set by the user wins.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
+        )
         .spawn()
         .with_context(|| format!("cannot start {}", demo.display()))?;
     let stdout = child.stdout.take().context("no stdout")?;

@@ -16,7 +16,8 @@
 //! `GET /api/v1/NAME/hello` answers with the instance; an instance that lists
 //! this one under `proxy_urls` forwards it.
 //!
-//! It prints `listening on http://ADDRESS` once it accepts connections.
+//! It prints `listening on http://ADDRESS` once it accepts connections, and logs
+//! to standard error (`RUST_LOG`, default `info`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +88,14 @@ async fn not_on_remote() -> Result<Value, framex::Error> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Logs go to standard error; RUST_LOG chooses what (default: info).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let mut config = None;
     let mut name = "demo".to_owned();

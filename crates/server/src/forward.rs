@@ -423,7 +423,17 @@ impl Forwarding {
             }
             if loaded {
                 self.rebuild();
+                tracing::info!(upstream = upstream.url, "upstream document loaded");
                 return;
+            }
+            if let Ok(loads) = self.loads.lock() {
+                tracing::warn!(
+                    upstream = upstream.url,
+                    attempts = loads[index].attempts,
+                    error = loads[index].last_error.as_deref().unwrap_or_default(),
+                    retry_in = ?delay,
+                    "upstream document not loaded"
+                );
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));

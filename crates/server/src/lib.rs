@@ -281,6 +281,12 @@ impl Server {
             .tls
             .clone()
             .map(tokio_rustls::TlsAcceptor::from);
+        tracing::info!(
+            instance = self.state.settings.instance_name,
+            address = %self.local_addr(),
+            tls = tls.is_some(),
+            "serving"
+        );
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, _) = tokio::select! {
@@ -319,6 +325,11 @@ impl Server {
             // Reap finished connections so the set holds only live ones.
             while connections.try_join_next().is_some() {}
         }
+        tracing::info!(
+            instance = self.state.settings.instance_name,
+            grace = ?self.state.settings.shutdown_grace,
+            "shutting down: no new connections; letting calls in flight finish"
+        );
         drop(self.listener);
         loaders.abort_all();
         // Past the grace period the remaining connections are closed.
@@ -327,6 +338,11 @@ impl Server {
             .await
             .is_err()
         {
+            tracing::warn!(
+                connections = connections.len(),
+                ?grace,
+                "shutdown grace period over: closing the connections still open"
+            );
             connections.abort_all();
         }
     }
@@ -506,6 +522,13 @@ fn stack(
 /// The answer to a request the `[auth] rules` refuse, worded as Python FrameX
 /// words it, plus the reason.
 fn denied(denial: Denial<'_>) -> Response<ServerBody> {
+    // The presented key is never logged, nor the rule's keys.
+    tracing::warn!(
+        path = denial.path,
+        rule = denial.rule.path(),
+        reason = %denial.reason,
+        "request refused by an auth rule"
+    );
     let message = format!(
         "Invalid API Key for API({}): {}",
         denial.path, denial.reason
@@ -524,7 +547,15 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
     } else {
         match state.in_flight.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => return overloaded(state),
+            Err(_) => {
+                tracing::warn!(
+                    %method,
+                    path,
+                    limit = state.settings.max_in_flight,
+                    "request refused: calls in flight at the limit"
+                );
+                return overloaded(state);
+            }
         }
     };
     match (method.clone(), path.as_str()) {

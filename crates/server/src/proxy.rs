@@ -76,6 +76,7 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
     let result = match outcome {
         Ok(result) => result,
         Err(_) => {
+            tracing::error!(function = name, "proxy function panicked");
             return envelope_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("proxy function `{name}` panicked"),
@@ -97,6 +98,7 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
             envelope_response(StatusCode::UNPROCESSABLE_ENTITY, &detail)
         }
         Err(CallError::Failed { message, .. }) => {
+            tracing::warn!(function = name, message, "proxy function failed");
             envelope_response(StatusCode::INTERNAL_SERVER_ERROR, &message)
         }
         Err(other) => envelope_response(StatusCode::INTERNAL_SERVER_ERROR, &other.to_string()),
@@ -133,6 +135,7 @@ async fn relay(
             },
         ),
         Err(error) => {
+            tracing::warn!(function = name, url = remote.url(), %error, "relaying a call failed");
             let status = match error.kind() {
                 ErrorKind::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ErrorKind::NotRegistered => StatusCode::NOT_FOUND,
