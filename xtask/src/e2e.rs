@@ -7,116 +7,21 @@
 //! on every exit path: their guards kill them on return and on panic, and Ctrl-C
 //! (or SIGTERM) to this task kills every started instance before it exits.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use framex_transport::{Client, ClientSettings};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::instances::{
+    Instance, build_demo, get, get_status, kill_started_on_interrupt, start, work_dir, write,
+};
 
 const KEY: &str = "proxy-key";
 
-/// A started instance; killed when dropped.
-struct Instance {
-    name: &'static str,
-    child: Child,
-    url: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        forget_started(self.child.id());
-    }
-}
-
-impl Instance {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends SIGTERM and waits up to `within` for the process to exit.
-    fn terminate(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::TERM,
-        )
-        .with_context(|| format!("cannot send SIGTERM to the {} instance", self.name))?;
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            ensure!(
-                started.elapsed() < within,
-                "the {} instance did not exit within {within:?} of SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Where this run writes the instances' configurations.
-fn work_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("framex-e2e-{}", std::process::id()))
-}
-
-/// Every instance started and not yet dropped, for the Ctrl-C handler.
-static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-fn forget_started(pid: u32) {
-    if let Ok(mut started) = STARTED.lock() {
-        started.retain(|&p| p != pid);
-    }
-}
-
-/// On Ctrl-C or SIGTERM, kills every started instance and exits, so no instance
-/// outlives the task.
-fn kill_started_on_interrupt() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut terminate = runtime.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    })?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        });
-        let pids = STARTED.lock().map(|p| p.clone()).unwrap_or_default();
-        for pid in pids {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-        let _ = std::fs::remove_dir_all(work_dir());
-        eprintln!("interrupted: stopped every started instance");
-        std::process::exit(130);
-    });
-    Ok(())
-}
-
 pub(crate) fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?;
-    println!("building the demo instance…");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["build", "--quiet", "-p", "framex", "--example", "demo"])
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "building the demo failed");
-    let demo = root.join("target/debug/examples/demo");
-
+    let demo = build_demo()?;
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -310,95 +215,4 @@ impl Table {
         );
         Ok(())
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
-}
-
-/// Starts the demo and waits for its `listening on` line.
-fn start(demo: &Path, config: &Path, name: &'static str) -> Result<Instance> {
-    let mut child = Command::new(demo)
-        .arg(config)
-        .args(["--name", name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // The checks provoke refusals and failures on purpose; their warnings
-        // would drown the table. RUST_LOG set by the user wins.
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
-        )
-        .spawn()
-        .with_context(|| format!("cannot start {}", demo.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = sender.send(url.to_owned());
-            }
-        }
-    });
-    if let Ok(mut started) = STARTED.lock() {
-        started.push(child.id());
-    }
-    let mut instance = Instance {
-        name,
-        child,
-        url: String::new(),
-    };
-    match receiver.recv_timeout(Duration::from_secs(30)) {
-        Ok(url) => instance.url = url,
-        Err(_) => bail!(
-            "the {} instance did not start listening within 30 s",
-            instance.name
-        ),
-    }
-    let started = Instant::now();
-    while get(&instance.url, "/health").is_err() {
-        ensure!(
-            started.elapsed() < Duration::from_secs(10),
-            "{} never became healthy",
-            instance.name
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    println!(
-        "started {name} instance at {} (pid {})",
-        instance.url,
-        instance.pid()
-    );
-    Ok(instance)
-}
-
-fn get(url: &str, path: &str) -> Result<Value> {
-    get_status(url, path, 200)
-}
-
-/// A plain HTTP/1.1 GET over loopback, expecting `status`.
-fn get_status(url: &str, path: &str, status: u16) -> Result<Value> {
-    let address = url.strip_prefix("http://").context("http URL")?;
-    let mut stream =
-        TcpStream::connect(address).with_context(|| format!("cannot connect to {url}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP head")?;
-    let got: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    ensure!(
-        got == status,
-        "GET {path} answered {got}, expected {status}: {body}"
-    );
-    serde_json::from_str(body).with_context(|| format!("GET {path} answered no JSON: {body}"))
 }

@@ -7,6 +7,8 @@
 use std::process::ExitCode;
 
 mod e2e;
+mod instances;
+mod load;
 mod routes;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -14,6 +16,10 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   e2e     build the demo, start a remote and a local FrameX instance on free
           loopback ports, and check local and remote execution from outside
+  load [--calls N] [--concurrency C]
+          a bounded load run on loopback with a fault: the remote is killed
+          and restarted mid-run; prints calls sent, succeeded, failed with a
+          clear error, hung and lost (the last two must be 0)
   routes [CONFIG]
           fetch each upstream's OpenAPI document and print every route it
           publishes: enabled or disabled, and the rule that decided it
@@ -29,6 +35,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("load") => {
+            match load::Options::parse(std::env::args().skip(2)).and_then(|o| load::run(&o)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("load failed: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("routes") => match routes::run(std::env::args().nth(2).map(Into::into)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
