@@ -16,6 +16,8 @@ pub(crate) struct Instance {
     pub(crate) name: &'static str,
     child: Child,
     pub(crate) url: String,
+    /// From spawning to listening (and answering `/health` when checked).
+    pub(crate) started_in: Duration,
 }
 
 impl Drop for Instance {
@@ -128,9 +130,16 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 
 /// Starts the demo and waits for its `listening on` line.
 pub(crate) fn start(demo: &Path, config: &Path, name: &'static str) -> Result<Instance> {
-    let mut child = Command::new(demo)
-        .arg(config)
-        .args(["--name", name])
+    let mut command = Command::new(demo);
+    command.arg(config).args(["--name", name]);
+    spawn(&mut command, name, true)
+}
+
+/// Starts `command`, waits for its `listening on URL` line and, when `health`,
+/// for `GET /health` to answer. The instance records how long that took.
+pub(crate) fn spawn(command: &mut Command, name: &'static str, health: bool) -> Result<Instance> {
+    let spawned = Instant::now();
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // The checks provoke refusals and failures on purpose; their warnings
@@ -140,7 +149,7 @@ pub(crate) fn start(demo: &Path, config: &Path, name: &'static str) -> Result<In
             std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
         )
         .spawn()
-        .with_context(|| format!("cannot start {}", demo.display()))?;
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -157,6 +166,7 @@ pub(crate) fn start(demo: &Path, config: &Path, name: &'static str) -> Result<In
         name,
         child,
         url: String::new(),
+        started_in: Duration::ZERO,
     };
     match receiver.recv_timeout(Duration::from_secs(30)) {
         Ok(url) => instance.url = url,
@@ -165,19 +175,21 @@ pub(crate) fn start(demo: &Path, config: &Path, name: &'static str) -> Result<In
             instance.name
         ),
     }
-    let started = Instant::now();
-    while get(&instance.url, "/health").is_err() {
+    let listening = Instant::now();
+    while health && get(&instance.url, "/health").is_err() {
         ensure!(
-            started.elapsed() < Duration::from_secs(10),
+            listening.elapsed() < Duration::from_secs(10),
             "{} never became healthy",
             instance.name
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
+    instance.started_in = spawned.elapsed();
     println!(
-        "started {name} instance at {} (pid {})",
+        "started {name} instance at {} (pid {}) in {:.0} ms",
         instance.url,
-        instance.pid()
+        instance.pid(),
+        instance.started_in.as_secs_f64() * 1000.0
     );
     Ok(instance)
 }

@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+mod bench;
 mod e2e;
 mod instances;
 mod load;
@@ -14,6 +15,10 @@ mod routes;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
+  bench [--duration SECS] [--soak SECS]
+          load runs over loopback with wrk (installed if missing): a proxy
+          call, a two-hop call and a bare hyper echo server at concurrency
+          1, 16 and 64, with ratios, start-up time and memory
   e2e     build the demo, start a remote and a local FrameX instance on free
           loopback ports, and check local and remote execution from outside
   load [--calls N] [--concurrency C]
@@ -35,6 +40,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("bench") => {
+            match bench::Options::parse(std::env::args().skip(2)).and_then(|o| bench::run(&o)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("bench failed: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("load") => {
             match load::Options::parse(std::env::args().skip(2)).and_then(|o| load::run(&o)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,13 @@
 //! The FrameX for Rust demo instance, started twice by `cargo xtask e2e`.
 //!
-//! `demo [CONFIG] [--name NAME]` has four `#[framex::on_proxy]` functions and
-//! registers three of them:
+//! `demo [CONFIG] [--name NAME]` has five `#[framex::on_proxy]` functions and
+//! registers four of them:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
 //!   made it (its name and process id);
 //! - `demo.whoami()`: which instance ran the call;
 //! - `demo.slow(millis)`: answers after a while, a call in flight at shutdown;
+//! - `demo.echo(value)`: answers its argument, for `cargo xtask bench`;
 //! - `demo.not_on_remote()`: registered nowhere, to show the error a caller gets.
 //!
 //! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami`, `GET /api/v1/slow?ms=…`
@@ -80,6 +81,12 @@ async fn slow(millis: u64) -> Result<Value, framex::Error> {
     Ok(instance())
 }
 
+/// Answers its argument: the function `cargo xtask bench` calls.
+#[framex::on_proxy(name = "demo.echo")]
+async fn echo(value: Value) -> Result<Value, framex::Error> {
+    Ok(value)
+}
+
 /// A function no instance registers: listed for the remote, it is refused there.
 #[framex::on_proxy(name = "demo.not_on_remote")]
 async fn not_on_remote() -> Result<Value, framex::Error> {
@@ -145,6 +152,7 @@ fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
     app.register(your_module::build_report)?;
     app.register(whoami)?;
     app.register(slow)?;
+    app.register(echo)?;
     // The routes call the functions as plain functions; configuration decides
     // where they run.
     app.route(Method::GET, "/api/v1/report", |request, _| async move {

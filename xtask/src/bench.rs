@@ -1,0 +1,336 @@
+//! `cargo xtask bench [--duration SECS] [--soak SECS]`: load runs over loopback
+//! against the limit of the machine, measured in one run.
+//!
+//! It builds the demo and a bare hyper echo server in release mode, starts a
+//! remote and a local demo instance (the local one lists `your_module.build_report`
+//! for the remote) and the bare server, and runs wrk (installed from Debian's
+//! packages when missing) at concurrency 1, 16 and 64 against:
+//!
+//! - (a) `POST /api/v1/proxy/remote` on the remote, calling `demo.echo` with a
+//!   small JSON object;
+//! - (b) `GET /api/v1/report` on the local instance, whose function runs on the
+//!   remote: a client, two instances, two hops;
+//! - (c) the bare echo server with the body of (a): the limit of this machine.
+//!
+//! It prints requests/s, p50 and p99 for each, (a)/(c) and (b)/(c), how long
+//! each instance took from spawn to answering `/health`, and each instance's
+//! memory (RSS) idle, at its peak, and over a steady run of (a) at concurrency 64
+//! (`--soak`, default 60 s). All traffic goes to 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::instances::{Instance, kill_started_on_interrupt, spawn, start, work_dir, write};
+
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+pub(crate) struct Options {
+    duration: u64,
+    soak: u64,
+}
+
+impl Options {
+    pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
+        let mut options = Options {
+            duration: 10,
+            soak: 60,
+        };
+        let mut args = args;
+        while let Some(arg) = args.next() {
+            let mut seconds = |name: &str| -> Result<u64> {
+                let value = args
+                    .next()
+                    .with_context(|| format!("{name} needs seconds"))?;
+                let seconds: u64 = value
+                    .parse()
+                    .with_context(|| format!("{name} needs seconds, not `{value}`"))?;
+                ensure!(
+                    (1..=600).contains(&seconds),
+                    "{name} takes 1 to 600 seconds"
+                );
+                Ok(seconds)
+            };
+            match arg.as_str() {
+                "--duration" => options.duration = seconds("--duration")?,
+                "--soak" => options.soak = seconds("--soak")?,
+                other => bail!("unknown option `{other}`: use --duration SECS and --soak SECS"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+pub(crate) fn run(options: &Options) -> Result<()> {
+    let wrk = ensure_wrk()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_owned();
+    println!("building the demo and the bare echo server (release)…");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "framex",
+            "--example",
+            "demo",
+            "-p",
+            "framex-server",
+            "--example",
+            "bare_echo",
+        ])
+        .status()
+        .context("cannot run cargo build")?;
+    ensure!(status.success(), "the release build failed");
+    kill_started_on_interrupt()?;
+    let dir = work_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = measure(&wrk, &root.join("target/release/examples"), &dir, options);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn ensure_wrk() -> Result<PathBuf> {
+    let found = |path: &str| Path::new(path).exists().then(|| PathBuf::from(path));
+    if let Some(wrk) = found("/usr/bin/wrk").or_else(|| found("/usr/local/bin/wrk")) {
+        return Ok(wrk);
+    }
+    println!("installing wrk from Debian's packages…");
+    let root = rustix::process::geteuid().is_root();
+    let mut command = if root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    let status = command
+        .args(["install", "-y", "-qq", "wrk"])
+        .status()
+        .context("cannot run apt-get to install wrk")?;
+    ensure!(status.success(), "installing wrk failed");
+    found("/usr/bin/wrk").context("wrk is still missing after installing it")
+}
+
+fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
+    let remote_config = write(
+        dir,
+        "remote.toml",
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\n",
+    )?;
+    let remote = start(&bin.join("demo"), &remote_config, "remote")?;
+    let local_config = write(
+        dir,
+        "local.toml",
+        &include_str!("../../examples/seed.toml")
+            .replace("http://remote-framex:8080", &remote.url)
+            .replace(
+                "[server]\nenable_proxy = true\n",
+                "[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n",
+            ),
+    )?;
+    let local = start(&bin.join("demo"), &local_config, "local")?;
+    let bare = spawn(&mut Command::new(bin.join("bare_echo")), "bare echo", false)?;
+    let idle = [rss(&remote)?, rss(&local)?];
+
+    let body = serde_json::to_string(&framex_transport::wire::CallBody::encode(
+        "demo.echo",
+        json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"], "ok": true}})
+            .as_object()
+            .context("kwargs")?,
+    )?)?;
+    let post = write(dir, "post.lua", &script(Some(&body)))?;
+    let get = write(dir, "get.lua", &script(None))?;
+
+    let seconds = options.duration;
+    let mut rows = Vec::new();
+    for concurrency in CONCURRENCY {
+        let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), concurrency, seconds)?;
+        let proxy_figures = wrk_run(
+            wrk,
+            &post,
+            &format!("{}/api/v1/proxy/remote", remote.url),
+            concurrency,
+            seconds,
+        )?;
+        let two_hops = wrk_run(
+            wrk,
+            &get,
+            &format!("{}/api/v1/report?job_id=bench", local.url),
+            concurrency,
+            seconds,
+        )?;
+        rows.push((concurrency, proxy_figures, two_hops, bare_figures));
+    }
+    let peak = [peak_rss(&remote)?, peak_rss(&local)?];
+
+    println!();
+    println!(
+        "{:>4}  {:>30}  {:>30}  {:>30}  {:>7}  {:>7}  {:>9}",
+        "c",
+        "(a) proxy call rps p50 p99",
+        "(b) two hops rps p50 p99",
+        "(c) bare echo rps p50 p99",
+        "(a)/(c)",
+        "(b)/(c)",
+        "p99 a/c"
+    );
+    for (concurrency, a, b, c) in &rows {
+        println!(
+            "{concurrency:>4}  {}  {}  {}  {:>6.0}%  {:>6.0}%  {:>8.2}x",
+            cell(a),
+            cell(b),
+            cell(c),
+            100.0 * a.requests_per_second / c.requests_per_second,
+            100.0 * b.requests_per_second / c.requests_per_second,
+            a.p99_ms / c.p99_ms
+        );
+        let errors = a.errors + b.errors + c.errors;
+        if errors > 0 {
+            println!("      {errors} requests failed at concurrency {concurrency}");
+        }
+    }
+    println!();
+    println!(
+        "start-up (spawn to answering /health): remote {:.0} ms, local {:.0} ms",
+        remote.started_in.as_secs_f64() * 1000.0,
+        local.started_in.as_secs_f64() * 1000.0
+    );
+    println!(
+        "memory (RSS): remote idle {:.1} MiB, peak {:.1} MiB; local idle {:.1} MiB, peak {:.1} MiB",
+        mib(idle[0]),
+        mib(peak[0]),
+        mib(idle[1]),
+        mib(peak[1])
+    );
+
+    if options.soak > 0 {
+        // A steady load on (a): memory at a quarter of the run, once warm, and at
+        // its end.
+        let url = format!("{}/api/v1/proxy/remote", remote.url);
+        let quarter = (options.soak / 4).max(1);
+        let _ = wrk_run(wrk, &post, &url, 64, quarter)?;
+        let warm = rss(&remote)?;
+        let _ = wrk_run(wrk, &post, &url, 64, options.soak - quarter)?;
+        let end = rss(&remote)?;
+        println!(
+            "steady load on (a) at c=64 for {} s: remote RSS {:.1} MiB after {quarter} s, {:.1} MiB at the end ({:+.1}%)",
+            options.soak,
+            mib(warm),
+            mib(end),
+            100.0 * (end as f64 - warm as f64) / warm as f64
+        );
+    }
+    drop((remote, local, bare));
+    Ok(())
+}
+
+fn cell(figures: &Figures) -> String {
+    format!(
+        "{:>9.0} {:>8.2}ms {:>8.2}ms",
+        figures.requests_per_second, figures.p50_ms, figures.p99_ms
+    )
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// A wrk script: the method and body of each request, and a summary line of
+/// JSON at the end.
+fn script(body: Option<&str>) -> String {
+    let request = match body {
+        Some(body) => format!(
+            "wrk.method = \"POST\"\nwrk.body = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            serde_json::to_string(body).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{request}\
+         done = function(summary, latency, requests)\n\
+         \x20 local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout\n\
+         \x20 io.write(string.format('FRAMEX {{\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, \"errors\": %d}}\\n',\n\
+         \x20   summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), errors))\n\
+         end\n"
+    )
+}
+
+fn wrk_run(
+    wrk: &Path,
+    script: &Path,
+    url: &str,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<Figures> {
+    ensure!(
+        url.starts_with("http://127.0.0.1:"),
+        "load goes to 127.0.0.1 only, not {url}"
+    );
+    let threads = concurrency.min(2);
+    let output = Command::new(wrk)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &concurrency.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--timeout",
+            "10s",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("cannot run wrk")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("FRAMEX "))
+        .with_context(|| format!("wrk printed no summary for {url}: {stdout}"))?;
+    let summary: Value = serde_json::from_str(line)?;
+    let number = |key: &str| summary[key].as_f64().unwrap_or_default();
+    Ok(Figures {
+        requests_per_second: number("requests") / (number("duration_us") / 1e6).max(1e-6),
+        p50_ms: number("p50_us") / 1000.0,
+        p99_ms: number("p99_us") / 1000.0,
+        errors: summary["errors"].as_u64().unwrap_or_default(),
+    })
+}
+
+/// A `/proc/PID/status` field in bytes.
+fn status_field(instance: &Instance, field: &str) -> Result<u64> {
+    let path = format!("/proc/{}/status", instance.pid());
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .with_context(|| format!("{path} has no {field}"))?;
+    Ok(kib * 1024)
+}
+
+fn rss(instance: &Instance) -> Result<u64> {
+    status_field(instance, "VmRSS:")
+}
+
+fn peak_rss(instance: &Instance) -> Result<u64> {
+    status_field(instance, "VmHWM:")
+}
