@@ -81,8 +81,8 @@ pub use framex_macros::on_proxy;
 pub mod __private {
     //! Support for the code `#[on_proxy]` writes. Not a public API.
     pub use crate::runtime::{
-        HandlerFuture, ProxyDefinition, ProxyReturn, RemoteCall, dotted_name, dotted_name_len,
-        no_other_arguments, remote, take_argument, type_id_of, utf8,
+        CallSite, HandlerFuture, ProxyDefinition, ProxyReturn, RemoteCall, dotted_name,
+        dotted_name_len, no_other_arguments, remote, take_argument, type_id_of, utf8,
     };
     pub use framex_registry::Kwargs;
     pub use inventory;

@@ -10,6 +10,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use framex_registry::{HandlerError, Kwargs, Registry};
@@ -45,7 +46,36 @@ impl fmt::Debug for Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         // Only this guard's own runtime is taken out.
-        RUNTIME.compare_and_swap(&Some(self.runtime.clone()), None);
+        let previous = RUNTIME.compare_and_swap(&Some(self.runtime.clone()), None);
+        if previous
+            .as_ref()
+            .is_some_and(|previous| Arc::ptr_eq(previous, &self.runtime))
+        {
+            GENERATION.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Counts installs and uninstalls, so a call site can tell whether what it
+/// remembers about the runtime still holds. 0: nothing was ever installed.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// What one `#[on_proxy]` function remembers between calls: the generation of
+/// the runtime it last looked at, shifted left by one, and in the low bit
+/// whether that runtime routes the function elsewhere. Starts as "generation 0,
+/// local", which holds until a runtime is installed.
+#[doc(hidden)]
+pub struct CallSite {
+    state: AtomicU64,
+}
+
+impl CallSite {
+    #[doc(hidden)]
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> CallSite {
+        CallSite {
+            state: AtomicU64::new(0),
+        }
     }
 }
 
@@ -60,6 +90,7 @@ pub(crate) fn install(
     if previous.is_some() {
         return Err(Error::AlreadyInstalled);
     }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     Ok(Installed { runtime })
 }
 
@@ -165,33 +196,62 @@ pub struct RemoteCall {
 impl RemoteCall {
     /// Sends `name` with `kwargs` (a struct of the parameters) where the registry
     /// routes it.
-    pub async fn call<K: Serialize>(self, name: &str, kwargs: &K) -> Result<Value, Error> {
+    ///
+    /// The future is boxed: the generated function holds it only on the remote
+    /// path, and an unboxed one would make every local call's future as large
+    /// as an HTTP exchange (kilobytes moved on each call).
+    pub fn call<K: Serialize>(
+        self,
+        name: &'static str,
+        kwargs: &K,
+    ) -> framex_registry::BoxFuture<Result<Value, Error>> {
         let kwargs = match serde_json::to_value(kwargs) {
             Ok(Value::Object(kwargs)) => kwargs,
             Ok(other) => {
-                return Err(Error::Arguments(format!(
+                let error = Error::Arguments(format!(
                     "keyword arguments of `{name}` must serialize to a JSON object, not {}",
                     crate::json_type(&other)
-                )));
+                ));
+                return Box::pin(std::future::ready(Err(error)));
             }
             Err(error) => {
-                return Err(Error::Arguments(format!(
-                    "arguments of `{name}` are not JSON: {error}"
-                )));
+                let error =
+                    Error::Arguments(format!("arguments of `{name}` are not JSON: {error}"));
+                return Box::pin(std::future::ready(Err(error)));
             }
         };
-        Ok(self.registry.call(name, kwargs).await?)
+        Box::pin(async move { Ok(self.registry.call(name, kwargs).await?) })
     }
 }
 
 /// Where a call of `name` goes: `None` runs the body here.
 #[doc(hidden)]
-#[inline]
-pub fn remote(name: &str) -> Option<RemoteCall> {
+#[inline(always)]
+pub fn remote(site: &CallSite, name: &str) -> Option<RemoteCall> {
+    // The fast path: two atomic loads. While the runtime this site last looked
+    // at is still the installed one (or none was ever installed) and it runs
+    // the function here, nothing else is read.
+    let generation = GENERATION.load(Ordering::Acquire);
+    let state = site.state.load(Ordering::Acquire);
+    if state >> 1 == generation && state & 1 == 0 {
+        return None;
+    }
+    remote_slow(site, name, generation)
+}
+
+/// Looks the runtime up and remembers the answer for `site`.
+#[cold]
+#[inline(never)]
+fn remote_slow(site: &CallSite, name: &str, generation: u64) -> Option<RemoteCall> {
     let guard = RUNTIME.load();
-    let runtime = guard.as_ref()?;
-    runtime.registry.routing().remote(name)?;
-    Some(RemoteCall {
+    let routed = guard
+        .as_ref()
+        .and_then(|runtime| runtime.registry.routing().remote(name).map(|_| runtime));
+    site.state.store(
+        generation << 1 | u64::from(routed.is_some()),
+        Ordering::Release,
+    );
+    routed.map(|runtime| RemoteCall {
         registry: runtime.registry.clone(),
     })
 }

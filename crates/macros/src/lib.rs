@@ -301,7 +301,9 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
                 )
             }
 
-            match #fx::remote(__FRAMEX_NAME) {
+            static __FRAMEX_SITE: #fx::CallSite = #fx::CallSite::new();
+
+            match #fx::remote(&__FRAMEX_SITE, __FRAMEX_NAME) {
                 ::core::option::Option::None => #local(#(#idents),*).await,
                 ::core::option::Option::Some(remote) => #from_remote(
                     remote
