@@ -312,6 +312,8 @@ fn values() -> Vec<(&'static str, Value)> {
             "escapes",
             json!("quote \" backslash \\ newline \n tab \t nul \u{0}"),
         ),
+        // Over 8 KiB: compressed on the wire, where smaller payloads are stored.
+        ("22 KB of text", json!("0123456789 ".repeat(2000))),
         ("empty array", json!([])),
         ("empty object", json!({})),
         (

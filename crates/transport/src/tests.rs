@@ -172,3 +172,35 @@ fn envelopes_serialize_like_python_framex() {
     let failure = serde_json::to_value(wire::Envelope::failure(401, "no")).unwrap();
     assert_eq!(failure.get("data"), None);
 }
+
+#[test]
+fn stored_zlib_streams_round_trip_and_are_checked() {
+    use crate::wire::{unzlib_stored, zlib_stored};
+    for size in [0, 1, 8 * 1024, 65_535, 65_536, 200_000] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let stream = zlib_stored(&data);
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::ZlibDecoder::new(stream.as_slice()),
+            &mut inflated,
+        )
+        .unwrap();
+        assert_eq!(inflated, data, "a standard zlib reader reads {size} bytes");
+        assert_eq!(unzlib_stored(&stream, usize::MAX).unwrap().unwrap(), data);
+        if size > 0 {
+            assert!(matches!(
+                unzlib_stored(&stream, size - 1),
+                Some(Err(wire::WireError::TooLarge { .. }))
+            ));
+        }
+    }
+    // A wrong checksum is left to the general decoder, which refuses it.
+    let mut stream = zlib_stored(b"{}");
+    let last = stream.len() - 1;
+    stream[last] ^= 1;
+    assert!(unzlib_stored(&stream, 1024).is_none());
+    // So is a compressed stream.
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, b"{\"a\": 1}").unwrap();
+    assert!(unzlib_stored(&encoder.finish().unwrap(), 1024).is_none());
+}
