@@ -159,8 +159,10 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
 
     let seconds = options.duration;
     let mut rows = Vec::new();
+    let mut cpu_per_call_us = 0.0;
     for concurrency in CONCURRENCY {
         let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), concurrency, seconds)?;
+        let cpu_before = cpu_seconds(&remote)?;
         let proxy_figures = wrk_run(
             wrk,
             &post,
@@ -168,6 +170,10 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
             concurrency,
             seconds,
         )?;
+        if concurrency == 64 {
+            let calls = proxy_figures.requests_per_second * seconds as f64;
+            cpu_per_call_us = (cpu_seconds(&remote)? - cpu_before) * 1e6 / calls.max(1.0);
+        }
         let two_hops = wrk_run(
             wrk,
             &get,
@@ -211,6 +217,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         remote.started_in.as_secs_f64() * 1000.0,
         local.started_in.as_secs_f64() * 1000.0
     );
+    println!("CPU of the remote per call in (a) at c=64: {cpu_per_call_us:.1} us (user + system)");
     println!(
         "memory (RSS): remote idle {:.1} MiB, peak {:.1} MiB; local idle {:.1} MiB, peak {:.1} MiB",
         mib(idle[0]),
@@ -325,6 +332,26 @@ fn status_field(instance: &Instance, field: &str) -> Result<u64> {
         .and_then(|kib| kib.parse().ok())
         .with_context(|| format!("{path} has no {field}"))?;
     Ok(kib * 1024)
+}
+
+/// User plus system CPU time of an instance so far, in seconds.
+fn cpu_seconds(instance: &Instance) -> Result<f64> {
+    let path = format!("/proc/{}/stat", instance.pid());
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // Fields after the command name, which ends with the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let ticks = |index: usize| -> Result<f64> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .with_context(|| format!("{path} has no field {}", index + 3))
+    };
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    Ok((ticks(11)? + ticks(12)?) / per_second)
 }
 
 fn rss(instance: &Instance) -> Result<u64> {
