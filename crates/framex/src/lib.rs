@@ -65,6 +65,9 @@ pub use runtime::{Installed, is_installed};
 ///   and must be an owned serde type (`String`, not `&str`). The function returns
 ///   `Result<T, E>` where `T` is a serde type and `E: From<framex::Error> + Display`
 ///   (`framex::Error` itself, or for instance `anyhow::Error`).
+/// - The function becomes a plain `fn` returning `impl Future<Output = ...>`
+///   (`Send` when the body's future is): where the call runs is decided when it
+///   is called, and awaiting it runs the body or the remote call.
 /// - A call runs the body directly when configuration does not list the name for
 ///   a remote URL, or when no FrameX runtime is installed (see [`App::install`]):
 ///   no serialization, no allocation and no lock besides the body's own. When the
@@ -81,7 +84,7 @@ pub use framex_macros::on_proxy;
 pub mod __private {
     //! Support for the code `#[on_proxy]` writes. Not a public API.
     pub use crate::runtime::{
-        CallSite, HandlerFuture, ProxyDefinition, ProxyReturn, RemoteCall, dotted_name,
+        CallSite, HandlerFuture, Proxied, ProxyDefinition, ProxyReturn, RemoteCall, dotted_name,
         dotted_name_len, no_other_arguments, remote, take_argument, type_id_of, utf8,
     };
     pub use framex_registry::Kwargs;

@@ -224,6 +224,68 @@ impl RemoteCall {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The future an `#[on_proxy]` function returns: its body's own future when
+    /// it runs here, or the boxed remote call.
+    #[doc(hidden)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Proxied<L, R> {
+        #[pin]
+        state: ProxiedState<L, R>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = ProxiedProjection]
+    enum ProxiedState<L, R> {
+        Local {
+            #[pin]
+            future: L,
+        },
+        Remote {
+            future: framex_registry::BoxFuture<Result<Value, Error>>,
+            result: std::marker::PhantomData<fn() -> R>,
+        },
+    }
+}
+
+impl<L, R> Proxied<L, R> {
+    #[doc(hidden)]
+    pub fn local(future: L) -> Proxied<L, R> {
+        Proxied {
+            state: ProxiedState::Local { future },
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn remote(future: framex_registry::BoxFuture<Result<Value, Error>>) -> Proxied<L, R> {
+        Proxied {
+            state: ProxiedState::Remote {
+                future,
+                result: std::marker::PhantomData,
+            },
+        }
+    }
+}
+
+impl<L, R> std::future::Future for Proxied<L, R>
+where
+    L: std::future::Future<Output = R>,
+    R: ProxyReturn,
+{
+    type Output = R;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<R> {
+        match self.project().state.project() {
+            ProxiedProjection::Local { future } => future.poll(cx),
+            ProxiedProjection::Remote { future, .. } => {
+                future.as_mut().poll(cx).map(R::from_remote)
+            }
+        }
+    }
+}
+
 /// Where a call of `name` goes: `None` runs the body here.
 #[doc(hidden)]
 #[inline(always)]

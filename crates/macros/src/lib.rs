@@ -265,13 +265,18 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
     let into_handler_result = quote_spanned! {output.span()=>
         <#output as #fx::ProxyReturn>::into_handler_result
     };
-    let from_remote = quote_spanned! {output.span()=>
-        <#output as #fx::ProxyReturn>::from_remote
+    let remote_future = quote! {
+        #fx::Proxied::<_, #output>::remote
+    };
+    // The return type's bound (`ProxyReturn`) is checked here: spanned at the
+    // return type, so a type that is not a valid `Result` is reported there.
+    let returned = quote_spanned! {output.span()=>
+        impl ::core::future::Future<Output = #output>
     };
 
     quote! {
         #(#attrs)*
-        #vis async fn #fn_name(#(#idents: #types),*) -> #output {
+        #vis fn #fn_name(#(#idents: #types),*) -> #returned {
             #kwargs_struct
 
             async fn #local(#(#patterns: #types),*) -> #output #body
@@ -303,12 +308,12 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
 
             static __FRAMEX_SITE: #fx::CallSite = #fx::CallSite::new();
 
+            // Decided when the function is called: the local future is the
+            // body's own, wrapped; the remote one is boxed.
             match #fx::remote(&__FRAMEX_SITE, __FRAMEX_NAME) {
-                ::core::option::Option::None => #local(#(#idents),*).await,
-                ::core::option::Option::Some(remote) => #from_remote(
-                    remote
-                        .call(__FRAMEX_NAME, &__FramexKwargs { #(#idents: &#idents),* })
-                        .await,
+                ::core::option::Option::None => #fx::Proxied::local(#local(#(#idents),*)),
+                ::core::option::Option::Some(remote) => #remote_future(
+                    remote.call(__FRAMEX_NAME, &__FramexKwargs { #(#idents: &#idents),* }),
                 ),
             }
         }
