@@ -232,23 +232,16 @@ pub(crate) fn unzlib_stored(
 
 /// The Adler-32 checksum zlib ends its streams with.
 fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    // 5552 bytes is the most that can be summed before the sums overflow.
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for &byte in chunk {
-            a += u32::from(byte);
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    b << 16 | a
+    adler2::adler32_slice(data)
 }
 
 fn xor(bytes: &mut [u8]) {
-    for (byte, key) in bytes.iter_mut().zip(KEY.iter().cycle()) {
-        *byte ^= key;
+    // Key-sized chunks: each is one plain, vectorizable loop, where a cycling
+    // key iterator costs a branch per byte.
+    for chunk in bytes.chunks_mut(KEY.len()) {
+        for (byte, key) in chunk.iter_mut().zip(KEY) {
+            *byte ^= key;
+        }
     }
 }
 
