@@ -360,6 +360,13 @@ struct Table {
     routes: Vec<Route>,
 }
 
+/// A forwarded route found for a request, with the table it was found in (the
+/// table may be rebuilt meanwhile).
+pub(crate) struct Found {
+    table: Arc<Table>,
+    index: usize,
+}
+
 /// The forwarding side of a server.
 pub(crate) struct Forwarding {
     upstreams: Vec<Upstream>,
@@ -516,11 +523,14 @@ impl Forwarding {
             .unwrap_or_default()
     }
 
-    /// Whether a forwarded route serves `method` on `path`.
-    pub(crate) fn serves(&self, method: &Method, path: &str) -> bool {
-        self.table().routes.iter().any(|route| {
+    /// The forwarded route that serves `method` on `path`, if any: looked up
+    /// once, then handed to [`Forwarding::forward`].
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Option<Found> {
+        let table = self.table();
+        let index = table.routes.iter().position(|route| {
             route.operation.method == *method && route.operation.template.matches(path)
-        })
+        })?;
+        Some(Found { table, index })
     }
 
     /// Whether a forwarded route serves `path` with any method.
@@ -531,23 +541,21 @@ impl Forwarding {
             .any(|route| route.operation.template.matches(path))
     }
 
-    /// Forwards a request to the upstream that serves it; `None` when none does.
+    /// Forwards a request to the upstream of the route [`Forwarding::find`] found
+    /// for it.
     pub(crate) async fn forward<B>(
         &self,
+        found: Found,
         request: Request<B>,
         hops: u32,
-    ) -> Option<Response<ServerBody>>
+    ) -> Response<ServerBody>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let table = self.table();
-        let route = table.routes.iter().find(|route| {
-            route.operation.method == request.method()
-                && route.operation.template.matches(request.uri().path())
-        })?;
+        let route = &found.table.routes[found.index];
         let upstream = &self.upstreams[route.upstream];
-        Some(self.send(upstream, route, request, hops).await)
+        self.send(upstream, route, request, hops).await
     }
 
     async fn send<B>(

@@ -456,13 +456,12 @@ impl Api {
                 }
             }
         }
-        // `forward` answers `None` when no forwarded route serves the request.
-        if let Some(response) = self
-            .state
-            .forwarding
-            .forward(request.map(Full::new), 0)
-            .await
-        {
+        if let Some(found) = self.state.forwarding.find(&method, &path) {
+            let response = self
+                .state
+                .forwarding
+                .forward(found, request.map(Full::new), 0)
+                .await;
             let (parts, body) = response.into_parts();
             let limit = self.state.settings.max_body_bytes;
             return match Limited::new(body, limit).collect().await {
@@ -575,7 +574,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
                     return boxed(user_route(state, handler, request).await);
                 }
             }
-            if state.forwarding.serves(&method, &path) {
+            if let Some(found) = state.forwarding.find(&method, &path) {
                 let hops = match hops(request.headers()) {
                     Ok(hops) if hops >= state.settings.max_hops => {
                         return boxed(envelope_response(
@@ -591,9 +590,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
                         return boxed(envelope_response(StatusCode::BAD_REQUEST, &message));
                     }
                 };
-                if let Some(response) = state.forwarding.forward(request, hops).await {
-                    return response;
-                }
+                return state.forwarding.forward(found, request, hops).await;
             }
             let builtin = matches!(
                 path.as_str(),
