@@ -352,12 +352,7 @@ pub async fn call(name: &str, kwargs: Value) -> Result<Value, Error> {
     let Some(definition) = runtime::definition_named(name) else {
         return Err(framex_registry::CallError::NotRegistered(name.to_owned()).into());
     };
-    let mut registry = framex_registry::Registry::new(
-        framex_registry::Routing::default(),
-        framex_transport::Client::default(),
-    );
-    registry.register(name, definition.handler())?;
-    Ok(registry.call_local(name, kwargs).await?)
+    Ok(framex_registry::call_handler(name, &definition.handler(), kwargs).await?)
 }
 
 /// Like [`call`], with typed arguments and result: `args` must serialize to a JSON

@@ -287,15 +287,24 @@ impl Registry {
         let Some(handler) = self.inner.handlers.get(name) else {
             return Err(CallError::NotRegistered(name.to_owned()));
         };
-        handler(kwargs).await.map_err(|error| match error {
-            HandlerError::Arguments(detail) => CallError::Arguments {
-                name: name.to_owned(),
-                detail,
-            },
-            HandlerError::Failed(message) => CallError::Failed {
-                name: name.to_owned(),
-                message,
-            },
-        })
+        call_handler(name, handler, kwargs).await
     }
+}
+
+/// Runs `handler` as the function `name`, naming it in the errors.
+pub async fn call_handler(
+    name: &str,
+    handler: &Handler,
+    kwargs: Kwargs,
+) -> Result<Value, CallError> {
+    handler(kwargs).await.map_err(|error| match error {
+        HandlerError::Arguments(detail) => CallError::Arguments {
+            name: name.to_owned(),
+            detail,
+        },
+        HandlerError::Failed(message) => CallError::Failed {
+            name: name.to_owned(),
+            message,
+        },
+    })
 }
