@@ -6,19 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::config;
 use framex::App;
-use framex::config::Loader;
 use framex::registry::CallError;
 use framex::transport::ErrorKind;
 use serde_json::{Value, json};
-
-fn config(toml: &str) -> framex::config::Config {
-    Loader::default()
-        .text("test.toml", toml)
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A remote on `port` (0 for any) whose `f.work` waits `work` and answers its
 /// argument; returns its URL and the sender that stops it.

@@ -5,20 +5,12 @@
 
 use std::time::Duration;
 
+use crate::support::config;
 use framex::App;
-use framex::config::Loader;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn config(toml: &str) -> framex::config::Config {
-    Loader::default()
-        .text("test.toml", toml)
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// An OpenAPI document listing `operations` as `(method, path)`.
 fn document(operations: &[(&str, &str)]) -> Value {

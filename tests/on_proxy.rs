@@ -4,8 +4,8 @@
 //! Tests that install the process's FrameX runtime take `RUNTIME` first, so they
 //! do not see each other's runtime.
 
+use crate::support::config;
 use framex::App;
-use framex::config::Loader;
 use framex::transport::wire::{self, CallBody, Envelope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,14 +14,6 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 static RUNTIME: Mutex<()> = Mutex::const_new(());
-
-fn config(toml: &str) -> framex::config::Config {
-    Loader::default()
-        .text("test.toml", toml)
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A configuration that lists `names` for the instance at `url`.
 fn routed_to(url: &str, names: &[&str]) -> framex::config::Config {

@@ -8,5 +8,6 @@ mod logs;
 mod on_proxy;
 mod python_interop;
 mod seed_config;
+mod support;
 mod tls;
 mod two_instances;

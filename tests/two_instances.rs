@@ -3,18 +3,10 @@
 //! lists one function for the remote. Each app is isolated: it serves without
 //! becoming the process's FrameX runtime, so the tests can run side by side.
 
+use crate::support::config;
 use framex::App;
-use framex::config::Loader;
 use framex::transport::{Client, ErrorKind};
 use serde_json::{Value, json};
-
-fn config(toml: &str) -> framex::config::Config {
-    Loader::default()
-        .text("test.toml", toml)
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn register_demo(app: &mut App, name: &'static str) {
     app.register_fn("m.where", move |args: Value| async move {
