@@ -146,7 +146,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             call_body("not base64!".into(), wire::encode(&json!({})).unwrap()),
             422,
-            "field `func_name` does not decode: payload is not valid base64: Invalid symbol 32, offset 3".into(),
+            "field `func_name` does not decode: payload is not valid base64: invalid symbol ' ' at offset 3".into(),
         ),
         (
             "base64 that is not zlib",

@@ -20,9 +20,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = wire::decode_with_limit::<String>(&body.func_name, LIMIT);
         let _ = wire::decode_with_limit::<serde_json::Value>(&body.data, LIMIT);
     }
-    // Whatever decodes encodes back to something that decodes to the same value.
+    // Whatever decodes encodes back to something that decodes to the same
+    // value, and both encoders write the same text.
     if let Ok(value) = wire::decode_with_limit::<serde_json::Value>(text, LIMIT) {
         let again = wire::encode(&value).expect("a decoded value encodes");
+        assert_eq!(wire::encode_value(&value), again);
         assert_eq!(wire::decode::<serde_json::Value>(&again).ok(), Some(value));
     }
 });

@@ -84,13 +84,10 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
         }
     };
     match result {
-        Ok(value) => match wire::encode(&value) {
-            Ok(encoded) => json_response(StatusCode::OK, &Envelope::success(encoded)),
-            Err(error) => envelope_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the result of `{name}` cannot be encoded: {error}"),
-            ),
-        },
+        Ok(value) => json_response(
+            StatusCode::OK,
+            &Envelope::success(wire::encode_value(&value)),
+        ),
         Err(CallError::NotRegistered(name)) => {
             envelope_response(StatusCode::NOT_FOUND, &wire::not_registered_message(&name))
         }

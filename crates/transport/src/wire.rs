@@ -11,8 +11,9 @@
 
 use std::cell::RefCell;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+mod json;
+
+use base64_simd::STANDARD;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,11 @@ pub enum WireError {
     #[error("cannot encode the value as JSON")]
     Encode(#[source] serde_json::Error),
     /// The text is not standard, padded base64.
-    #[error("payload is not valid base64")]
-    Base64(#[source] base64::DecodeError),
+    #[error("payload is not valid base64: {detail}")]
+    Base64 {
+        /// What is wrong with the text, and where.
+        detail: String,
+    },
     /// The bytes are not a zlib stream once XORed with the key.
     #[error("payload is not a FrameX zlib stream")]
     Zlib(#[source] std::io::Error),
@@ -50,24 +54,79 @@ pub enum WireError {
     Json(#[source] serde_json::Error),
 }
 
-/// Encodes a value as `E(value)`.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
-    let json = serde_json::to_vec(value).map_err(WireError::Encode)?;
-    Ok(encode_json(&json))
-}
-
-/// Payloads up to this size travel as stored (uncompressed) zlib blocks:
+/// Payloads up to this size travel as one stored (uncompressed) zlib block:
 /// compressing them saves a few hundred bytes on the wire and costs more CPU
 /// than the rest of the call. Any zlib reader, Python's included, reads them.
 const STORED_UP_TO: usize = 8 * 1024;
 
+/// The zlib header (deflate, 32 KiB window, no dictionary, fastest level).
+const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
+
+/// The zlib header and the header of one final stored block.
+const STORED_PREFIX: usize = ZLIB_HEADER.len() + 5;
+
+/// Encodes a value as `E(value)`.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
+    // The JSON is written after room for the stored-block prefix, so that a
+    // small payload is framed, checksummed and XORed where it lies.
+    let mut bytes = Vec::with_capacity(256);
+    bytes.resize(STORED_PREFIX, 0);
+    serde_json::to_writer(&mut bytes, value).map_err(WireError::Encode)?;
+    Ok(finish(bytes))
+}
+
+/// Encodes a JSON value as `E(value)`: the same text as [`encode`] gives, with
+/// less work, for the keyword arguments and results that calls carry.
+pub fn encode_value(value: &serde_json::Value) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    bytes.resize(STORED_PREFIX, 0);
+    json::write_value(&mut bytes, value);
+    finish(bytes)
+}
+
+/// [`encode_value`] for keyword arguments.
+pub fn encode_kwargs(kwargs: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    bytes.resize(STORED_PREFIX, 0);
+    json::write_map(&mut bytes, kwargs);
+    finish(bytes)
+}
+
+/// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON.
+fn finish(bytes: Vec<u8>) -> String {
+    if bytes.len() - STORED_PREFIX > STORED_UP_TO {
+        return encode_compressed(&bytes[STORED_PREFIX..]);
+    }
+    frame_stored(bytes)
+}
+
 /// Encodes bytes that already hold UTF-8 JSON.
 pub fn encode_json(json: &[u8]) -> String {
-    if json.len() <= STORED_UP_TO {
-        let mut bytes = zlib_stored(json);
-        xor(&mut bytes);
-        return STANDARD.encode(bytes);
+    if json.len() > STORED_UP_TO {
+        return encode_compressed(json);
     }
+    let mut bytes = Vec::with_capacity(STORED_PREFIX + json.len() + 4);
+    bytes.resize(STORED_PREFIX, 0);
+    bytes.extend_from_slice(json);
+    frame_stored(bytes)
+}
+
+/// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON
+/// (at most [`STORED_UP_TO`] bytes): one final stored block and the Adler-32.
+fn frame_stored(mut bytes: Vec<u8>) -> String {
+    let len = u16::try_from(bytes.len() - STORED_PREFIX)
+        .expect("stored payloads fit one block of at most 65535 bytes");
+    let checksum = adler32(&bytes[STORED_PREFIX..]);
+    let [l0, l1] = len.to_le_bytes();
+    let [n0, n1] = (!len).to_le_bytes();
+    bytes[..STORED_PREFIX].copy_from_slice(&[ZLIB_HEADER[0], ZLIB_HEADER[1], 0x01, l0, l1, n0, n1]);
+    bytes.extend_from_slice(&checksum.to_be_bytes());
+    xor(&mut bytes);
+    STANDARD.encode_to_string(&bytes)
+}
+
+/// `E(json)` with the JSON compressed at level 1.
+fn encode_compressed(json: &[u8]) -> String {
     let mut bytes = Vec::with_capacity(json.len() / 2 + 64);
     // Level 1: the receiving side inflates any level, and the fastest level keeps
     // the codec a small part of a call's cost. The compressor is reused per
@@ -92,7 +151,7 @@ pub fn encode_json(json: &[u8]) -> String {
         }
     });
     xor(&mut bytes);
-    STANDARD.encode(bytes)
+    STANDARD.encode_to_string(&bytes)
 }
 
 thread_local! {
@@ -112,16 +171,55 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     encoded: &str,
     max_inflated: usize,
 ) -> Result<T, WireError> {
-    let json = decode_json(encoded, max_inflated)?;
-    serde_json::from_slice(&json).map_err(WireError::Json)
+    let inflated = inflate(encoded, max_inflated)?;
+    serde_json::from_slice(inflated.json()).map_err(WireError::Json)
 }
 
 /// Decodes `E(value)` into its JSON bytes.
 pub fn decode_json(encoded: &str, max_inflated: usize) -> Result<Vec<u8>, WireError> {
-    let mut bytes = STANDARD.decode(encoded.trim()).map_err(WireError::Base64)?;
+    Ok(inflate(encoded, max_inflated)?.into_json())
+}
+
+/// The JSON of a decoded payload: a range of the un-XORed bytes when they were
+/// one stored block, else bytes of its own.
+enum Inflated {
+    InPlace(Vec<u8>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Inflated {
+    fn json(&self) -> &[u8] {
+        match self {
+            Inflated::InPlace(bytes, range) => &bytes[range.clone()],
+            Inflated::Owned(json) => json,
+        }
+    }
+
+    fn into_json(self) -> Vec<u8> {
+        match self {
+            Inflated::InPlace(mut bytes, range) => {
+                bytes.truncate(range.end);
+                bytes.drain(..range.start);
+                bytes
+            }
+            Inflated::Owned(json) => json,
+        }
+    }
+}
+
+fn inflate(encoded: &str, max_inflated: usize) -> Result<Inflated, WireError> {
+    let encoded = encoded.trim();
+    let mut bytes = STANDARD
+        .decode_to_vec(encoded)
+        .map_err(|_| WireError::Base64 {
+            detail: base64_problem(encoded),
+        })?;
     xor(&mut bytes);
-    if let Some(stored) = unzlib_stored(&bytes, max_inflated) {
-        return stored;
+    match unzlib_stored(&bytes, max_inflated) {
+        Some(Ok(Stored::Range(range))) => return Ok(Inflated::InPlace(bytes, range)),
+        Some(Ok(Stored::Owned(json))) => return Ok(Inflated::Owned(json)),
+        Some(Err(error)) => return Err(error),
+        None => {}
     }
     // One byte past the limit tells "too large" from "exactly the limit".
     let limit = max_inflated.saturating_add(1);
@@ -166,15 +264,36 @@ pub fn decode_json(encoded: &str, max_inflated: usize) -> Result<Vec<u8>, WireEr
             }
         }
     })?;
-    Ok(json)
+    Ok(Inflated::Owned(json))
+}
+
+/// What makes `text` not standard, padded base64, for the error message (the
+/// decoder itself only says that it is not).
+fn base64_problem(text: &str) -> String {
+    let padding = text.len() - text.trim_end_matches('=').len();
+    let symbols = &text[..text.len() - padding];
+    if let Some((offset, symbol)) = symbols
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '+' || c == '/'))
+    {
+        return format!("invalid symbol {symbol:?} at offset {offset}");
+    }
+    if !text.len().is_multiple_of(4) {
+        return format!("its length {} is not a multiple of 4", text.len());
+    }
+    if padding > 2 {
+        return format!("it ends with {padding} padding symbols, at most 2 are allowed");
+    }
+    "its last symbol has bits set past the end of the data".to_owned()
 }
 
 /// A zlib stream of stored blocks: the 2-byte header (deflate, 32 KiB window,
 /// no dictionary), blocks of at most 65535 bytes, and the Adler-32 of the data.
+#[cfg(test)]
 pub(crate) fn zlib_stored(data: &[u8]) -> Vec<u8> {
     let blocks = data.len().div_ceil(0xffff).max(1);
     let mut out = Vec::with_capacity(2 + blocks * 5 + data.len() + 4);
-    out.extend_from_slice(&[0x78, 0x01]);
+    out.extend_from_slice(&ZLIB_HEADER);
     let mut chunks = data.chunks(0xffff).peekable();
     if chunks.peek().is_none() {
         out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
@@ -191,6 +310,14 @@ pub(crate) fn zlib_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The data of a stream of stored blocks: where it lies when the stream is one
+/// block, else its blocks joined.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Range(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
 /// Reads a zlib stream made only of stored blocks, as FrameX for Rust writes
 /// small payloads, without a decompressor. `None` when the stream holds
 /// another kind of block (or is not one this reader knows): the general
@@ -198,41 +325,59 @@ pub(crate) fn zlib_stored(data: &[u8]) -> Vec<u8> {
 pub(crate) fn unzlib_stored(
     bytes: &[u8],
     max_inflated: usize,
-) -> Option<Result<Vec<u8>, WireError>> {
+) -> Option<Result<Stored, WireError>> {
     let (&[cmf, flg], mut rest) = bytes.split_first_chunk::<2>()?;
     if cmf & 0x0f != 8 || (u16::from(cmf) << 8 | u16::from(flg)) % 31 != 0 || flg & 0x20 != 0 {
         return None;
     }
-    let mut data = Vec::new();
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut total = 0usize;
     loop {
         let (&header, after) = rest.split_first()?;
         if (header >> 1) & 0b11 != 0 {
             return None;
         }
         let (&[l0, l1, n0, n1], after) = after.split_first_chunk::<4>()?;
-        let len = u16::from_le_bytes([l0, l1]);
-        if len != !u16::from_le_bytes([n0, n1]) || after.len() < usize::from(len) {
+        let len = usize::from(u16::from_le_bytes([l0, l1]));
+        if u16::from_le_bytes([l0, l1]) != !u16::from_le_bytes([n0, n1]) || after.len() < len {
             return None;
         }
-        if data.len() + usize::from(len) > max_inflated {
+        total += len;
+        if total > max_inflated {
             return Some(Err(WireError::TooLarge {
                 limit: max_inflated,
             }));
         }
-        let (block, after) = after.split_at(usize::from(len));
-        data.extend_from_slice(block);
-        rest = after;
+        let start = bytes.len() - after.len();
+        blocks.push(start..start + len);
+        rest = &after[len..];
         if header & 1 == 1 {
             break;
         }
     }
-    let checksum = <[u8; 4]>::try_from(rest).ok()?;
-    (u32::from_be_bytes(checksum) == adler32(&data)).then_some(Ok(data))
+    let checksum = u32::from_be_bytes(<[u8; 4]>::try_from(rest).ok()?);
+    let data = match blocks.as_slice() {
+        [one] => Stored::Range(one.clone()),
+        _ => Stored::Owned(
+            blocks
+                .iter()
+                .flat_map(|block| &bytes[block.clone()])
+                .copied()
+                .collect(),
+        ),
+    };
+    let matches = match &data {
+        Stored::Range(range) => adler32(&bytes[range.clone()]) == checksum,
+        Stored::Owned(joined) => adler32(joined) == checksum,
+    };
+    matches.then_some(Ok(data))
 }
 
 /// The Adler-32 checksum zlib ends its streams with.
 fn adler32(data: &[u8]) -> u32 {
-    adler2::adler32_slice(data)
+    let mut adler = simd_adler32::Adler32::new();
+    adler.write(data);
+    adler.finish()
 }
 
 fn xor(bytes: &mut [u8]) {
@@ -262,7 +407,7 @@ impl CallBody {
     ) -> Result<CallBody, WireError> {
         Ok(CallBody {
             func_name: encode(func_name)?,
-            data: encode(kwargs)?,
+            data: encode_kwargs(kwargs),
         })
     }
 }
