@@ -31,6 +31,22 @@ fn kwargs(size: usize) -> Map<String, Value> {
     kwargs
 }
 
+/// `E(kwargs)` with the JSON compressed at zlib's default level, as Python's
+/// `zlib.compress` writes it.
+fn deflated(kwargs: &Map<String, Value>) -> String {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&serde_json::to_vec(kwargs).unwrap())
+        .unwrap();
+    let mut bytes = encoder.finish().unwrap();
+    let key = b"01234567890abcdefghijklmnopqrstuvwxyz";
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= key[i % key.len()];
+    }
+    base64_simd::STANDARD.encode_to_string(bytes)
+}
+
 fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     for (label, size) in [("100B", 100), ("1KiB", 1024), ("64KiB", 64 * 1024)] {
@@ -43,6 +59,16 @@ fn codec(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("decode", label), &encoded, |b, encoded| {
             b.iter(|| wire::decode::<Map<String, Value>>(black_box(encoded)).unwrap());
         });
+        // What a Python FrameX client sends: the JSON deflated at zlib's
+        // default level.
+        let deflated = deflated(&kwargs);
+        group.bench_with_input(
+            BenchmarkId::new("decode deflated", label),
+            &deflated,
+            |b, deflated| {
+                b.iter(|| wire::decode::<Map<String, Value>>(black_box(deflated)).unwrap());
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("encode+decode", label),
             &kwargs,
