@@ -178,6 +178,27 @@ fn timestamps() {
 }
 
 #[test]
+fn the_current_timestamp_follows_the_clock() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    // Across a change of second the remembered text is replaced.
+    for _ in 0..2 {
+        let before = now();
+        let stamp = wire::timestamp_now();
+        let after = now();
+        assert!(
+            (before..=after).any(|secs| wire::format_timestamp(secs) == stamp),
+            "{stamp} is not the time between {before} and {after}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+}
+
+#[test]
 fn envelopes_serialize_like_python_framex() {
     let success = wire::Envelope::success("abc".into());
     let json = serde_json::to_value(&success).unwrap();

@@ -469,10 +469,20 @@ pub fn parse_not_registered(message: &str) -> Option<&str> {
 
 /// The current UTC time as `YYYY-MM-DD HH:MM:SS`, the envelope's timestamp format.
 pub fn timestamp_now() -> String {
+    thread_local! {
+        // Every answer carries the time; within a second it is the same text.
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    format_timestamp(secs)
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_timestamp(secs));
+        }
+        last.1.clone()
+    })
 }
 
 /// Formats seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
