@@ -1,6 +1,7 @@
 //! The pooled HTTP client that calls proxy functions on other FrameX instances.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -176,7 +177,11 @@ impl<'a> CallRequest<'a> {
 pub struct Client {
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     settings: Arc<ClientSettings>,
+    endpoints: Arc<RwLock<HashMap<Box<str>, Uri>>>,
 }
+
+/// How many base URLs a [`Client`] keeps parsed.
+const MAX_REMEMBERED_ENDPOINTS: usize = 1024;
 
 impl Default for Client {
     fn default() -> Client {
@@ -213,7 +218,40 @@ impl Client {
         Client {
             http,
             settings: Arc::new(settings),
+            endpoints: Arc::default(),
         }
+    }
+
+    /// The proxy-function endpoint of the instance at base URL `url`, parsed
+    /// once per URL: calls go to a handful of instances, again and again.
+    fn endpoint(&self, url: &str, func: &str) -> Result<Uri, Error> {
+        if let Some(uri) = self
+            .endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(url)
+        {
+            return Ok(uri.clone());
+        }
+        let uri: Uri = format!("{url}{PROXY_FUNCTION_PATH}")
+            .parse()
+            .ok()
+            .filter(|uri: &Uri| {
+                let scheme = uri.scheme();
+                (scheme == Some(&http::uri::Scheme::HTTP)
+                    || scheme == Some(&http::uri::Scheme::HTTPS))
+                    && uri.host().is_some()
+            })
+            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+        let mut endpoints = self
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded, for a program that calls ever new URLs.
+        if endpoints.len() < MAX_REMEMBERED_ENDPOINTS {
+            endpoints.insert(url.into(), uri.clone());
+        }
+        Ok(uri)
     }
 
     /// The client's settings.
@@ -263,64 +301,50 @@ impl Client {
 
     async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
         let (url, func) = (call.url, call.func_name);
-        let uri: Uri = format!("{url}{PROXY_FUNCTION_PATH}")
-            .parse()
-            .ok()
-            .filter(|uri: &Uri| {
-                let scheme = uri.scheme();
-                (scheme == Some(&http::uri::Scheme::HTTP)
-                    || scheme == Some(&http::uri::Scheme::HTTPS))
-                    && uri.host().is_some()
+        let uri = self.endpoint(url, func)?;
+        let authorization = call
+            .key
+            .map(|key| {
+                let mut value = HeaderValue::from_str(key).map_err(|e| {
+                    let detail = "the key is not a valid header value".to_owned();
+                    Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
+                })?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
             })
-            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
-        let body = serde_json::to_vec(&call.body).expect("two strings always serialize");
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = call.key {
-            let value = HeaderValue::from_str(key).map_err(|e| {
-                let detail = "the key is not a valid header value".to_owned();
-                Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
-            })?;
-            request = request.header(AUTHORIZATION, value);
-        }
-        if call.hops > 0 {
-            request = request.header(HOPS_HEADER, call.hops);
-        }
-        let body = Bytes::from(body);
-        let request = request
-            .body(Full::new(body.clone()))
-            .map_err(|e| Error::new(ErrorKind::InvalidUrl, url, func).with_source(e))?;
-        // Kept to send the call again on a new connection (see
-        // `ClientSettings::with_retry_closed_connection`).
-        let retry = self.settings.retry_closed_connection.then(|| {
-            (
-                request.method().clone(),
-                request.uri().clone(),
-                request.headers().clone(),
-            )
-        });
+            .transpose()?;
+        let body =
+            Bytes::from(serde_json::to_vec(&call.body).expect("two strings always serialize"));
+        let request = |uri: Uri, body: Bytes| {
+            let mut request = Request::new(Full::new(body));
+            *request.method_mut() = Method::POST;
+            *request.uri_mut() = uri;
+            let headers = request.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(value) = &authorization {
+                headers.insert(AUTHORIZATION, value.clone());
+            }
+            if call.hops > 0 {
+                headers.insert(HOPS_HEADER, HeaderValue::from(call.hops));
+            }
+            request
+        };
 
-        let response = match self.http.request(request).await {
+        let response = match self.http.request(request(uri.clone(), body.clone())).await {
             Ok(response) => response,
-            Err(error) => match retry {
-                Some((method, uri, headers)) if closed_before_answer(&error) => {
-                    let mut again = Request::new(Full::new(body));
-                    *again.method_mut() = method;
-                    *again.uri_mut() = uri;
-                    *again.headers_mut() = headers;
-                    match self.http.request(again).await {
-                        Ok(response) => response,
-                        // The instance is gone: the first failure says more.
-                        Err(retry) if retry.is_connect() => {
-                            return Err(request_error(error, url, func));
-                        }
-                        Err(retry) => return Err(request_error(retry, url, func)),
+            // The call is sent once more on a new connection (see
+            // `ClientSettings::with_retry_closed_connection`).
+            Err(error) if self.settings.retry_closed_connection && closed_before_answer(&error) => {
+                match self.http.request(request(uri, body)).await {
+                    Ok(response) => response,
+                    // The instance is gone: the first failure says more.
+                    Err(retry) if retry.is_connect() => {
+                        return Err(request_error(error, url, func));
                     }
+                    Err(retry) => return Err(request_error(retry, url, func)),
                 }
-                _ => return Err(request_error(error, url, func)),
-            },
+            }
+            Err(error) => return Err(request_error(error, url, func)),
         };
         let status = response.status();
         let body = Limited::new(response.into_body(), self.settings.max_response_bytes)
