@@ -69,31 +69,37 @@ const STORED_PREFIX: usize = ZLIB_HEADER.len() + 5;
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
     // The JSON is written after room for the stored-block prefix, so that a
     // small payload is framed, checksummed and XORed where it lies.
-    let mut bytes = Vec::with_capacity(256);
+    let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
     serde_json::to_writer(&mut bytes, value).map_err(WireError::Encode)?;
-    Ok(finish(bytes))
+    let encoded = finish(&mut bytes);
+    recycle(bytes);
+    Ok(encoded)
 }
 
 /// Encodes a JSON value as `E(value)`: the same text as [`encode`] gives, with
 /// less work, for the keyword arguments and results that calls carry.
 pub fn encode_value(value: &serde_json::Value) -> String {
-    let mut bytes = Vec::with_capacity(256);
+    let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
     json::write_value(&mut bytes, value);
-    finish(bytes)
+    let encoded = finish(&mut bytes);
+    recycle(bytes);
+    encoded
 }
 
 /// [`encode_value`] for keyword arguments.
 pub fn encode_kwargs(kwargs: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut bytes = Vec::with_capacity(256);
+    let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
     json::write_map(&mut bytes, kwargs);
-    finish(bytes)
+    let encoded = finish(&mut bytes);
+    recycle(bytes);
+    encoded
 }
 
 /// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON.
-fn finish(bytes: Vec<u8>) -> String {
+fn finish(bytes: &mut Vec<u8>) -> String {
     if bytes.len() - STORED_PREFIX > STORED_UP_TO {
         return encode_compressed(&bytes[STORED_PREFIX..]);
     }
@@ -108,12 +114,12 @@ pub fn encode_json(json: &[u8]) -> String {
     let mut bytes = Vec::with_capacity(STORED_PREFIX + json.len() + 4);
     bytes.resize(STORED_PREFIX, 0);
     bytes.extend_from_slice(json);
-    frame_stored(bytes)
+    frame_stored(&mut bytes)
 }
 
 /// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON
 /// (at most [`STORED_UP_TO`] bytes): one final stored block and the Adler-32.
-fn frame_stored(mut bytes: Vec<u8>) -> String {
+fn frame_stored(bytes: &mut Vec<u8>) -> String {
     let len = u16::try_from(bytes.len() - STORED_PREFIX)
         .expect("stored payloads fit one block of at most 65535 bytes");
     let checksum = adler32(&bytes[STORED_PREFIX..]);
@@ -121,8 +127,29 @@ fn frame_stored(mut bytes: Vec<u8>) -> String {
     let [n0, n1] = (!len).to_le_bytes();
     bytes[..STORED_PREFIX].copy_from_slice(&[ZLIB_HEADER[0], ZLIB_HEADER[1], 0x01, l0, l1, n0, n1]);
     bytes.extend_from_slice(&checksum.to_be_bytes());
-    xor(&mut bytes);
+    xor(bytes);
     STANDARD.encode_to_string(&bytes)
+}
+
+thread_local! {
+    /// A buffer each thread reuses for the bytes between JSON and base64, so
+    /// that a call does not allocate and grow them anew. Taken out while in use:
+    /// a value's own `Serialize` or `Deserialize` may encode or decode too.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer kept for reuse.
+const MAX_SCRATCH: usize = 64 * 1024;
+
+fn scratch() -> Vec<u8> {
+    SCRATCH.take()
+}
+
+fn recycle(mut bytes: Vec<u8>) {
+    if bytes.capacity() <= MAX_SCRATCH {
+        bytes.clear();
+        SCRATCH.set(bytes);
+    }
 }
 
 /// `E(json)` with the JSON compressed at level 1.
@@ -172,7 +199,9 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     max_inflated: usize,
 ) -> Result<T, WireError> {
     let inflated = inflate(encoded, max_inflated)?;
-    serde_json::from_slice(inflated.json()).map_err(WireError::Json)
+    let value = serde_json::from_slice(inflated.json()).map_err(WireError::Json);
+    inflated.recycle();
+    value
 }
 
 /// Decodes `E(value)` into its JSON bytes.
@@ -195,6 +224,13 @@ impl Inflated {
         }
     }
 
+    /// Gives the buffer back for the next decode.
+    fn recycle(self) {
+        if let Inflated::InPlace(bytes, _) = self {
+            recycle(bytes);
+        }
+    }
+
     fn into_json(self) -> Vec<u8> {
         match self {
             Inflated::InPlace(mut bytes, range) => {
@@ -209,15 +245,19 @@ impl Inflated {
 
 fn inflate(encoded: &str, max_inflated: usize) -> Result<Inflated, WireError> {
     let encoded = encoded.trim();
-    let mut bytes = STANDARD
-        .decode_to_vec(encoded)
+    let mut bytes = scratch();
+    STANDARD
+        .decode_append(encoded, &mut bytes)
         .map_err(|_| WireError::Base64 {
             detail: base64_problem(encoded),
         })?;
     xor(&mut bytes);
     match unzlib_stored(&bytes, max_inflated) {
         Some(Ok(Stored::Range(range))) => return Ok(Inflated::InPlace(bytes, range)),
-        Some(Ok(Stored::Owned(json))) => return Ok(Inflated::Owned(json)),
+        Some(Ok(Stored::Owned(json))) => {
+            recycle(bytes);
+            return Ok(Inflated::Owned(json));
+        }
         Some(Err(error)) => return Err(error),
         None => {}
     }
@@ -264,6 +304,7 @@ fn inflate(encoded: &str, max_inflated: usize) -> Result<Inflated, WireError> {
             }
         }
     })?;
+    recycle(bytes);
     Ok(Inflated::Owned(json))
 }
 
@@ -380,11 +421,22 @@ fn adler32(data: &[u8]) -> u32 {
     adler.finish()
 }
 
+/// The key repeated to a length the XOR can take in wide, even steps.
+const KEY_BLOCK: [u8; KEY.len() * 32] = {
+    let mut block = [0; KEY.len() * 32];
+    let mut i = 0;
+    while i < block.len() {
+        block[i] = KEY[i % KEY.len()];
+        i += 1;
+    }
+    block
+};
+
 fn xor(bytes: &mut [u8]) {
-    // Key-sized chunks: each is one plain, vectorizable loop, where a cycling
-    // key iterator costs a branch per byte.
-    for chunk in bytes.chunks_mut(KEY.len()) {
-        for (byte, key) in chunk.iter_mut().zip(KEY) {
+    // Whole key blocks: two slices of one length, which the compiler turns into
+    // vector instructions; a cycling key iterator costs a branch per byte.
+    for chunk in bytes.chunks_mut(KEY_BLOCK.len()) {
+        for (byte, key) in chunk.iter_mut().zip(&KEY_BLOCK) {
             *byte ^= key;
         }
     }

@@ -71,13 +71,16 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     let mut start = 0;
     let mut at = 0;
     while at < bytes.len() {
-        if let Some(word) = bytes.get(at..at + 8) {
-            let word = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                at += 8;
-                continue;
-            }
-        }
+        // Skip whole words with nothing to escape.
+        at += bytes[at..]
+            .chunks_exact(8)
+            .take_while(|word| {
+                !needs_escape(u64::from_ne_bytes(
+                    (*word).try_into().expect("chunks of eight bytes"),
+                ))
+            })
+            .count()
+            * 8;
         let end = (at + 8).min(bytes.len());
         for i in at..end {
             let escape: &[u8] = match bytes[i] {
