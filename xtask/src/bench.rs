@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--duration SECS] [--soak SECS]`: load runs over loopback
-//! against the limit of the machine, measured in one run.
+//! `cargo xtask bench [--duration SECS] [--rounds N] [--soak SECS]`: load runs
+//! over loopback against the limit of the machine, measured in one run.
 //!
 //! It builds the demo and a bare hyper echo server in release mode, starts a
 //! remote and a local demo instance (the local one lists `your_module.build_report`
@@ -12,10 +12,17 @@
 //!   remote: a client, two instances, two hops;
 //! - (c) the bare echo server with the body of (a): the limit of this machine.
 //!
+//! Each concurrency runs (c), (a) and (b) in turn, `--rounds` times (default 3)
+//! for `--duration` seconds each (default 5), so that the machine's noise falls
+//! on all three alike; each figure is the median of its rounds, and each ratio
+//! the median of the rounds' ratios, with their spread.
+//!
 //! It prints requests/s, p50 and p99 for each, (a)/(c) and (b)/(c), how long
 //! each instance took from spawn to answering `/health`, and each instance's
 //! memory (RSS) idle, at its peak, and over a steady run of (a) at concurrency 64
-//! (`--soak`, default 60 s). All traffic goes to 127.0.0.1.
+//! (`--soak`, default 60 s), and what encoding plus decoding 1 KiB of keyword
+//! arguments costs against the remote's CPU time per call in (a) at
+//! concurrency 64. All traffic goes to 127.0.0.1.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,13 +36,15 @@ const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 pub(crate) struct Options {
     duration: u64,
+    rounds: usize,
     soak: u64,
 }
 
 impl Options {
     pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
         let mut options = Options {
-            duration: 10,
+            duration: 5,
+            rounds: 3,
             soak: 60,
         };
         let mut args = args;
@@ -56,7 +65,17 @@ impl Options {
             match arg.as_str() {
                 "--duration" => options.duration = seconds("--duration")?,
                 "--soak" => options.soak = seconds("--soak")?,
-                other => bail!("unknown option `{other}`: use --duration SECS and --soak SECS"),
+                "--rounds" => {
+                    let value = args.next().context("--rounds needs a count")?;
+                    options.rounds = value
+                        .parse()
+                        .ok()
+                        .filter(|rounds| (1..=20).contains(rounds))
+                        .with_context(|| format!("--rounds takes 1 to 20, not `{value}`"))?;
+                }
+                other => bail!(
+                    "unknown option `{other}`: use --duration SECS, --rounds N and --soak SECS"
+                ),
             }
         }
         Ok(options)
@@ -93,6 +112,10 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "framex-server",
             "--example",
             "bare_echo",
+            "-p",
+            "framex-transport",
+            "--example",
+            "codec_cost",
         ])
         .status()
         .context("cannot run cargo build")?;
@@ -159,35 +182,44 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
 
     let seconds = options.duration;
     let mut rows = Vec::new();
-    let mut cpu_per_call_us = 0.0;
+    let mut cpu_per_call_us = Vec::new();
     for concurrency in CONCURRENCY {
-        let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), concurrency, seconds)?;
-        let cpu_before = cpu_seconds(&remote)?;
-        let proxy_figures = wrk_run(
-            wrk,
-            &post,
-            &format!("{}/api/v1/proxy/remote", remote.url),
-            concurrency,
-            seconds,
-        )?;
-        if concurrency == 64 {
-            let calls = proxy_figures.requests_per_second * seconds as f64;
-            cpu_per_call_us = (cpu_seconds(&remote)? - cpu_before) * 1e6 / calls.max(1.0);
+        let mut rounds = Vec::new();
+        for _ in 0..options.rounds {
+            let bare_figures =
+                wrk_run(wrk, &post, &format!("{}/", bare.url), concurrency, seconds)?;
+            let cpu_before = cpu_seconds(&remote)?;
+            let proxy_figures = wrk_run(
+                wrk,
+                &post,
+                &format!("{}/api/v1/proxy/remote", remote.url),
+                concurrency,
+                seconds,
+            )?;
+            if concurrency == 64 {
+                let calls = proxy_figures.requests_per_second * seconds as f64;
+                cpu_per_call_us.push((cpu_seconds(&remote)? - cpu_before) * 1e6 / calls.max(1.0));
+            }
+            let two_hops = wrk_run(
+                wrk,
+                &get,
+                &format!("{}/api/v1/report?job_id=bench", local.url),
+                concurrency,
+                seconds,
+            )?;
+            rounds.push([proxy_figures, two_hops, bare_figures]);
         }
-        let two_hops = wrk_run(
-            wrk,
-            &get,
-            &format!("{}/api/v1/report?job_id=bench", local.url),
-            concurrency,
-            seconds,
-        )?;
-        rows.push((concurrency, proxy_figures, two_hops, bare_figures));
+        rows.push((concurrency, rounds));
     }
     let peak = [peak_rss(&remote)?, peak_rss(&local)?];
 
     println!();
     println!(
-        "{:>4}  {:>30}  {:>30}  {:>30}  {:>7}  {:>7}  {:>9}",
+        "medians of {} rounds of {seconds} s; ratios: median of the rounds' ratios [lowest-highest]",
+        options.rounds
+    );
+    println!(
+        "{:>4}  {:>30}  {:>30}  {:>30}  {:>17}  {:>17}  {:>9}",
         "c",
         "(a) proxy call rps p50 p99",
         "(b) two hops rps p50 p99",
@@ -196,15 +228,37 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         "(b)/(c)",
         "p99 a/c"
     );
-    for (concurrency, a, b, c) in &rows {
+    for (concurrency, rounds) in &rows {
+        let figures = |i: usize| Figures {
+            requests_per_second: median(rounds.iter().map(|r| r[i].requests_per_second)),
+            p50_ms: median(rounds.iter().map(|r| r[i].p50_ms)),
+            p99_ms: median(rounds.iter().map(|r| r[i].p99_ms)),
+            errors: rounds.iter().map(|r| r[i].errors).sum(),
+        };
+        let ratio = |f: &dyn Fn(&[Figures; 3]) -> f64| {
+            let ratios: Vec<f64> = rounds.iter().map(f).collect();
+            (
+                median(ratios.iter().copied()),
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
+            )
+        };
+        let a_c = ratio(&|r| 100.0 * r[0].requests_per_second / r[2].requests_per_second);
+        let b_c = ratio(&|r| 100.0 * r[1].requests_per_second / r[2].requests_per_second);
+        let p99 = ratio(&|r| r[0].p99_ms / r[2].p99_ms);
+        let (a, b, c) = (figures(0), figures(1), figures(2));
         println!(
-            "{concurrency:>4}  {}  {}  {}  {:>6.0}%  {:>6.0}%  {:>8.2}x",
-            cell(a),
-            cell(b),
-            cell(c),
-            100.0 * a.requests_per_second / c.requests_per_second,
-            100.0 * b.requests_per_second / c.requests_per_second,
-            a.p99_ms / c.p99_ms
+            "{concurrency:>4}  {}  {}  {}  {:>4.0}% [{:>3.0}-{:>3.0}%]  {:>4.0}% [{:>3.0}-{:>3.0}%]  {:>8.2}x",
+            cell(&a),
+            cell(&b),
+            cell(&c),
+            a_c.0,
+            a_c.1,
+            a_c.2,
+            b_c.0,
+            b_c.1,
+            b_c.2,
+            p99.0
         );
         let errors = a.errors + b.errors + c.errors;
         if errors > 0 {
@@ -217,7 +271,15 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         remote.started_in.as_secs_f64() * 1000.0,
         local.started_in.as_secs_f64() * 1000.0
     );
-    println!("CPU of the remote per call in (a) at c=64: {cpu_per_call_us:.1} us (user + system)");
+    let cpu_per_call_us = median(cpu_per_call_us.iter().copied());
+    println!(
+        "CPU of the remote per call in (a) at c=64: {cpu_per_call_us:.1} us (user + system, median of the rounds)"
+    );
+    let codec_us = codec_cost(bin)?;
+    println!(
+        "codec: encode + decode of 1 KiB kwargs {codec_us:.2} us = {:.1}% of that call's CPU",
+        100.0 * codec_us / cpu_per_call_us.max(f64::MIN_POSITIVE)
+    );
     println!(
         "memory (RSS): remote idle {:.1} MiB, peak {:.1} MiB; local idle {:.1} MiB, peak {:.1} MiB",
         mib(idle[0]),
@@ -252,6 +314,32 @@ fn cell(figures: &Figures) -> String {
         "{:>9.0} {:>8.2}ms {:>8.2}ms",
         figures.requests_per_second, figures.p50_ms, figures.p99_ms
     )
+}
+
+/// The codec's cost for 1 KiB keyword arguments, in microseconds, timed by
+/// the release example `codec_cost` now, on the machine as it is.
+fn codec_cost(bin: &Path) -> Result<f64> {
+    let output = Command::new(bin.join("codec_cost"))
+        .output()
+        .context("cannot run the codec_cost example")?;
+    ensure!(output.status.success(), "the codec_cost example failed");
+    let figures: Value =
+        serde_json::from_slice(&output.stdout).context("the codec_cost example printed no JSON")?;
+    let nanos = figures["median_ns"]
+        .as_f64()
+        .context("the codec_cost example printed no median")?;
+    Ok(nanos / 1000.0)
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -360,4 +448,17 @@ fn rss(instance: &Instance) -> Result<u64> {
 
 fn peak_rss(instance: &Instance) -> Result<u64> {
     status_field(instance, "VmHWM:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
+        assert_eq!(median([7.5].into_iter()), 7.5);
+        assert_eq!(median(std::iter::empty()), 0.0);
+    }
 }
