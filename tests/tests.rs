@@ -5,6 +5,7 @@ mod bad_input;
 mod faults;
 mod forward;
 mod logs;
+mod metrics;
 mod on_proxy;
 mod python_interop;
 mod seed_config;

@@ -30,8 +30,11 @@ use std::sync::Arc;
 use framex_transport::{CallRequest, Client};
 use serde_json::{Map, Value};
 
+pub mod metrics;
 #[cfg(test)]
 mod tests;
+
+pub use metrics::{Metrics, Outcome};
 
 /// Keyword arguments: a JSON object keyed by parameter name.
 pub type Kwargs = Map<String, Value>;
@@ -202,6 +205,7 @@ struct Inner {
     handlers: HashMap<String, Handler>,
     routing: Routing,
     client: Client,
+    metrics: Arc<Metrics>,
 }
 
 impl fmt::Debug for Registry {
@@ -226,6 +230,7 @@ impl Registry {
                 handlers: HashMap::new(),
                 routing,
                 client,
+                metrics: Arc::default(),
             }),
         }
     }
@@ -259,6 +264,11 @@ impl Registry {
         &self.inner.client
     }
 
+    /// The calls counted so far (shared by every clone of this registry).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Where `name` runs.
     pub fn location(&self, name: &str) -> Location<'_> {
         match self.inner.routing.remote(name) {
@@ -276,18 +286,50 @@ impl Registry {
     /// Calls `name` where configuration says it runs.
     pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
         if let Some(remote) = self.inner.routing.remote(name) {
-            let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
-            return Ok(self.inner.client.send(request).await?);
+            let counting = self.inner.metrics.start(name, &remote.url);
+            let result = match CallRequest::new(&remote.url, name, &kwargs) {
+                Ok(request) => self
+                    .inner
+                    .client
+                    .send(request.key(remote.key()))
+                    .await
+                    .map_err(CallError::from),
+                Err(error) => Err(CallError::from(error)),
+            };
+            if let Err(CallError::Remote(error)) = &result
+                && *error.kind() == framex_transport::ErrorKind::Connect
+            {
+                self.inner.metrics.connect_error(&remote.url);
+            }
+            counting.finish(outcome(&result));
+            return result;
         }
         self.call_local(name, kwargs).await
     }
 
     /// Calls the local handler of `name`, ignoring the routing.
     pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
-        let Some(handler) = self.inner.handlers.get(name) else {
-            return Err(CallError::NotRegistered(name.to_owned()));
+        let counting = self.inner.metrics.start(name, LOCAL);
+        let result = match self.inner.handlers.get(name) {
+            Some(handler) => call_handler(name, handler, kwargs).await,
+            None => Err(CallError::NotRegistered(name.to_owned())),
         };
-        call_handler(name, handler, kwargs).await
+        counting.finish(outcome(&result));
+        result
+    }
+}
+
+/// The `location` label of calls that run here.
+pub const LOCAL: &str = "local";
+
+/// How a call ended, for the metrics.
+pub fn outcome(result: &Result<Value, CallError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(CallError::NotRegistered(_)) => Outcome::NotRegistered,
+        Err(CallError::Arguments { .. }) => Outcome::InvalidArguments,
+        Err(CallError::Failed { .. }) => Outcome::Failed,
+        Err(CallError::Remote(error)) => Outcome::of_transport_error(error),
     }
 }
 

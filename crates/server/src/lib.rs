@@ -535,12 +535,27 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
     boxed(envelope_response(StatusCode::UNAUTHORIZED, &message))
 }
 
+/// Where an instance serves its metrics, in the Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
+
+fn metrics_response(state: &State) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(state.registry.metrics().render())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    // `/health` and the OpenAPI document answer even at the limit.
-    let builtin_read =
-        method == Method::GET && matches!(path.as_str(), "/health" | "/api/v1/openapi.json");
+    // `/health`, `/metrics` and the OpenAPI document answer even at the limit.
+    let builtin_read = method == Method::GET
+        && matches!(
+            path.as_str(),
+            "/health" | METRICS_PATH | "/api/v1/openapi.json"
+        );
     let _permit = if builtin_read {
         None
     } else {
@@ -562,6 +577,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
             boxed(proxy::handle(state, request).await)
         }
         (Method::GET, "/health") => boxed(json_response(StatusCode::OK, &health(state))),
+        (Method::GET, METRICS_PATH) => boxed(metrics_response(state)),
         (Method::GET, "/api/v1/openapi.json") => {
             boxed(json_response(StatusCode::OK, &openapi(state)))
         }
@@ -594,7 +610,10 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
             }
             let builtin = matches!(
                 path.as_str(),
-                framex_transport::wire::PROXY_FUNCTION_PATH | "/health" | "/api/v1/openapi.json"
+                framex_transport::wire::PROXY_FUNCTION_PATH
+                    | "/health"
+                    | METRICS_PATH
+                    | "/api/v1/openapi.json"
             );
             if allowed || builtin || state.forwarding.knows_path(&path) {
                 boxed(envelope_response(

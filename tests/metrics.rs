@@ -1,0 +1,126 @@
+//! `GET /metrics` after calls that ran locally, on a remote, and that failed on
+//! the way: each is counted by function, location and outcome, with its
+//! duration in the histogram.
+
+use crate::support::{config, get};
+use framex::App;
+use serde_json::{Value, json};
+
+async fn start(app: App, name: &str) -> String {
+    let bound = app.isolated().bind(name).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
+/// The value of the sample line that starts with `series` (a metric name with
+/// its labels, exactly as rendered).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_counted_by_function_location_and_outcome() {
+    let mut remote = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    remote
+        .register_fn("m.echo", |args: Value| async move { Ok::<_, String>(args) })
+        .unwrap();
+    let remote = start(remote, "remote").await;
+    // Nothing listens on a port that was just released.
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut local = App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+         [plugins.proxy]\nproxy_urls = [\"{remote}\", \"{gone}\"]\nproxy_functions = {{ \"{remote}\" = [\"m.echo\", \"m.missing\"], \"{gone}\" = [\"m.gone\"] }}\n"
+    )))
+    .unwrap();
+    local
+        .register_fn("m.fail", |_: Value| async { Err::<Value, _>("disk full") })
+        .unwrap();
+    let calls = std::sync::Arc::new(local.registry().clone());
+    let local = start(local, "local").await;
+
+    for n in 0..3 {
+        calls
+            .call("m.echo", json!({"n": n}).as_object().unwrap().clone())
+            .await
+            .unwrap();
+    }
+    calls.call("m.fail", Default::default()).await.unwrap_err();
+    calls
+        .call("m.missing", Default::default())
+        .await
+        .unwrap_err();
+    calls.call("m.gone", Default::default()).await.unwrap_err();
+    calls.call("m.gone", Default::default()).await.unwrap_err();
+
+    let (status, metrics) = get(&local, "/metrics").await;
+    assert_eq!(status, 200);
+    let counted = |function: &str, location: &str, outcome: &str| {
+        sample(
+            &metrics,
+            &format!(
+                "framex_calls_total{{function=\"{function}\",location=\"{location}\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(counted("m.echo", &remote, "ok"), Some(3.0), "{metrics}");
+    assert_eq!(counted("m.fail", "local", "failed"), Some(1.0), "{metrics}");
+    assert_eq!(
+        counted("m.missing", &remote, "not_registered"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        counted("m.gone", &gone, "connect_error"),
+        Some(2.0),
+        "{metrics}"
+    );
+    let histogram = format!("function=\"m.echo\",location=\"{remote}\"");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("framex_call_duration_seconds_count{{{histogram}}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("framex_call_duration_seconds_bucket{{{histogram},le=\"+Inf\"}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(sample(&metrics, "framex_calls_in_flight"), Some(0.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("framex_upstream_connect_errors_total{{url=\"{gone}\"}}")
+        ),
+        Some(2.0)
+    );
+
+    // The remote counted the three calls it ran for the local instance.
+    let (_, remote_metrics) = get(&remote, "/metrics").await;
+    assert_eq!(
+        sample(
+            &remote_metrics,
+            "framex_calls_total{function=\"m.echo\",location=\"local\",outcome=\"ok\"}"
+        ),
+        Some(3.0),
+        "{remote_metrics}"
+    );
+    assert_eq!(
+        sample(
+            &remote_metrics,
+            "framex_calls_total{function=\"m.missing\",location=\"local\",outcome=\"not_registered\"}"
+        ),
+        Some(1.0),
+        "{remote_metrics}"
+    );
+}
