@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -177,7 +177,15 @@ impl<'a> CallRequest<'a> {
 pub struct Client {
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     settings: Arc<ClientSettings>,
-    endpoints: Arc<RwLock<HashMap<Box<str>, Uri>>>,
+    endpoints: Arc<RwLock<HashMap<Box<str>, Endpoint>>>,
+}
+
+/// The proxy-function endpoint of one instance, and the `Host` header that
+/// goes with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) uri: Uri,
+    pub(crate) host: HeaderValue,
 }
 
 /// How many base URLs a [`Client`] keeps parsed.
@@ -224,14 +232,14 @@ impl Client {
 
     /// The proxy-function endpoint of the instance at base URL `url`, parsed
     /// once per URL: calls go to a handful of instances, again and again.
-    fn endpoint(&self, url: &str, func: &str) -> Result<Uri, Error> {
-        if let Some(uri) = self
+    pub(crate) fn endpoint(&self, url: &str, func: &str) -> Result<Endpoint, Error> {
+        if let Some(endpoint) = self
             .endpoints
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(url)
         {
-            return Ok(uri.clone());
+            return Ok(endpoint.clone());
         }
         let uri: Uri = format!("{url}{PROXY_FUNCTION_PATH}")
             .parse()
@@ -243,15 +251,35 @@ impl Client {
                     && uri.host().is_some()
             })
             .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+        // The host and port as written, which is what the connection pool would
+        // otherwise format into a `Host` header on every call.
+        let host = uri
+            .authority()
+            .and_then(|authority| {
+                let port = authority.port_u16();
+                let default = match uri.scheme_str() {
+                    Some("https") => 443,
+                    _ => 80,
+                };
+                let host = authority.host();
+                match port {
+                    Some(port) if port != default => {
+                        HeaderValue::from_str(&format!("{host}:{port}")).ok()
+                    }
+                    _ => HeaderValue::from_str(host).ok(),
+                }
+            })
+            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+        let endpoint = Endpoint { uri, host };
         let mut endpoints = self
             .endpoints
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Bounded, for a program that calls ever new URLs.
         if endpoints.len() < MAX_REMEMBERED_ENDPOINTS {
-            endpoints.insert(url.into(), uri.clone());
+            endpoints.insert(url.into(), endpoint.clone());
         }
-        Ok(uri)
+        Ok(endpoint)
     }
 
     /// The client's settings.
@@ -301,7 +329,7 @@ impl Client {
 
     async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
         let (url, func) = (call.url, call.func_name);
-        let uri = self.endpoint(url, func)?;
+        let Endpoint { uri, host } = self.endpoint(url, func)?;
         let authorization = call
             .key
             .map(|key| {
@@ -320,6 +348,7 @@ impl Client {
             *request.method_mut() = Method::POST;
             *request.uri_mut() = uri;
             let headers = request.headers_mut();
+            headers.insert(HOST, host.clone());
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             if let Some(value) = &authorization {
                 headers.insert(AUTHORIZATION, value.clone());

@@ -246,3 +246,31 @@ fn stored_zlib_streams_round_trip_and_are_checked() {
     std::io::Write::write_all(&mut encoder, b"{\"a\": 1}").unwrap();
     assert!(unzlib_stored(&encoder.finish().unwrap(), 1024).is_none());
 }
+
+#[tokio::test]
+async fn the_host_header_leaves_out_the_default_port_and_keeps_others() {
+    let client = crate::Client::default();
+    for (url, host) in [
+        ("http://remote-framex:8080", "remote-framex:8080"),
+        ("http://remote-framex:80", "remote-framex"),
+        ("http://remote-framex", "remote-framex"),
+        ("https://remote-framex:443", "remote-framex"),
+        ("https://remote-framex:8443", "remote-framex:8443"),
+        ("http://[::1]:9000", "[::1]:9000"),
+    ] {
+        let endpoint = client.endpoint(url, "m.f").unwrap();
+        assert_eq!(endpoint.host, host, "{url}");
+        assert_eq!(
+            endpoint.uri.to_string(),
+            format!("{url}/api/v1/proxy/remote"),
+            "{url}"
+        );
+    }
+    for url in ["remote-framex:8080", "ftp://remote-framex", "http://"] {
+        assert_eq!(
+            *client.endpoint(url, "m.f").unwrap_err().kind(),
+            crate::ErrorKind::InvalidUrl,
+            "{url}"
+        );
+    }
+}

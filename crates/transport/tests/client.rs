@@ -68,6 +68,8 @@ async fn the_request_is_what_python_framex_expects() {
     let fields: Map<String, Value> = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(fields.len(), 2, "body has exactly func_name and data");
     assert!(request.headers.get("x-framex-hops").is_none());
+    let host = server.uri().trim_start_matches("http://").to_owned();
+    assert_eq!(request.headers.get("host").unwrap(), host.as_str());
 }
 
 #[tokio::test]
