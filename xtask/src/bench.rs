@@ -219,7 +219,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         options.rounds
     );
     println!(
-        "{:>4}  {:>30}  {:>30}  {:>30}  {:>17}  {:>17}  {:>9}",
+        "{:>4}  {:>30}  {:>30}  {:>30}  {:>18}  {:>18}  {:>9}",
         "c",
         "(a) proxy call rps p50 p99",
         "(b) two hops rps p50 p99",
@@ -248,7 +248,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         let p99 = ratio(&|r| r[0].p99_ms / r[2].p99_ms);
         let (a, b, c) = (figures(0), figures(1), figures(2));
         println!(
-            "{concurrency:>4}  {}  {}  {}  {:>4.0}% [{:>3.0}-{:>3.0}%]  {:>4.0}% [{:>3.0}-{:>3.0}%]  {:>8.2}x",
+            "{concurrency:>4}  {}  {}  {}  {:>5.1}% [{:>3.0}-{:>3.0}%]  {:>5.1}% [{:>3.0}-{:>3.0}%]  {:>8.2}x",
             cell(&a),
             cell(&b),
             cell(&c),
