@@ -18,6 +18,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, ErrorKind};
 use crate::tls;
+use crate::trace::{TRACEPARENT, TraceContext};
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
 
 /// The header that counts how many FrameX instances a call has passed through.
@@ -343,6 +344,12 @@ impl Client {
             .transpose()?;
         let body =
             Bytes::from(serde_json::to_vec(&call.body).expect("two strings always serialize"));
+        // The caller's trace goes on with a span of this call's own.
+        let traceparent = TraceContext::current()
+            .map_or_else(TraceContext::new_root, |current| current.child())
+            .header();
+        let traceparent =
+            HeaderValue::from_str(&traceparent).expect("a traceparent is printable ASCII");
         let request = |uri: Uri, body: Bytes| {
             let mut request = Request::new(Full::new(body));
             *request.method_mut() = Method::POST;
@@ -356,6 +363,7 @@ impl Client {
             if call.hops > 0 {
                 headers.insert(HOPS_HEADER, HeaderValue::from(call.hops));
             }
+            headers.insert(TRACEPARENT, traceparent.clone());
             request
         };
 

@@ -20,11 +20,13 @@
 //!
 //! [`wire`] holds the encoding both sides use; [`Client`] is the pooled client,
 //! for `http://` and `https://` URLs ([`tls`]: the system's CA certificates plus
-//! any given in [`ClientSettings::with_root_certificates`]).
+//! any given in [`ClientSettings::with_root_certificates`]); [`trace`] carries
+//! the W3C trace context from call to call.
 
 mod client;
 mod error;
 pub mod tls;
+pub mod trace;
 pub mod wire;
 
 #[cfg(test)]

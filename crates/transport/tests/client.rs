@@ -68,6 +68,16 @@ async fn the_request_is_what_python_framex_expects() {
     let fields: Map<String, Value> = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(fields.len(), 2, "body has exactly func_name and data");
     assert!(request.headers.get("x-framex-hops").is_none());
+    let traceparent = request
+        .headers
+        .get("traceparent")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        framex_transport::trace::TraceContext::parse(traceparent).is_some(),
+        "a call outside any trace starts one: {traceparent}"
+    );
     let host = server.uri().trim_start_matches("http://").to_owned();
     assert_eq!(request.headers.get("host").unwrap(), host.as_str());
 }
@@ -390,4 +400,47 @@ async fn without_the_retry_such_a_call_is_interrupted() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
+}
+
+#[tokio::test]
+async fn a_call_inside_a_trace_sends_its_trace_id_with_a_new_parent() {
+    use framex_transport::trace::TraceContext;
+    let server = server_answering(success(&json!("ok"))).await;
+    let incoming =
+        TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let client = client();
+    incoming
+        .scope(async {
+            for _ in 0..2 {
+                client
+                    .call(&server.uri(), None, "m.f", &kwargs(json!({})))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let requests = server.received_requests().await.unwrap();
+    let sent: Vec<TraceContext> = requests
+        .iter()
+        .map(|request| {
+            TraceContext::parse(
+                request
+                    .headers
+                    .get("traceparent")
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    for context in &sent {
+        assert_eq!(context.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(context.parent_id(), "00f067aa0ba902b7");
+    }
+    assert_ne!(
+        sent[0].parent_id(),
+        sent[1].parent_id(),
+        "each call is a span of its own"
+    );
 }

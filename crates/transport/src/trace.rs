@@ -1,0 +1,197 @@
+//! W3C trace context (`traceparent`) carried across FrameX calls, so that a call
+//! can be followed from instance to instance in logs and tracing systems.
+//!
+//! An instance continues the trace of a request that arrives with a
+//! `traceparent` header, or starts one, and runs the request inside
+//! [`TraceContext::scope`]. Calls the [`crate::Client`] makes inside that scope
+//! send the same trace id with a new parent id; calls made outside any scope
+//! start a trace of their own.
+//!
+//! ```
+//! use framex_transport::trace::TraceContext;
+//!
+//! let incoming = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+//! let outgoing = incoming.child();
+//! assert_eq!(outgoing.trace_id(), incoming.trace_id());
+//! assert_ne!(outgoing.parent_id(), incoming.parent_id());
+//! assert!(outgoing.header().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+//! ```
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The header that carries the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// One position in a trace: the trace id shared by every call in it, the id of
+/// the caller's span, and the flags (bit 0: sampled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    trace_id: u128,
+    parent_id: u64,
+    flags: u8,
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+impl TraceContext {
+    /// A new trace, sampled.
+    pub fn new_root() -> TraceContext {
+        let high = random_nonzero();
+        let low = random_nonzero();
+        TraceContext {
+            trace_id: u128::from(high) << 64 | u128::from(low),
+            parent_id: random_nonzero(),
+            flags: 1,
+        }
+    }
+
+    /// Reads a `traceparent` header value of version `00`: `None` when it is
+    /// malformed or carries an all-zero id, which the specification says to
+    /// treat as absent. Later versions are read by their first four fields.
+    pub fn parse(header: &str) -> Option<TraceContext> {
+        let header = header.trim();
+        let mut fields = header.split('-');
+        let version = fields.next()?;
+        let trace_id = fields.next()?;
+        let parent_id = fields.next()?;
+        let flags = fields.next()?;
+        let lower_hex = |field: &str, len: usize| {
+            field.len() == len
+                && field
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !lower_hex(version, 2)
+            || version == "ff"
+            || !lower_hex(trace_id, 32)
+            || !lower_hex(parent_id, 16)
+            || !lower_hex(flags, 2)
+            || (version == "00" && fields.next().is_some())
+        {
+            return None;
+        }
+        let context = TraceContext {
+            trace_id: u128::from_str_radix(trace_id, 16).ok()?,
+            parent_id: u64::from_str_radix(parent_id, 16).ok()?,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        };
+        (context.trace_id != 0 && context.parent_id != 0).then_some(context)
+    }
+
+    /// The same trace with a new parent id: what a call made from this position
+    /// sends on.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            parent_id: random_nonzero(),
+            ..*self
+        }
+    }
+
+    /// The trace id, 32 lowercase hex digits.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The parent (span) id, 16 lowercase hex digits.
+    pub fn parent_id(&self) -> String {
+        format!("{:016x}", self.parent_id)
+    }
+
+    /// The `traceparent` header value.
+    pub fn header(&self) -> String {
+        let mut header = String::with_capacity(55);
+        let _ = write!(
+            header,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        );
+        header
+    }
+
+    /// The context of the task running now, if it runs inside [`TraceContext::scope`].
+    pub fn current() -> Option<TraceContext> {
+        CURRENT.try_with(|context| *context).ok()
+    }
+
+    /// Runs `future` with this as the current context.
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
+    }
+}
+
+/// A random, non-zero 64-bit id. Not for secrets: it only has to be unique.
+fn random_nonzero() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        // `RandomState` is seeded from the operating system's randomness once
+        // per thread and stepped for each new one; the counter and the clock
+        // make each id differ from the last.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos()),
+        );
+        let id = hasher.finish();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_children_keep_the_trace() {
+        let root = TraceContext::new_root();
+        assert_eq!(TraceContext::parse(&root.header()), Some(root));
+        let child = root.child();
+        assert_eq!(child.trace_id(), root.trace_id());
+        assert_ne!(child.parent_id(), root.parent_id());
+        assert_eq!(root.header().len(), 55);
+    }
+
+    #[test]
+    fn malformed_headers_are_absent() {
+        for header in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "xx-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(header), None, "{header:?}");
+        }
+        // A later version is read by its first four fields.
+        assert!(
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn new_ids_differ() {
+        let ids: std::collections::HashSet<u64> = (0..10_000).map(|_| random_nonzero()).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn the_scope_is_the_current_context() {
+        assert_eq!(TraceContext::current(), None);
+        let root = TraceContext::new_root();
+        let seen = root.scope(async { TraceContext::current() }).await;
+        assert_eq!(seen, Some(root));
+    }
+}
