@@ -94,3 +94,99 @@ async fn a_refused_key_is_logged_without_any_key() {
         );
     }
 }
+
+/// The JSON lines captured so far.
+fn json_lines(captured: &Captured) -> Vec<Value> {
+    String::from_utf8(captured.0.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+// One thread: the server's tasks run where the subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn json_logs_carry_one_line_per_request_and_a_span_per_call() {
+    use framex::logging::{LogFormat, subscriber};
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(
+        subscriber(
+            LogFormat::Json,
+            "info,framex_registry=debug",
+            captured.clone(),
+        )
+        .unwrap(),
+    );
+    let config = Loader::default()
+        .text("test.toml", "[server]\nport = 0\n")
+        .env(Vec::<(String, String)>::new())
+        .load()
+        .unwrap();
+    let mut app = App::from_config(config).unwrap();
+    app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
+        .unwrap();
+    let bound = app.isolated().bind("logs").await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+
+    Client::default()
+        .call(&url, None, "l.f", &serde_json::Map::new())
+        .await
+        .unwrap();
+    Client::default()
+        .call(&url, None, "l.missing", &serde_json::Map::new())
+        .await
+        .unwrap_err();
+
+    let lines = json_lines(&captured);
+    let answered: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["fields"]["message"] == "answered")
+        .collect();
+    assert_eq!(answered.len(), 2, "{lines:#?}");
+    assert_eq!(answered[0]["level"], "INFO");
+    assert_eq!(answered[0]["fields"]["status"], 200);
+    assert_eq!(answered[1]["fields"]["status"], 404);
+    assert!(answered[0]["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    let request = &answered[0]["span"];
+    assert_eq!(request["name"], "request");
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["path"], "/api/v1/proxy/remote");
+    assert_eq!(request["trace_id"].as_str().unwrap().len(), 32);
+
+    let ended: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["fields"]["message"] == "proxy call ended")
+        .collect();
+    assert_eq!(ended.len(), 2, "{lines:#?}");
+    assert_eq!(ended[0]["fields"]["outcome"], "ok");
+    assert_eq!(ended[1]["fields"]["outcome"], "not_registered");
+    let call = &ended[0]["span"];
+    assert_eq!(call["name"], "proxy_call");
+    assert_eq!(call["function"], "l.f");
+    assert_eq!(call["location"], "local");
+    assert!(ended[0]["fields"]["duration_ms"].as_f64().is_some());
+    // The call's span sits inside its request's, so the trace id is on it too.
+    let spans = ended[0]["spans"].as_array().unwrap();
+    assert_eq!(spans[0]["name"], "request");
+    assert_eq!(spans[0]["trace_id"], request["trace_id"]);
+}
+
+#[test]
+fn a_log_format_other_than_human_or_json_is_refused_by_name() {
+    let error = "yaml".parse::<framex::logging::LogFormat>().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "FRAMEX_LOG_FORMAT must be `human` or `json`, not `yaml`"
+    );
+    let error =
+        framex::logging::subscriber(framex::logging::LogFormat::Human, "info,=[", std::io::sink)
+            .err()
+            .unwrap();
+    assert!(
+        error
+            .to_string()
+            .starts_with("RUST_LOG is not a valid filter"),
+        "{error}"
+    );
+}

@@ -11,4 +11,5 @@ mod python_interop;
 mod seed_config;
 mod support;
 mod tls;
+mod trace;
 mod two_instances;

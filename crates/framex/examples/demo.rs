@@ -95,14 +95,12 @@ async fn not_on_remote() -> Result<Value, framex::Error> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Logs go to standard error; RUST_LOG chooses what (default: info).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to standard error; RUST_LOG chooses what (default: info),
+    // FRAMEX_LOG_FORMAT how (human or json).
+    if let Err(error) = framex::logging::init() {
+        eprintln!("{error}");
+        return ExitCode::FAILURE;
+    }
     let mut args = std::env::args().skip(1);
     let mut config = None;
     let mut name = "demo".to_owned();

@@ -38,6 +38,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod logging;
 mod runtime;
 
 pub use framex_auth as auth;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use framex_transport::{CallRequest, Client};
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 pub mod metrics;
 #[cfg(test)]
@@ -286,22 +287,20 @@ impl Registry {
     /// Calls `name` where configuration says it runs.
     pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
         if let Some(remote) = self.inner.routing.remote(name) {
+            let span = call_span(name, &remote.url);
             let counting = self.inner.metrics.start(name, &remote.url);
-            let result = match CallRequest::new(&remote.url, name, &kwargs) {
-                Ok(request) => self
-                    .inner
-                    .client
-                    .send(request.key(remote.key()))
-                    .await
-                    .map_err(CallError::from),
-                Err(error) => Err(CallError::from(error)),
-            };
+            let result = async {
+                let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
+                Ok(self.inner.client.send(request).await?)
+            }
+            .instrument(span.clone())
+            .await;
             if let Err(CallError::Remote(error)) = &result
                 && *error.kind() == framex_transport::ErrorKind::Connect
             {
                 self.inner.metrics.connect_error(&remote.url);
             }
-            counting.finish(outcome(&result));
+            finish(&span, counting, &result);
             return result;
         }
         self.call_local(name, kwargs).await
@@ -309,14 +308,46 @@ impl Registry {
 
     /// Calls the local handler of `name`, ignoring the routing.
     pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
+        let span = call_span(name, LOCAL);
         let counting = self.inner.metrics.start(name, LOCAL);
         let result = match self.inner.handlers.get(name) {
-            Some(handler) => call_handler(name, handler, kwargs).await,
+            Some(handler) => {
+                call_handler(name, handler, kwargs)
+                    .instrument(span.clone())
+                    .await
+            }
             None => Err(CallError::NotRegistered(name.to_owned())),
         };
-        counting.finish(outcome(&result));
+        finish(&span, counting, &result);
         result
     }
+}
+
+/// The span of one proxy call: the function and where it runs; the outcome and
+/// the duration are recorded on it when the call ends.
+fn call_span(name: &str, location: &str) -> tracing::Span {
+    tracing::info_span!(
+        "proxy_call",
+        function = name,
+        location,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    )
+}
+
+/// Ends a call: counts it, records its outcome and duration on its span, and
+/// logs that it ended (at debug level).
+fn finish(
+    span: &tracing::Span,
+    counting: metrics::InFlight<'_>,
+    result: &Result<Value, CallError>,
+) {
+    let outcome = outcome(result);
+    let took = counting.finish(outcome);
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    span.record("outcome", outcome.as_str());
+    span.record("duration_ms", duration_ms);
+    tracing::debug!(parent: span, outcome = outcome.as_str(), duration_ms, "proxy call ended");
 }
 
 /// The `location` label of calls that run here.

@@ -117,15 +117,13 @@ pub struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
-    /// Counts the call as ended with `outcome`.
-    pub fn finish(mut self, outcome: Outcome) {
+    /// Counts the call as ended with `outcome`, and returns how long it took.
+    pub fn finish(mut self, outcome: Outcome) -> Duration {
         self.finished = true;
-        self.metrics.record(
-            self.function,
-            self.location,
-            outcome,
-            self.started.elapsed(),
-        );
+        let took = self.started.elapsed();
+        self.metrics
+            .record(self.function, self.location, outcome, took);
+        took
     }
 }
 

@@ -20,10 +20,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framex_auth::{Denial, RequireProxyKeyLayer};
+use framex_transport::trace::{TRACEPARENT, TraceContext};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -31,9 +32,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::{BoxError, Service, ServiceBuilder, service_fn};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _, service_fn};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tracing::Instrument as _;
 
 pub mod forward;
 mod proxy;
@@ -498,16 +500,13 @@ fn stack(
 + Send
 + use<> {
     let auth = state.settings.auth.clone();
-    ServiceBuilder::new()
+    let inner = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([
             http::header::AUTHORIZATION,
         ]))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn Any + Send>| {
-            envelope_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request handler panicked",
-            )
-        }))
+        .layer(CatchPanicLayer::custom(
+            panicked as fn(Box<dyn Any + Send + 'static>) -> Response<Full<Bytes>>,
+        ))
         .layer(RequireProxyKeyLayer::new(
             auth,
             denied as fn(Denial<'_>) -> _,
@@ -515,7 +514,69 @@ fn stack(
         .service(service_fn(move |request| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        }))
+        }));
+    // Outermost: every request, refused ones included, runs in its trace and
+    // its log span and is logged once when answered.
+    service_fn(move |request: Request<Incoming>| {
+        let inner = inner.clone();
+        let trace = request
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(TraceContext::parse)
+            .map_or_else(TraceContext::new_root, |incoming| incoming.child());
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            trace_id = %trace.trace_id(),
+        );
+        Logged {
+            inner: trace.scope(inner.oneshot(request)),
+            started: Instant::now(),
+        }
+        .instrument(span)
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer, logged once it is ready, with the time it took.
+    struct Logged<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+    }
+}
+
+impl<F, B, E> Future for Logged<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let latency_ms = this.started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(response) => {
+                tracing::info!(status = response.status().as_u16(), latency_ms, "answered");
+            }
+            Err(_) => tracing::warn!(latency_ms, "request failed without an answer"),
+        }
+        std::task::Poll::Ready(result)
+    }
+}
+
+/// The answer to a request whose handler panicked.
+fn panicked(_panic: Box<dyn Any + Send + 'static>) -> Response<Full<Bytes>> {
+    envelope_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the request handler panicked",
+    )
 }
 
 /// The answer to a request the `[auth] rules` refuse, worded as Python FrameX

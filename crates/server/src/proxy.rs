@@ -3,11 +3,13 @@
 
 use bytes::Bytes;
 use framex_registry::{CallError, Kwargs, Outcome};
+use framex_transport::trace::TraceContext;
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
 use framex_transport::{CallRequest, ErrorKind};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::{State, envelope_response, json_response, read_body};
 
@@ -72,7 +74,10 @@ fn undecodable(field: &str, error: &WireError) -> Response<Full<Bytes>> {
 async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full<Bytes>> {
     let registry = state.registry.clone();
     let task_name = name.clone();
-    let outcome = tokio::spawn(async move { registry.call_local(&task_name, kwargs).await }).await;
+    // The task goes on with the request's trace and log span.
+    let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
+    let call = trace.scope(async move { registry.call_local(&task_name, kwargs).await });
+    let outcome = tokio::spawn(call.instrument(tracing::Span::current())).await;
     let result = match outcome {
         Ok(result) => result,
         Err(_) => {
@@ -127,7 +132,9 @@ async fn relay(
     let counting = metrics.start(name, remote.url());
     let result = state.registry.client().send_encoded(request).await;
     match &result {
-        Ok(_) => counting.finish(Outcome::Ok),
+        Ok(_) => {
+            counting.finish(Outcome::Ok);
+        }
         Err(error) => {
             if *error.kind() == ErrorKind::Connect {
                 metrics.connect_error(remote.url());
