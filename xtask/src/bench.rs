@@ -1,7 +1,7 @@
 //! `cargo xtask bench [--duration SECS] [--rounds N] [--soak SECS]`: load runs
 //! over loopback against the limit of the machine, measured in one run.
 //!
-//! It builds the demo and a bare hyper echo server in release mode, starts a
+//! It builds the `framex` command and a bare hyper echo server in release mode, starts a
 //! remote and a local demo instance (the local one lists `your_module.build_report`
 //! for the remote) and the bare server, and runs wrk (installed from Debian's
 //! packages when missing) at concurrency 1, 16 and 64 against:
@@ -97,7 +97,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         .parent()
         .context("xtask lives in the workspace")?
         .to_owned();
-    println!("building the demo and the bare echo server (release)…");
+    println!("building the framex command and the bare echo server (release)…");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args([
@@ -105,9 +105,9 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "--quiet",
             "--release",
             "-p",
+            "framex-cli",
+            "--bin",
             "framex",
-            "--example",
-            "demo",
             "-p",
             "framex-server",
             "--example",
@@ -123,7 +123,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = measure(&wrk, &root.join("target/release/examples"), &dir, options);
+    let result = measure(&wrk, &root.join("target/release"), &dir, options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -156,7 +156,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         "remote.toml",
         "[server]\nhost = \"127.0.0.1\"\nport = 0\n",
     )?;
-    let remote = start(&bin.join("demo"), &remote_config, "remote")?;
+    let remote = start(&bin.join("framex"), &remote_config, "remote")?;
     let local_config = write(
         dir,
         "local.toml",
@@ -167,8 +167,12 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                 "[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n",
             ),
     )?;
-    let local = start(&bin.join("demo"), &local_config, "local")?;
-    let bare = spawn(&mut Command::new(bin.join("bare_echo")), "bare echo", false)?;
+    let local = start(&bin.join("framex"), &local_config, "local")?;
+    let bare = spawn(
+        &mut Command::new(bin.join("examples/bare_echo")),
+        "bare echo",
+        false,
+    )?;
     let idle = [rss(&remote)?, rss(&local)?];
 
     let body = serde_json::to_string(&framex_transport::wire::CallBody::encode(
@@ -319,7 +323,7 @@ fn cell(figures: &Figures) -> String {
 /// The codec's cost for 1 KiB keyword arguments, in microseconds, timed by
 /// the release example `codec_cost` now, on the machine as it is.
 fn codec_cost(bin: &Path) -> Result<f64> {
-    let output = Command::new(bin.join("codec_cost"))
+    let output = Command::new(bin.join("examples/codec_cost"))
         .output()
         .context("cannot run the codec_cost example")?;
     ensure!(output.status.success(), "the codec_cost example failed");

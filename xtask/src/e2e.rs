@@ -15,13 +15,13 @@ use framex_transport::{Client, ClientSettings};
 use serde_json::json;
 
 use crate::instances::{
-    Instance, build_demo, get, get_status, kill_started_on_interrupt, start, work_dir, write,
+    Instance, build_framex, get, get_status, kill_started_on_interrupt, start, work_dir, write,
 };
 
 const KEY: &str = "proxy-key";
 
 pub(crate) fn run() -> Result<()> {
-    let demo = build_demo()?;
+    let demo = build_framex()?;
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -107,19 +107,19 @@ pub(crate) fn kill_started_on_interrupt() -> Result<()> {
     Ok(())
 }
 
-/// Builds the demo instance once and returns its path.
-pub(crate) fn build_demo() -> Result<PathBuf> {
+/// Builds the `framex` command once and returns its path.
+pub(crate) fn build_framex() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask lives in the workspace")?;
-    println!("building the demo instance…");
+    println!("building the framex command…");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
-        .args(["build", "--quiet", "-p", "framex", "--example", "demo"])
+        .args(["build", "--quiet", "-p", "framex-cli", "--bin", "framex"])
         .status()
         .context("cannot run cargo build")?;
-    ensure!(status.success(), "building the demo failed");
-    Ok(root.join("target/debug/examples/demo"))
+    ensure!(status.success(), "building the framex command failed");
+    Ok(root.join("target/debug/framex"))
 }
 
 pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
@@ -128,10 +128,11 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts the demo and waits for its `listening on` line.
-pub(crate) fn start(demo: &Path, config: &Path, name: &'static str) -> Result<Instance> {
-    let mut command = Command::new(demo);
-    command.arg(config).args(["--name", name]);
+/// Starts `framex serve` (the demo functions) and waits for its `listening on`
+/// line.
+pub(crate) fn start(framex: &Path, config: &Path, name: &'static str) -> Result<Instance> {
+    let mut command = Command::new(framex);
+    command.arg("serve").arg(config).args(["--name", name]);
     spawn(&mut command, name, true)
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::instances::{Instance, build_demo, kill_started_on_interrupt, start, work_dir, write};
+use crate::instances::{Instance, build_framex, kill_started_on_interrupt, start, work_dir, write};
 
 const KEY: &str = "proxy-key";
 /// `plugins.proxy.timeout` of the local instance, in seconds.
@@ -82,7 +82,7 @@ struct Counts {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
-    let demo = build_demo()?;
+    let demo = build_framex()?;
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -212,7 +212,7 @@ fn proxy_functions_need_a_listed_url() {
         ),
         &[],
         &[
-            "error: config.toml:6:21: `plugins.proxy.proxy_functions.\"http://remote:8081\"`: URL `http://remote:8081` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be; did you mean `http://remote:8080`?",
+            "error: config.toml:6:21: `plugins.proxy.proxy_functions.\"http://remote:8081\"`: URL `http://remote:8081` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be listed there; did you mean `http://remote:8080`?",
         ],
     );
     check_errors(
@@ -221,7 +221,7 @@ fn proxy_functions_need_a_listed_url() {
         ),
         &[],
         &[
-            "error: config.toml:5:21: `plugins.proxy.proxy_functions.\"http://remote:8081\"`: URL `http://remote:8081` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be",
+            "error: config.toml:5:21: `plugins.proxy.proxy_functions.\"http://remote:8081\"`: URL `http://remote:8081` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be listed there",
         ],
     );
 }

@@ -87,7 +87,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
         let Some(index) = upstreams.iter().position(|u| u.url == listed.url.value) else {
             let known: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
             let mut message = format!(
-                "URL `{}` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be",
+                "URL `{}` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be listed there",
                 listed.url.value
             );
             if let Some(close) = closest_url(&listed.url.value, &known) {

@@ -1,7 +1,5 @@
-//! The FrameX for Rust demo instance, started twice by `cargo xtask e2e`.
-//!
-//! `demo [CONFIG] [--name NAME]` has five `#[framex::on_proxy]` functions and
-//! registers four of them:
+//! The demo functions and routes that `framex serve` runs (and `cargo xtask e2e`
+//! starts twice). Five `#[framex::on_proxy]` functions, four registered:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
 //!   made it (its name and process id);
@@ -11,17 +9,11 @@
 //! - `demo.not_on_remote()`: registered nowhere, to show the error a caller gets.
 //!
 //! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami`, `GET /api/v1/slow?ms=…`
-//! and `GET /api/v1/missing` call them as plain functions; configuration decides whether each runs here or
-//! on a remote instance.
-//!
-//! `GET /api/v1/NAME/hello` answers with the instance; an instance that lists
-//! this one under `proxy_urls` forwards it.
-//!
-//! It prints `listening on http://ADDRESS` once it accepts connections, and logs
-//! to standard error (`RUST_LOG`, default `info`).
+//! and `GET /api/v1/missing` call them as plain functions; configuration decides
+//! whether each runs here or on a remote instance. `GET /api/v1/NAME/hello`
+//! answers with the instance; an instance that lists this one under
+//! `proxy_urls` forwards it.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -93,60 +85,10 @@ async fn not_on_remote() -> Result<Value, framex::Error> {
     Ok(instance())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    // Logs go to standard error; RUST_LOG chooses what (default: info),
-    // FRAMEX_LOG_FORMAT how (human or json).
-    if let Err(error) = framex::logging::init() {
-        eprintln!("{error}");
-        return ExitCode::FAILURE;
-    }
-    let mut args = std::env::args().skip(1);
-    let mut config = None;
-    let mut name = "demo".to_owned();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--name" => match args.next() {
-                Some(value) => name = value,
-                None => return usage("--name needs a value"),
-            },
-            other if other.starts_with('-') => return usage(&format!("unknown option {other}")),
-            path => config = Some(PathBuf::from(path)),
-        }
-    }
-    let mut app = match App::load(config.as_deref()) {
-        Ok(app) => app,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for warning in app.config().warnings() {
-        eprintln!("{warning}");
-    }
-    let _ = INSTANCE.set(name.clone());
-    if let Err(error) = register(&mut app, &name) {
-        eprintln!("{error}");
-        return ExitCode::FAILURE;
-    }
-    let bound = match app.bind(&name).await {
-        Ok(bound) => bound,
-        Err(error) => {
-            eprintln!(
-                "error: {error}: {}",
-                std::error::Error::source(&error)
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("listening on http://{}", bound.local_addr());
-    bound.serve().await;
-    ExitCode::SUCCESS
-}
-
-fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
+/// Registers the demo functions and routes on `app`, for an instance named
+/// `name`.
+pub(crate) fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
+    let _ = INSTANCE.set(name.to_owned());
     app.register(your_module::build_report)?;
     app.register(whoami)?;
     app.register(slow)?;
@@ -195,9 +137,4 @@ fn answer<T: serde::Serialize>(result: Result<T, framex::Error>) -> Response<Byt
         .header("content-type", "application/json")
         .body(Bytes::from(body.to_string()))
         .expect("valid response")
-}
-
-fn usage(problem: &str) -> ExitCode {
-    eprintln!("{problem}\nusage: demo [CONFIG] [--name NAME]");
-    ExitCode::from(2)
 }

@@ -1,0 +1,200 @@
+//! `framex`: check a FrameX configuration, call a proxy function on any FrameX
+//! instance (Rust or Python), or serve the demo functions to try FrameX out.
+//!
+//! ```text
+//! framex check [CONFIG]
+//! framex call URL FUNCTION [--kwargs JSON] [--key KEY] [--timeout SECS]
+//! framex serve [CONFIG] [--name NAME]
+//! ```
+//!
+//! Exit codes: 0 on success, 1 when the configuration is invalid or the call
+//! failed, 2 for a command line that does not parse.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use framex::App;
+use framex::config::Config;
+use framex::transport::{Client, ClientSettings};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "framex",
+    version,
+    about = "FrameX for Rust: check a configuration, call a proxy function, serve the demo functions",
+    long_about = None,
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration and print where each listed function runs and
+    /// each upstream's rules; exit 1 listing every error when it is invalid.
+    Check {
+        /// The configuration file; without it, `config.toml` in the working
+        /// directory if there is one. `FRAMEX__…` variables apply on top.
+        config: Option<PathBuf>,
+    },
+    /// Call a proxy function on a FrameX instance, Rust or Python, and print
+    /// its result as JSON; exit 1 with the error when the call fails.
+    Call {
+        /// The instance's base URL, such as `http://remote-framex:8080`.
+        url: String,
+        /// The function's FrameX name, such as `your_module.build_report`.
+        function: String,
+        /// The keyword arguments, a JSON object.
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        kwargs: String,
+        /// The key the instance's `/api/v1/proxy/remote` rule expects. Prefer
+        /// the environment variable: other users can read command lines.
+        #[arg(long, env = "FRAMEX_PROXY_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// How long the call may take, in seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Serve the demo functions with a configuration, for trying FrameX out:
+    /// prints `listening on http://ADDRESS` once it accepts connections and
+    /// stops on Ctrl-C or SIGTERM, letting calls in flight finish.
+    Serve {
+        /// The configuration file, as for `check`.
+        config: Option<PathBuf>,
+        /// The instance's name, reported in `/health` and by the demo functions.
+        #[arg(long, default_value = "framex")]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { config } => check(config),
+        Command::Call {
+            url,
+            function,
+            kwargs,
+            key,
+            timeout,
+        } => call(&url, &function, &kwargs, key.as_deref(), timeout).await,
+        Command::Serve { config, name } => serve(config, &name).await,
+    }
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    match Config::load(path.as_deref()) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("{warning}");
+            }
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            for diagnostic in error.diagnostics() {
+                eprintln!("{diagnostic}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn call(
+    url: &str,
+    function: &str,
+    kwargs: &str,
+    key: Option<&str>,
+    timeout: u64,
+) -> ExitCode {
+    let kwargs: Map<String, Value> = match serde_json::from_str(kwargs) {
+        Ok(Value::Object(kwargs)) => kwargs,
+        Ok(other) => {
+            eprintln!(
+                "error: --kwargs must be a JSON object of keyword arguments, not {}",
+                json_type(&other)
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            eprintln!("error: --kwargs is not JSON: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client =
+        Client::new(ClientSettings::default().with_timeout(Duration::from_secs(timeout.max(1))));
+    match client.call(url, key, function, &kwargs).await {
+        Ok(result) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let mut message = format!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
+    // Logs go to standard error; RUST_LOG chooses what (default: info),
+    // FRAMEX_LOG_FORMAT how (human or json).
+    if let Err(error) = framex::logging::init() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    let mut app = match App::load(config.as_deref()) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in app.config().warnings() {
+        eprintln!("{warning}");
+    }
+    if let Err(error) = demo::register(&mut app, name) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    let bound = match app.bind(name).await {
+        Ok(bound) => bound,
+        Err(error) => {
+            eprintln!(
+                "error: {error}{}",
+                std::error::Error::source(&error)
+                    .map(|source| format!(": {source}"))
+                    .unwrap_or_default()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on http://{}", bound.local_addr());
+    bound.serve().await;
+    ExitCode::SUCCESS
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,243 @@
+//! The `framex` command as a user runs it: `--help` for each command, `check`
+//! on good and bad files, and `call` against a running `framex serve` instance.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn framex() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_framex"));
+    command
+        .env_remove("FRAMEX_PROXY_KEY")
+        .env("RUST_LOG", "error");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    framex().args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A configuration file of this test's own.
+fn config_file(name: &str, toml: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// A `framex serve` instance, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &PathBuf) -> Served {
+    let mut child = framex()
+        .args(["serve"])
+        .arg(config)
+        .args(["--name", "cli-test"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Served { child, url }
+}
+
+#[test]
+fn every_command_explains_itself() {
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    for command in ["check", "call", "serve"] {
+        assert!(
+            text(&help.stdout).contains(command),
+            "{}",
+            text(&help.stdout)
+        );
+    }
+    for (command, words) in [
+        ("check", &["[CONFIG]", "exit 1"][..]),
+        (
+            "call",
+            &[
+                "<URL>",
+                "<FUNCTION>",
+                "--kwargs",
+                "--key",
+                "FRAMEX_PROXY_KEY",
+                "--timeout",
+            ][..],
+        ),
+        ("serve", &["[CONFIG]", "--name", "listening on"][..]),
+    ] {
+        let output = run(&[command, "--help"]);
+        assert!(output.status.success(), "{command}");
+        let help = text(&output.stdout);
+        for word in words {
+            assert!(
+                help.contains(word),
+                "`framex {command} --help` lacks {word}:\n{help}"
+            );
+        }
+    }
+    let wrong = run(&["cal"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        text(&wrong.stderr).contains("call"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}
+
+#[test]
+fn check_prints_where_functions_run_or_every_error() {
+    let good = config_file(
+        "good.toml",
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\n\
+         [plugins.proxy]\nproxy_urls = [\"http://remote-framex:8080\"]\n\
+         proxy_functions = { \"http://remote-framex:8080\" = [\"your_module.build_report\"] }\n",
+    );
+    let output = framex().arg("check").arg(&good).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = text(&output.stdout);
+    assert!(
+        summary.contains("your_module.build_report -> http://remote-framex:8080"),
+        "{summary}"
+    );
+    assert!(summary.contains("http://remote-framex:8080\n"), "{summary}");
+
+    let bad = config_file(
+        "bad.toml",
+        "[server]\nport = \"eighty\"\n[auth]\nrules = { \"api\" = [\"k\"] }\n",
+    );
+    let output = framex().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let errors = text(&output.stderr);
+    assert!(errors.contains("bad.toml:2:8: `server.port`"), "{errors}");
+    assert!(errors.contains("`auth.rules"), "{errors}");
+    assert_eq!(
+        errors
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .count(),
+        2,
+        "{errors}"
+    );
+}
+
+#[test]
+fn call_prints_the_result_or_the_error_of_a_running_instance() {
+    let config = config_file(
+        "serve.toml",
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\n\
+         [auth]\nrules = { \"/api/v1/proxy/remote\" = [\"cli-key\"] }\n",
+    );
+    let served = serve(&config);
+    let url = served.url.as_str();
+
+    let output = framex()
+        .args([
+            "call",
+            url,
+            "demo.echo",
+            "--kwargs",
+            r#"{"value": {"job_id": "j-1", "n": [1, 2]}}"#,
+        ])
+        .env("FRAMEX_PROXY_KEY", "cli-key")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result, json!({"job_id": "j-1", "n": [1, 2]}));
+
+    let output = run(&["call", url, "demo.whoami", "--key", "cli-key"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["instance"], "cli-test");
+
+    for (args, expected) in [
+        (
+            vec!["call", url, "demo.nothing", "--key", "cli-key"],
+            format!("function `demo.nothing` is not registered on {url}"),
+        ),
+        (
+            vec!["call", url, "demo.whoami"],
+            format!("{url} refused the key for `demo.whoami`"),
+        ),
+        (
+            vec![
+                "call",
+                url,
+                "demo.echo",
+                "--key",
+                "cli-key",
+                "--kwargs",
+                "[1]",
+            ],
+            "--kwargs must be a JSON object of keyword arguments, not an array".to_owned(),
+        ),
+        (
+            vec![
+                "call",
+                url,
+                "demo.echo",
+                "--key",
+                "cli-key",
+                "--kwargs",
+                "{",
+            ],
+            "--kwargs is not JSON".to_owned(),
+        ),
+        (
+            vec!["call", url, "demo.slow", "--key", "cli-key"],
+            "missing keyword argument `millis`".to_owned(),
+        ),
+    ] {
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+        assert!(!stderr.contains("cli-key"), "the key appears in {stderr}");
+    }
+}
+
+#[test]
+fn call_to_nothing_listening_is_a_connect_error() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let output = run(&["call", &closed, "demo.whoami", "--timeout", "5"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(&format!("cannot connect to {closed}")),
+        "{}",
+        text(&output.stderr)
+    );
+}
