@@ -8,6 +8,7 @@ mod logs;
 mod metrics;
 mod on_proxy;
 mod python_interop;
+mod reload;
 mod seed_config;
 mod support;
 mod tls;

@@ -62,8 +62,10 @@ enum Command {
         timeout: u64,
     },
     /// Serve the demo functions with a configuration, for trying FrameX out:
-    /// prints `listening on http://ADDRESS` once it accepts connections and
-    /// stops on Ctrl-C or SIGTERM, letting calls in flight finish.
+    /// prints `listening on http://ADDRESS` once it accepts connections, loads
+    /// the configuration again on SIGHUP (moving functions between local and
+    /// remote without a restart), and stops on Ctrl-C or SIGTERM, letting
+    /// calls in flight finish.
     Serve {
         /// The configuration file, as for `check`.
         config: Option<PathBuf>,

@@ -46,10 +46,14 @@ impl Drop for Served {
 }
 
 fn serve(config: &PathBuf) -> Served {
+    serve_named(config, "cli-test")
+}
+
+fn serve_named(config: &PathBuf, name: &str) -> Served {
     let mut child = framex()
         .args(["serve"])
         .arg(config)
-        .args(["--name", "cli-test"])
+        .args(["--name", name])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -240,4 +244,70 @@ fn call_to_nothing_listening_is_a_connect_error() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// Which instance ran `demo.whoami` when called through `url`.
+fn whoami(url: &str) -> String {
+    let output = run(&["call", url, "demo.whoami"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    result["instance"].as_str().unwrap().to_owned()
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_moves_a_function_and_an_invalid_file_changes_nothing() {
+    let there = serve_named(
+        &config_file("there.toml", "[server]\nhost = \"127.0.0.1\"\nport = 0\n"),
+        "there",
+    );
+    let listing = |functions: &str| {
+        format!(
+            "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n\
+             [plugins.proxy]\nproxy_urls = [\"{}\"]\nproxy_functions = {{ \"{}\" = [{functions}] }}\n",
+            there.url, there.url
+        )
+    };
+    let path = config_file("here.toml", &listing(""));
+    let here = serve_named(&path, "here");
+    assert_eq!(whoami(&here.url), "here");
+
+    let hangup = |served: &Served| {
+        let status = Command::new("kill")
+            .args(["-HUP", &served.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // Until the signal arrives and the file is read, the old place answers.
+    let wait_for = |expected: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let ran = whoami(&here.url);
+            if ran == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {ran}, not {expected}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    std::fs::write(&path, listing("\"demo.whoami\"")).unwrap();
+    hangup(&here);
+    wait_for("there");
+
+    std::fs::write(
+        &path,
+        listing("\"demo.whoami\"").replace("port = 0", "port = \"zero\""),
+    )
+    .unwrap();
+    hangup(&here);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(whoami(&here.url), "there", "an invalid file is refused");
+
+    std::fs::write(&path, listing("")).unwrap();
+    hangup(&here);
+    wait_for("here");
 }

@@ -171,14 +171,7 @@ impl App {
 
     /// Composes an application from a validated configuration.
     pub fn from_config(config: framex_config::Config) -> Result<App, Error> {
-        let client_auth = auth_rules(config.proxy().auth())?;
-        let key = client_auth
-            .key_for(framex_transport::wire::PROXY_FUNCTION_PATH)
-            .map(|key| key.expose().to_owned());
-        let mut routing = framex_registry::Routing::default();
-        for (name, url) in config.proxy().functions() {
-            routing = routing.route(name, framex_registry::Remote::new(url, key.clone()));
-        }
+        let routing = routing_of(&config)?;
         let client = framex_transport::Client::try_new(
             framex_transport::ClientSettings::default()
                 .with_timeout(config.proxy().timeout())
@@ -328,6 +321,10 @@ impl App {
             })
             .collect();
         let registry = self.registry.clone();
+        let reloader = Reloader {
+            registry: self.registry.clone(),
+            config: Arc::new(std::sync::Mutex::new(self.config)),
+        };
         let server = framex_server::Server::bind(settings, self.registry, routes).await?;
         let installed = match self.install_on_bind {
             true => Some(runtime::install(registry, Some(server.api()))?),
@@ -335,9 +332,128 @@ impl App {
         };
         Ok(Bound {
             server,
+            reloader,
             _installed: installed,
         })
     }
+}
+
+/// Applies a new configuration's `proxy_functions` (and the key sent with
+/// them) to a serving instance, without a restart. Cloning shares the instance.
+///
+/// Calls in flight finish where they started; calls that start afterwards,
+/// `#[on_proxy]` functions included, follow the new configuration. Other
+/// settings (address, limits, auth rules, upstream routes) take effect at the
+/// next start.
+#[derive(Clone)]
+pub struct Reloader {
+    registry: framex_registry::Registry,
+    config: Arc<std::sync::Mutex<framex_config::Config>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+/// A function that a reload moved: its name, where it ran, where it runs now
+/// (`local` or a URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The function.
+    pub name: String,
+    /// Where it ran before.
+    pub from: String,
+    /// Where it runs now.
+    pub to: String,
+}
+
+impl Reloader {
+    /// Applies `config`, already validated, and returns the functions that
+    /// moved, by name.
+    pub fn reload(&self, config: framex_config::Config) -> Result<Vec<Moved>, Error> {
+        let routing = routing_of(&config)?;
+        let before = self.registry.routing();
+        let mut names: std::collections::BTreeSet<&str> =
+            before.iter().map(|(name, _)| name).collect();
+        names.extend(routing.iter().map(|(name, _)| name));
+        let place = |routing: &framex_registry::Routing, name: &str| {
+            routing
+                .remote(name)
+                .map_or_else(|| "local".to_owned(), |remote| remote.url().to_owned())
+        };
+        let moved: Vec<Moved> = names
+            .into_iter()
+            .map(|name| Moved {
+                name: name.to_owned(),
+                from: place(&before, name),
+                to: place(&routing, name),
+            })
+            .filter(|moved| moved.from != moved.to)
+            .collect();
+        self.registry.set_routing(routing);
+        // `#[on_proxy]` call sites look where their function runs again.
+        runtime::routing_changed();
+        *self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+        Ok(moved)
+    }
+
+    /// Loads the configuration again from where the running one came from
+    /// (its file, or `./config.toml`, then `FRAMEX__…` variables) and applies
+    /// it. When it does not load, nothing changes.
+    pub fn reload_from_source(&self) -> Result<Vec<Moved>, Error> {
+        let source = self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .source()
+            .map(std::path::Path::to_owned);
+        self.reload(framex_config::Config::load(source.as_deref())?)
+    }
+}
+
+/// Reloads the configuration on every SIGHUP, logging what moved or why
+/// nothing did.
+#[cfg(unix)]
+async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: Reloader) {
+    while hangups.recv().await.is_some() {
+        match reloader.reload_from_source() {
+            Ok(moved) => {
+                for moved in &moved {
+                    tracing::info!(
+                        function = moved.name,
+                        from = moved.from,
+                        to = moved.to,
+                        "function moved"
+                    );
+                }
+                tracing::info!(moved = moved.len(), "configuration reloaded");
+            }
+            Err(Error::Config(errors)) => {
+                for diagnostic in errors.diagnostics() {
+                    tracing::error!(%diagnostic, "configuration not reloaded");
+                }
+            }
+            Err(error) => tracing::error!(%error, "configuration not reloaded"),
+        }
+    }
+}
+
+/// Where each listed function runs, and the key sent there, from `config`.
+fn routing_of(config: &framex_config::Config) -> Result<framex_registry::Routing, Error> {
+    let client_auth = auth_rules(config.proxy().auth())?;
+    let key = client_auth
+        .key_for(framex_transport::wire::PROXY_FUNCTION_PATH)
+        .map(|key| key.expose().to_owned());
+    let mut routing = framex_registry::Routing::default();
+    for (name, url) in config.proxy().functions() {
+        routing = routing.route(name, framex_registry::Remote::new(url, key.clone()));
+    }
+    Ok(routing)
 }
 
 /// Calls `name` where the process's FrameX runtime says it runs; `kwargs` must be
@@ -439,6 +555,7 @@ fn json_type(value: &Value) -> &'static str {
 /// dropped or has finished serving.
 pub struct Bound {
     server: framex_server::Server,
+    reloader: Reloader,
     _installed: Option<Installed>,
 }
 
@@ -454,9 +571,36 @@ impl Bound {
         self.server.api()
     }
 
-    /// Serves until Ctrl-C or SIGTERM, then lets calls in flight finish.
+    /// A handle that applies a new configuration's `proxy_functions` to this
+    /// instance while it serves.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then lets calls in flight finish. On
+    /// SIGHUP it loads its configuration again (the same file and `FRAMEX__…`
+    /// variables) and applies it with [`Reloader::reload`]; an invalid one is
+    /// refused, its errors logged, and the running one kept.
     pub async fn serve(self) {
+        // Listening starts before serving, so a SIGHUP never finds the
+        // default action (terminate) in place once calls are answered.
+        #[cfg(unix)]
+        let reloading = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(hangups) => Some(tokio::spawn(reload_on_sighup(
+                hangups,
+                self.reloader.clone(),
+            ))),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP: the configuration reloads only at restart");
+                None
+            }
+        };
         self.server.serve(shutdown_signal()).await;
+        #[cfg(unix)]
+        if let Some(reloading) = reloading {
+            reloading.abort();
+        }
     }
 
     /// Serves until `shutdown` completes.

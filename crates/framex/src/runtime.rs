@@ -94,6 +94,12 @@ pub(crate) fn install(
     Ok(Installed { runtime })
 }
 
+/// Makes every `#[on_proxy]` call site look up where its function runs again,
+/// after the installed registry's routing changed.
+pub(crate) fn routing_changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
 /// Whether a FrameX runtime is installed in this process.
 pub fn is_installed() -> bool {
     RUNTIME.load().is_some()

@@ -27,6 +27,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use framex_transport::{CallRequest, Client};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
@@ -172,17 +174,17 @@ pub enum CallError {
 }
 
 /// Where a name runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Location<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
     /// Here, by a registered handler.
     Local,
     /// On the remote instance at this URL.
-    Remote(&'a str),
+    Remote(String),
     /// Nowhere: neither registered nor routed.
     Unknown,
 }
 
-impl fmt::Display for Location<'_> {
+impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Local => f.write_str("local"),
@@ -195,7 +197,9 @@ impl fmt::Display for Location<'_> {
 /// The registry: local handlers, remote routing and the client for remote calls.
 ///
 /// Cloning is cheap (one reference count), so every request can hold its own
-/// handle; registering after a clone leaves existing clones as they were.
+/// handle; registering after a clone leaves existing clones as they were. The
+/// routing is shared by all clones: [`Registry::set_routing`] moves functions
+/// for every one of them at once.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
@@ -204,7 +208,7 @@ pub struct Registry {
 #[derive(Clone)]
 struct Inner {
     handlers: HashMap<String, Handler>,
-    routing: Routing,
+    routing: Arc<ArcSwap<Routing>>,
     client: Client,
     metrics: Arc<Metrics>,
 }
@@ -217,7 +221,7 @@ impl fmt::Debug for Registry {
             .field("handlers", &names)
             .field(
                 "routing",
-                &self.inner.routing.remote.keys().collect::<Vec<_>>(),
+                &self.inner.routing.load().remote.keys().collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -229,7 +233,7 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 handlers: HashMap::new(),
-                routing,
+                routing: Arc::new(ArcSwap::from_pointee(routing)),
                 client,
                 metrics: Arc::default(),
             }),
@@ -255,9 +259,16 @@ impl Registry {
         Ok(())
     }
 
-    /// The routing the registry follows.
-    pub fn routing(&self) -> &Routing {
-        &self.inner.routing
+    /// The routing the registry follows now.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.inner.routing.load_full()
+    }
+
+    /// Replaces the routing for this registry and all its clones. A call that
+    /// has already looked up where it runs finishes there; calls that start
+    /// after this follow `routing`.
+    pub fn set_routing(&self, routing: Routing) {
+        self.inner.routing.store(Arc::new(routing));
     }
 
     /// The client used for remote calls.
@@ -271,9 +282,9 @@ impl Registry {
     }
 
     /// Where `name` runs.
-    pub fn location(&self, name: &str) -> Location<'_> {
-        match self.inner.routing.remote(name) {
-            Some(remote) => Location::Remote(&remote.url),
+    pub fn location(&self, name: &str) -> Location {
+        match self.inner.routing.load().remote(name) {
+            Some(remote) => Location::Remote(remote.url.clone()),
             None if self.inner.handlers.contains_key(name) => Location::Local,
             None => Location::Unknown,
         }
@@ -286,7 +297,10 @@ impl Registry {
 
     /// Calls `name` where configuration says it runs.
     pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
-        if let Some(remote) = self.inner.routing.remote(name) {
+        // Looked up once: the call finishes where it started, whatever a
+        // reconfiguration does meanwhile.
+        let routing = self.inner.routing.load_full();
+        if let Some(remote) = routing.remote(name) {
             let span = call_span(name, &remote.url);
             let counting = self.inner.metrics.start(name, &remote.url);
             let result = async {

@@ -105,7 +105,7 @@ async fn listed_names_run_remotely_even_when_registered_here() {
     let mut registry = Registry::new(routing, framex_transport::Client::default());
     registry.register("m.f", echo()).unwrap();
 
-    assert_eq!(registry.location("m.f"), Location::Remote(&server.uri()));
+    assert_eq!(registry.location("m.f"), Location::Remote(server.uri()));
     let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
     assert_eq!(result, json!({"ran": "remote"}));
     // The local handler is still reachable on purpose.

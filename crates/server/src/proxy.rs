@@ -49,7 +49,8 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         );
     };
 
-    if let Some(remote) = state.registry.routing().remote(&name) {
+    let routing = state.registry.routing();
+    if let Some(remote) = routing.remote(&name) {
         return relay(state, &name, remote, call, hops).await;
     }
     run_local(state, name, kwargs).await
