@@ -5,6 +5,20 @@
 //! or goes to the FrameX instance that configuration lists the function for.
 //! It does no IO and knows nothing of configuration; the generated code asks the
 //! FrameX runtime installed in the process at call time.
+//!
+//! ```
+//! #[framex::on_proxy(name = "your_module.build_report")]
+//! async fn build_report(job_id: String) -> Result<String, framex::Error> {
+//!     Ok(format!("report of {job_id}"))
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // No FrameX runtime is installed here, so the body runs in place; an
+//! // application whose configuration lists the name for a URL sends it there.
+//! assert_eq!(build_report("j-1".into()).await?, "report of j-1");
+//! # Ok::<(), framex::Error>(())
+//! # }).unwrap();
+//! ```
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

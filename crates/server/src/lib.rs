@@ -14,6 +14,36 @@
 //! allow. Connections are hyper 1.x HTTP/1 with graceful shutdown.
 //!
 //! The server never reads TOML or the environment: it receives [`Settings`].
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use framex_registry::{Registry, Routing, handler};
+//! use framex_server::{Server, Settings};
+//! use serde_json::json;
+//!
+//! let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
+//! registry.register("demo.add", handler(|kwargs| async move {
+//!     Ok(json!(kwargs["a"].as_i64().unwrap_or(0) + kwargs["b"].as_i64().unwrap_or(0)))
+//! }))?;
+//! let server = Server::bind(Settings::default().with_address("127.0.0.1", 0), registry, Vec::new()).await?;
+//! let url = format!("http://{}", server.local_addr());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn(server.serve(async move {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! // Any FrameX client, Rust or Python, calls it the same way.
+//! let kwargs = json!({"a": 2, "b": 3});
+//! let sum = framex_transport::Client::default()
+//!     .call(&url, None, "demo.add", kwargs.as_object().unwrap())
+//!     .await?;
+//! assert_eq!(sum, json!(5));
+//!
+//! let _ = stop.send(());
+//! serving.await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 use std::any::Any;
 use std::convert::Infallible;

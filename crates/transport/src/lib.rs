@@ -1,7 +1,23 @@
 //! The FrameX HTTP transport and wire format: call proxy functions on any FrameX
 //! instance, Rust or Python, from any Rust program.
 //!
-//! This crate depends on no other FrameX crate, so a service can embed it alone:
+//! This crate depends on no other FrameX crate, so a service can embed it alone.
+//! The wire format is what both sides agree on:
+//!
+//! ```
+//! use framex_transport::wire::{self, CallBody};
+//! use serde_json::json;
+//!
+//! // What goes over the wire for `your_module.build_report(job_id="j-1")`.
+//! let kwargs = json!({ "job_id": "j-1" });
+//! let body = CallBody::encode("your_module.build_report", kwargs.as_object().unwrap())?;
+//! let name: String = wire::decode(&body.func_name)?;
+//! let decoded: serde_json::Value = wire::decode(&body.data)?;
+//! assert_eq!((name.as_str(), decoded), ("your_module.build_report", kwargs));
+//! # Ok::<(), wire::WireError>(())
+//! ```
+//!
+//! A call to another instance:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), framex_transport::Error> {
