@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::support::config;
 use framex::App;
-use framex::config::Loader;
 use framex::transport::Client;
 use serde_json::Value;
 
@@ -32,6 +32,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// Serves an instance with the function `l.f` under configuration `toml`, on
+/// this thread, and returns its base URL.
+async fn serve(toml: &str) -> String {
+    let mut app = App::from_config(config(toml)).unwrap();
+    app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
+        .unwrap();
+    let bound = app.isolated().bind("logs").await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
 // One thread: the server's tasks run where the subscriber is set.
 #[tokio::test(flavor = "current_thread")]
 async fn a_refused_key_is_logged_without_any_key() {
@@ -43,20 +55,10 @@ async fn a_refused_key_is_logged_without_any_key() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let config = Loader::default()
-        .text(
-            "test.toml",
-            "[server]\nport = 0\n[auth]\nrules = { \"/api/v1/proxy/remote\" = [\"configured-secret-key\"] }\n",
-        )
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap();
-    let mut app = App::from_config(config).unwrap();
-    app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
-        .unwrap();
-    let bound = app.isolated().bind("logs").await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
+    let url = serve(
+        "[server]\nport = 0\n[auth]\nrules = { \"/api/v1/proxy/remote\" = [\"configured-secret-key\"] }\n",
+    )
+    .await;
 
     for key in [
         Some("presented-wrong-key"),
@@ -117,17 +119,7 @@ async fn json_logs_carry_one_line_per_request_and_a_span_per_call() {
         )
         .unwrap(),
     );
-    let config = Loader::default()
-        .text("test.toml", "[server]\nport = 0\n")
-        .env(Vec::<(String, String)>::new())
-        .load()
-        .unwrap();
-    let mut app = App::from_config(config).unwrap();
-    app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
-        .unwrap();
-    let bound = app.isolated().bind("logs").await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
+    let url = serve("[server]\nport = 0\n").await;
 
     Client::default()
         .call(&url, None, "l.f", &serde_json::Map::new())

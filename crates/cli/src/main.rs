@@ -120,7 +120,7 @@ async fn call(
         Ok(other) => {
             eprintln!(
                 "error: --kwargs must be a JSON object of keyword arguments, not {}",
-                json_type(&other)
+                framex::json_type(&other)
             );
             return ExitCode::FAILURE;
         }
@@ -188,15 +188,4 @@ async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
     println!("listening on http://{}", bound.local_addr());
     bound.serve().await;
     ExitCode::SUCCESS
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

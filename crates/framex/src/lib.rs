@@ -539,7 +539,9 @@ fn kwargs_object(name: &str, kwargs: Value) -> Result<framex_registry::Kwargs, E
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// The kind of a JSON value as error messages name it: `null`, `a boolean`,
+/// `a number`, `a string`, `an array` or `an object`.
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
