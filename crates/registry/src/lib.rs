@@ -300,39 +300,65 @@ impl Registry {
         // Looked up once: the call finishes where it started, whatever a
         // reconfiguration does meanwhile.
         let routing = self.inner.routing.load_full();
-        if let Some(remote) = routing.remote(name) {
-            let span = call_span(name, &remote.url);
-            let counting = self.inner.metrics.start(name, &remote.url);
-            let result = async {
-                let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
-                Ok(self.inner.client.send(request).await?)
-            }
-            .instrument(span.clone())
-            .await;
-            if let Err(CallError::Remote(error)) = &result
-                && *error.kind() == framex_transport::ErrorKind::Connect
-            {
-                self.inner.metrics.connect_error(&remote.url);
-            }
-            finish(&span, counting, &result);
-            return result;
-        }
-        self.call_local(name, kwargs).await
+        let Some(remote) = routing.remote(name) else {
+            return self.call_local(name, kwargs).await;
+        };
+        let call = async {
+            let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
+            Ok(self.inner.client.send(request).await?)
+        };
+        self.traced(name, &remote.url, outcome, call).await
     }
 
     /// Calls the local handler of `name`, ignoring the routing.
     pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
-        let span = call_span(name, LOCAL);
-        let counting = self.inner.metrics.start(name, LOCAL);
-        let result = match self.inner.handlers.get(name) {
-            Some(handler) => {
-                call_handler(name, handler, kwargs)
-                    .instrument(span.clone())
-                    .await
+        let call = async {
+            match self.inner.handlers.get(name) {
+                Some(handler) => call_handler(name, handler, kwargs).await,
+                None => Err(CallError::NotRegistered(name.to_owned())),
             }
-            None => Err(CallError::NotRegistered(name.to_owned())),
         };
-        finish(&span, counting, &result);
+        self.traced(name, LOCAL, outcome, call).await
+    }
+
+    /// Passes on a call this instance received for `name`, its body still
+    /// encoded, to `remote` as the `hops`-th instance on its way, and returns
+    /// the answer's data still encoded. Counted and traced like any call.
+    pub async fn relay(
+        &self,
+        name: &str,
+        remote: &Remote,
+        body: framex_transport::wire::CallBody,
+        hops: u32,
+    ) -> Result<Value, framex_transport::Error> {
+        let request = CallRequest::encoded(&remote.url, name, body)
+            .key(remote.key())
+            .hops(hops);
+        let call = self.inner.client.send_encoded(request);
+        let outcome = |result: &Result<Value, framex_transport::Error>| match result {
+            Ok(_) => Outcome::Ok,
+            Err(error) => Outcome::of_transport_error(error),
+        };
+        self.traced(name, &remote.url, outcome, call).await
+    }
+
+    /// Runs one call of `name` at `location` in its `proxy_call` span and
+    /// counts it in the metrics, with the outcome `outcome_of` its result.
+    async fn traced<T, E>(
+        &self,
+        name: &str,
+        location: &str,
+        outcome_of: impl FnOnce(&Result<T, E>) -> Outcome,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let span = call_span(name, location);
+        let counting = self.inner.metrics.start(name, location);
+        let result = call.instrument(span.clone()).await;
+        let outcome = outcome_of(&result);
+        let duration_ms = counting.finish(outcome).as_secs_f64() * 1000.0;
+        span.record("outcome", outcome.as_str());
+        span.record("duration_ms", duration_ms);
+        tracing::debug!(parent: &span, outcome = outcome.as_str(), duration_ms, "proxy call ended");
         result
     }
 }
@@ -347,21 +373,6 @@ fn call_span(name: &str, location: &str) -> tracing::Span {
         outcome = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     )
-}
-
-/// Ends a call: counts it, records its outcome and duration on its span, and
-/// logs that it ended (at debug level).
-fn finish(
-    span: &tracing::Span,
-    counting: metrics::InFlight<'_>,
-    result: &Result<Value, CallError>,
-) {
-    let outcome = outcome(result);
-    let took = counting.finish(outcome);
-    let duration_ms = took.as_secs_f64() * 1000.0;
-    span.record("outcome", outcome.as_str());
-    span.record("duration_ms", duration_ms);
-    tracing::debug!(parent: span, outcome = outcome.as_str(), duration_ms, "proxy call ended");
 }
 
 /// The `location` label of calls that run here.

@@ -3,7 +3,8 @@
 //! Every call that goes through the registry or an instance's proxy endpoint is
 //! counted by function, where it ran (`local` or the remote's URL) and outcome,
 //! with its duration in a histogram; calls in flight are a gauge, and failed
-//! connections to each upstream a counter. An `#[on_proxy]` function called in
+//! connections to each upstream (calls that end with
+//! [`Outcome::ConnectError`]) a counter. An `#[on_proxy]` function called in
 //! process and run locally is a plain function call and is not counted.
 
 use std::collections::BTreeMap;
@@ -160,16 +161,6 @@ impl Metrics {
         }
     }
 
-    /// Counts a failed connection to the upstream at `url`.
-    pub fn connect_error(&self, url: &str) {
-        let mut recorded = self.lock();
-        if let Some(count) = recorded.connect_errors.get_mut(url) {
-            *count += 1;
-        } else if recorded.connect_errors.len() < MAX_SERIES {
-            recorded.connect_errors.insert(url.to_owned(), 1);
-        }
-    }
-
     /// Calls in flight now.
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
@@ -182,6 +173,14 @@ impl Metrics {
     fn record(&self, function: &str, location: &str, outcome: Outcome, took: Duration) {
         let mut recorded = self.lock();
         let recorded = &mut *recorded;
+        // A connect error is a call that could not reach its location.
+        if outcome == Outcome::ConnectError {
+            if let Some(count) = recorded.connect_errors.get_mut(location) {
+                *count += 1;
+            } else if recorded.connect_errors.len() < MAX_SERIES {
+                recorded.connect_errors.insert(location.to_owned(), 1);
+            }
+        }
         let known = recorded
             .calls
             .get(function)
@@ -191,14 +190,22 @@ impl Metrics {
         } else {
             OTHER_FUNCTIONS
         };
-        let locations = recorded.calls.entry(function.to_owned()).or_default();
-        let series = match locations.get_mut(location) {
-            Some(series) => series,
-            None => {
+        if !known {
+            // Names are copied only for a series not seen before.
+            let locations = match recorded.calls.get_mut(function) {
+                Some(locations) => locations,
+                None => recorded.calls.entry(function.to_owned()).or_default(),
+            };
+            if !locations.contains_key(location) {
+                locations.insert(location.to_owned(), Series::default());
                 recorded.series += 1;
-                locations.entry(location.to_owned()).or_default()
             }
-        };
+        }
+        let series = recorded
+            .calls
+            .get_mut(function)
+            .and_then(|locations| locations.get_mut(location))
+            .expect("the series exists or was just added");
         *series.outcomes.entry(outcome).or_default() += 1;
         let seconds = took.as_secs_f64();
         for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {

@@ -2,10 +2,10 @@
 //! instance that configuration names, and answer in the FrameX envelope.
 
 use bytes::Bytes;
-use framex_registry::{CallError, Kwargs, Outcome};
+use framex_registry::{CallError, Kwargs};
+use framex_transport::ErrorKind;
 use framex_transport::trace::TraceContext;
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
-use framex_transport::{CallRequest, ErrorKind};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -126,23 +126,7 @@ async fn relay(
             ),
         );
     }
-    let request = CallRequest::encoded(remote.url(), name, call)
-        .key(remote.key())
-        .hops(next);
-    let metrics = state.registry.metrics();
-    let counting = metrics.start(name, remote.url());
-    let result = state.registry.client().send_encoded(request).await;
-    match &result {
-        Ok(_) => {
-            counting.finish(Outcome::Ok);
-        }
-        Err(error) => {
-            if *error.kind() == ErrorKind::Connect {
-                metrics.connect_error(remote.url());
-            }
-            counting.finish(Outcome::of_transport_error(error));
-        }
-    }
+    let result = state.registry.relay(name, remote, call, next).await;
     match result {
         Ok(data) => json_response(
             StatusCode::OK,
