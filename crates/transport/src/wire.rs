@@ -10,6 +10,7 @@
 //! bytes can decode them, so use TLS where the path is not trusted.
 
 use std::cell::RefCell;
+use std::convert::Infallible;
 
 mod json;
 
@@ -67,43 +68,42 @@ const STORED_PREFIX: usize = ZLIB_HEADER.len() + 5;
 
 /// Encodes a value as `E(value)`.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
-    // The JSON is written after room for the stored-block prefix, so that a
-    // small payload is framed, checksummed and XORed where it lies.
-    let mut bytes = scratch();
-    bytes.resize(STORED_PREFIX, 0);
-    serde_json::to_writer(&mut bytes, value).map_err(WireError::Encode)?;
-    let encoded = finish(&mut bytes);
-    recycle(bytes);
-    Ok(encoded)
+    encode_written(|bytes| serde_json::to_writer(bytes, value).map_err(WireError::Encode))
 }
 
 /// Encodes a JSON value as `E(value)`: the same text as [`encode`] gives, with
 /// less work, for the keyword arguments and results that calls carry.
 pub fn encode_value(value: &serde_json::Value) -> String {
-    let mut bytes = scratch();
-    bytes.resize(STORED_PREFIX, 0);
-    json::write_value(&mut bytes, value);
-    let encoded = finish(&mut bytes);
-    recycle(bytes);
+    let Ok(encoded) = encode_written::<Infallible>(|bytes| {
+        json::write_value(bytes, value);
+        Ok(())
+    });
     encoded
 }
 
 /// [`encode_value`] for keyword arguments.
 pub fn encode_kwargs(kwargs: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut bytes = scratch();
-    bytes.resize(STORED_PREFIX, 0);
-    json::write_map(&mut bytes, kwargs);
-    let encoded = finish(&mut bytes);
-    recycle(bytes);
+    let Ok(encoded) = encode_written::<Infallible>(|bytes| {
+        json::write_map(bytes, kwargs);
+        Ok(())
+    });
     encoded
 }
 
-/// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON.
-fn finish(bytes: &mut Vec<u8>) -> String {
-    if bytes.len() - STORED_PREFIX > STORED_UP_TO {
-        return encode_compressed(&bytes[STORED_PREFIX..]);
-    }
-    frame_stored(bytes)
+/// `E(json)` of the JSON that `write` appends. It is written in the thread's
+/// reused buffer after room for the stored-block prefix, so that a small
+/// payload is framed, checksummed and XORed where it lies.
+fn encode_written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<String, E> {
+    let mut bytes = scratch();
+    bytes.resize(STORED_PREFIX, 0);
+    write(&mut bytes)?;
+    let encoded = if bytes.len() - STORED_PREFIX > STORED_UP_TO {
+        encode_compressed(&bytes[STORED_PREFIX..])
+    } else {
+        frame_stored(&mut bytes)
+    };
+    recycle(bytes);
+    Ok(encoded)
 }
 
 /// Encodes bytes that already hold UTF-8 JSON.
@@ -127,8 +127,13 @@ fn frame_stored(bytes: &mut Vec<u8>) -> String {
     let [n0, n1] = (!len).to_le_bytes();
     bytes[..STORED_PREFIX].copy_from_slice(&[ZLIB_HEADER[0], ZLIB_HEADER[1], 0x01, l0, l1, n0, n1]);
     bytes.extend_from_slice(&checksum.to_be_bytes());
+    xor_base64(bytes)
+}
+
+/// The last two steps of `E(x)`: XOR with the key, then base64.
+fn xor_base64(bytes: &mut [u8]) -> String {
     xor(bytes);
-    STANDARD.encode_to_string(&bytes)
+    STANDARD.encode_to_string(bytes)
 }
 
 thread_local! {
@@ -177,8 +182,7 @@ fn encode_compressed(json: &[u8]) -> String {
             }
         }
     });
-    xor(&mut bytes);
-    STANDARD.encode_to_string(&bytes)
+    xor_base64(&mut bytes)
 }
 
 thread_local! {
