@@ -350,10 +350,10 @@ impl Client {
             .header();
         let traceparent =
             HeaderValue::from_str(&traceparent).expect("a traceparent is printable ASCII");
-        let request = |uri: Uri, body: Bytes| {
-            let mut request = Request::new(Full::new(body));
+        let request = || {
+            let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = Method::POST;
-            *request.uri_mut() = uri;
+            *request.uri_mut() = uri.clone();
             let headers = request.headers_mut();
             headers.insert(HOST, host.clone());
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -367,12 +367,12 @@ impl Client {
             request
         };
 
-        let response = match self.http.request(request(uri.clone(), body.clone())).await {
+        let response = match self.http.request(request()).await {
             Ok(response) => response,
             // The call is sent once more on a new connection (see
             // `ClientSettings::with_retry_closed_connection`).
             Err(error) if self.settings.retry_closed_connection && closed_before_answer(&error) => {
-                match self.http.request(request(uri, body)).await {
+                match self.http.request(request()).await {
                     Ok(response) => response,
                     // The instance is gone: the first failure says more.
                     Err(retry) if retry.is_connect() => {
