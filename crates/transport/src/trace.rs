@@ -128,16 +128,11 @@ impl TraceContext {
 fn random_nonzero() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     loop {
-        // `RandomState` is seeded from the operating system's randomness once
-        // per thread and stepped for each new one; the counter and the clock
-        // make each id differ from the last.
+        // `RandomState` keys come from the operating system's randomness, once
+        // per thread, and step for each new one; the process-wide counter makes
+        // every id's input differ.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_nanos()),
-        );
         let id = hasher.finish();
         if id != 0 {
             return id;
