@@ -77,7 +77,7 @@ async fn flipping_a_function_under_load_fails_no_call() {
     for flip in 0..20 {
         let listed = if flip % 2 == 0 { "\"m.where\"" } else { "" };
         let moved = reloader
-            .reload(config(&local_toml(&remote, listed)))
+            .reload(&config(&local_toml(&remote, listed)))
             .unwrap();
         assert_eq!(moved.len(), 1, "flip {flip}: {moved:?}");
         assert_eq!(moved[0].name, "m.where");
@@ -113,7 +113,7 @@ async fn a_call_in_flight_finishes_where_it_started() {
         async move { registry.call("m.slow", Default::default()).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let moved = reloader.reload(config(&local_toml(&remote, ""))).unwrap();
+    let moved = reloader.reload(&config(&local_toml(&remote, ""))).unwrap();
     assert_eq!(
         moved,
         vec![framex::Moved {

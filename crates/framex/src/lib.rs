@@ -323,7 +323,7 @@ impl App {
         let registry = self.registry.clone();
         let reloader = Reloader {
             registry: self.registry.clone(),
-            config: Arc::new(std::sync::Mutex::new(self.config)),
+            source: self.config.source().map(Arc::from),
         };
         let server = framex_server::Server::bind(settings, self.registry, routes).await?;
         let installed = match self.install_on_bind {
@@ -348,7 +348,8 @@ impl App {
 #[derive(Clone)]
 pub struct Reloader {
     registry: framex_registry::Registry,
-    config: Arc<std::sync::Mutex<framex_config::Config>>,
+    /// The file the instance's configuration was loaded from, if any.
+    source: Option<Arc<std::path::Path>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -372,8 +373,8 @@ pub struct Moved {
 impl Reloader {
     /// Applies `config`, already validated, and returns the functions that
     /// moved, by name.
-    pub fn reload(&self, config: framex_config::Config) -> Result<Vec<Moved>, Error> {
-        let routing = routing_of(&config)?;
+    pub fn reload(&self, config: &framex_config::Config) -> Result<Vec<Moved>, Error> {
+        let routing = routing_of(config)?;
         let before = self.registry.routing();
         let mut names: std::collections::BTreeSet<&str> =
             before.iter().map(|(name, _)| name).collect();
@@ -381,7 +382,8 @@ impl Reloader {
         let place = |routing: &framex_registry::Routing, name: &str| {
             routing
                 .remote(name)
-                .map_or_else(|| "local".to_owned(), |remote| remote.url().to_owned())
+                .map_or(framex_registry::LOCAL, framex_registry::Remote::url)
+                .to_owned()
         };
         let moved: Vec<Moved> = names
             .into_iter()
@@ -395,24 +397,14 @@ impl Reloader {
         self.registry.set_routing(routing);
         // `#[on_proxy]` call sites look where their function runs again.
         runtime::routing_changed();
-        *self
-            .config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
         Ok(moved)
     }
 
-    /// Loads the configuration again from where the running one came from
-    /// (its file, or `./config.toml`, then `FRAMEX__…` variables) and applies
-    /// it. When it does not load, nothing changes.
+    /// Loads the configuration again from where the instance's came from when
+    /// it started (its file, or `./config.toml`, then `FRAMEX__…` variables)
+    /// and applies it. When it does not load, nothing changes.
     pub fn reload_from_source(&self) -> Result<Vec<Moved>, Error> {
-        let source = self
-            .config
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .source()
-            .map(std::path::Path::to_owned);
-        self.reload(framex_config::Config::load(source.as_deref())?)
+        self.reload(&framex_config::Config::load(self.source.as_deref())?)
     }
 }
 
