@@ -638,16 +638,17 @@ fn metrics_response(state: &State) -> Response<Full<Bytes>> {
     response
 }
 
+/// The instance's own `GET` paths: `/health`, `/metrics` and the OpenAPI
+/// document.
+fn is_builtin_read(path: &str) -> bool {
+    matches!(path, "/health" | METRICS_PATH | "/api/v1/openapi.json")
+}
+
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     // `/health`, `/metrics` and the OpenAPI document answer even at the limit.
-    let builtin_read = method == Method::GET
-        && matches!(
-            path.as_str(),
-            "/health" | METRICS_PATH | "/api/v1/openapi.json"
-        );
-    let _permit = if builtin_read {
+    let _permit = if method == Method::GET && is_builtin_read(&path) {
         None
     } else {
         match state.in_flight.clone().try_acquire_owned() {
@@ -699,13 +700,8 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
                 };
                 return state.forwarding.forward(found, request, hops).await;
             }
-            let builtin = matches!(
-                path.as_str(),
-                framex_transport::wire::PROXY_FUNCTION_PATH
-                    | "/health"
-                    | METRICS_PATH
-                    | "/api/v1/openapi.json"
-            );
+            let builtin =
+                path == framex_transport::wire::PROXY_FUNCTION_PATH || is_builtin_read(&path);
             if allowed || builtin || state.forwarding.knows_path(&path) {
                 boxed(envelope_response(
                     StatusCode::METHOD_NOT_ALLOWED,
