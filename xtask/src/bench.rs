@@ -49,30 +49,10 @@ impl Options {
         };
         let mut args = args;
         while let Some(arg) = args.next() {
-            let mut seconds = |name: &str| -> Result<u64> {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{name} needs seconds"))?;
-                let seconds: u64 = value
-                    .parse()
-                    .with_context(|| format!("{name} needs seconds, not `{value}`"))?;
-                ensure!(
-                    (1..=600).contains(&seconds),
-                    "{name} takes 1 to 600 seconds"
-                );
-                Ok(seconds)
-            };
             match arg.as_str() {
-                "--duration" => options.duration = seconds("--duration")?,
-                "--soak" => options.soak = seconds("--soak")?,
-                "--rounds" => {
-                    let value = args.next().context("--rounds needs a count")?;
-                    options.rounds = value
-                        .parse()
-                        .ok()
-                        .filter(|rounds| (1..=20).contains(rounds))
-                        .with_context(|| format!("--rounds takes 1 to 20, not `{value}`"))?;
-                }
+                "--duration" => options.duration = within(&arg, args.next(), 1..=600, "seconds")?,
+                "--soak" => options.soak = within(&arg, args.next(), 1..=600, "seconds")?,
+                "--rounds" => options.rounds = within(&arg, args.next(), 1..=20, "rounds")?,
                 other => bail!(
                     "unknown option `{other}`: use --duration SECS, --rounds N and --soak SECS"
                 ),
@@ -80,6 +60,30 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// The value of option `name`, a number in `range` of `unit`.
+fn within<T>(
+    name: &str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let value = value.with_context(|| format!("{name} needs a number of {unit}"))?;
+    value
+        .parse()
+        .ok()
+        .filter(|number| range.contains(number))
+        .with_context(|| {
+            format!(
+                "{name} takes {} to {} {unit}, not `{value}`",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 /// One wrk run's figures.
