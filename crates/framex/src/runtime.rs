@@ -51,13 +51,14 @@ impl Drop for Installed {
             .as_ref()
             .is_some_and(|previous| Arc::ptr_eq(previous, &self.runtime))
         {
-            GENERATION.fetch_add(1, Ordering::AcqRel);
+            routing_changed();
         }
     }
 }
 
-/// Counts installs and uninstalls, so a call site can tell whether what it
-/// remembers about the runtime still holds. 0: nothing was ever installed.
+/// Counts installs, uninstalls and routing changes, so a call site can tell
+/// whether what it remembers about the runtime still holds. 0: nothing was
+/// ever installed.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// What one `#[on_proxy]` function remembers between calls: the generation of
@@ -90,12 +91,13 @@ pub(crate) fn install(
     if previous.is_some() {
         return Err(Error::AlreadyInstalled);
     }
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    routing_changed();
     Ok(Installed { runtime })
 }
 
-/// Makes every `#[on_proxy]` call site look up where its function runs again,
-/// after the installed registry's routing changed.
+/// Makes every `#[on_proxy]` call site look up where its function runs again:
+/// after a runtime is installed or uninstalled, or the installed registry's
+/// routing changed.
 pub(crate) fn routing_changed() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
