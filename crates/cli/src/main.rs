@@ -140,13 +140,7 @@ async fn call(
             ExitCode::SUCCESS
         }
         Err(error) => {
-            let mut message = format!("error: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("error: {}", with_causes(&error));
             ExitCode::FAILURE
         }
     }
@@ -176,16 +170,23 @@ async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
     let bound = match app.bind(name).await {
         Ok(bound) => bound,
         Err(error) => {
-            eprintln!(
-                "error: {error}{}",
-                std::error::Error::source(&error)
-                    .map(|source| format!(": {source}"))
-                    .unwrap_or_default()
-            );
+            eprintln!("error: {}", with_causes(&error));
             return ExitCode::FAILURE;
         }
     };
     println!("listening on http://{}", bound.local_addr());
     bound.serve().await;
     ExitCode::SUCCESS
+}
+
+/// An error and each of its causes, joined by `: `.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
