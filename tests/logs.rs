@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::support::config;
+use crate::support::{config, start};
 use framex::App;
 use framex::transport::Client;
 use serde_json::Value;
@@ -38,10 +38,7 @@ async fn serve(toml: &str) -> String {
     let mut app = App::from_config(config(toml)).unwrap();
     app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
         .unwrap();
-    let bound = app.isolated().bind("logs").await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
-    url
+    start(app, "logs").await
 }
 
 // One thread: the server's tasks run where the subscriber is set.

@@ -2,16 +2,9 @@
 //! the way: each is counted by function, location and outcome, with its
 //! duration in the histogram.
 
-use crate::support::{config, get};
+use crate::support::{config, get, start};
 use framex::App;
 use serde_json::{Value, json};
-
-async fn start(app: App, name: &str) -> String {
-    let bound = app.isolated().bind(name).await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
-    url
-}
 
 /// The value of the sample line that starts with `series` (a metric name with
 /// its labels, exactly as rendered).

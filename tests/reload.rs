@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::config;
+use crate::support::{config, start};
 use framex::App;
 use serde_json::{Value, json};
 
@@ -25,10 +25,7 @@ fn register(app: &mut App, name: &'static str) {
 async fn remote() -> String {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
     register(&mut app, "remote");
-    let bound = app.isolated().bind("remote").await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
-    url
+    start(app, "remote").await
 }
 
 /// The local configuration, with `functions` listed for `remote`.

@@ -12,6 +12,15 @@ pub(crate) fn config(toml: &str) -> Config {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Serves `app` on its configured address (port 0: a free one), without
+/// installing it as the process's runtime, and returns its base URL.
+pub(crate) async fn start(app: framex::App, name: &str) -> String {
+    let bound = app.isolated().bind(name).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    url
+}
+
 /// `GET path` on the instance at `base` (`http://host:port`) over a fresh
 /// connection: the status and the body as text.
 pub(crate) async fn get(base: &str, path: &str) -> (u16, String) {

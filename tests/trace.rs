@@ -3,7 +3,7 @@
 //! route calls a function listed for a remote or the proxy endpoint relays a
 //! call.
 
-use crate::support::{config, send};
+use crate::support::{config, send, start};
 use framex::App;
 use framex::transport::trace::TraceContext;
 use framex::transport::wire::{self, CallBody, Envelope};
@@ -64,10 +64,7 @@ async fn local(remote: &MockServer) -> String {
             http::Response::new(bytes::Bytes::from_static(b"done"))
         },
     );
-    let bound = app.isolated().bind("local").await.unwrap();
-    let base = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
-    base
+    start(app, "local").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! lists one function for the remote. Each app is isolated: it serves without
 //! becoming the process's FrameX runtime, so the tests can run side by side.
 
-use crate::support::config;
+use crate::support::{config, start};
 use framex::App;
 use framex::transport::{Client, ErrorKind};
 use serde_json::{Value, json};
@@ -22,14 +22,6 @@ fn register_demo(app: &mut App, name: &'static str) {
         Ok::<Value, String>(Value::Null)
     })
     .unwrap();
-}
-
-/// Starts an app on a free port and returns its base URL.
-async fn start(app: App, name: &str) -> String {
-    let bound = app.isolated().bind(name).await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    tokio::spawn(bound.serve_until(std::future::pending()));
-    url
 }
 
 async fn remote() -> String {
