@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::config;
+use crate::support::{config, send};
 use framex::App;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,7 +64,7 @@ fn proxy_config(upstreams: &[(&str, &str)], extra: &str) -> String {
 /// that upstream's report.
 async fn upstream_state(url: &str, index: usize, state: &str) -> Value {
     for _ in 0..200 {
-        let (_, body) = request(url, "GET", "/health", &[], b"").await;
+        let (_, body) = send(url, "GET", "/health", &[], b"").await;
         let health: Value = serde_json::from_slice(&body).unwrap();
         if health["upstreams"][index]["state"] == state {
             return health["upstreams"][index].clone();
@@ -72,37 +72,6 @@ async fn upstream_state(url: &str, index: usize, state: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("upstream {index} of {url} never became {state}");
-}
-
-/// A plain HTTP/1.1 request; returns the status and the body.
-async fn request(
-    url: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let address = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP head");
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response[split + 4..].to_vec())
 }
 
 fn text(body: &[u8]) -> String {
@@ -183,7 +152,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     );
 
     // A caller's own Authorization is not passed on; the path's key is sent.
-    let (status, body) = request(
+    let (status, body) = send(
         &url,
         "GET",
         "/api/v1/items/42",
@@ -193,7 +162,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     .await;
     assert_eq!((status, text(&body)), (200, "{\"id\":42}".to_owned()));
 
-    let (status, body) = request(
+    let (status, body) = send(
         &url,
         "GET",
         "/api/v1/search?q=crab%20caf%C3%A9&page=2",
@@ -203,7 +172,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     .await;
     assert_eq!((status, text(&body)), (418, "a teapot upstream".to_owned()));
 
-    let (status, body) = request(
+    let (status, body) = send(
         &url,
         "POST",
         "/api/v1/items",
@@ -222,7 +191,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
         Content-Disposition: form-data; name=\"file\"; filename=\"report.csv\"\r\n\
         Content-Type: text/csv\r\n\r\njob,status\nj-1,done\n\r\n\
         --framex-boundary--\r\n";
-    let (status, body) = request(
+    let (status, body) = send(
         &url,
         "POST",
         "/api/v1/upload",
@@ -239,7 +208,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     );
 
     // A request that has already passed through too many instances is refused.
-    let (status, body) = request(
+    let (status, body) = send(
         &url,
         "GET",
         "/api/v1/items/42",
@@ -250,14 +219,14 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     assert_eq!(status, 508, "{}", text(&body));
 
     // Disabled upstream paths are not served.
-    let (status, _) = request(&url, "GET", "/api/v1/internal/stats", &[], b"").await;
+    let (status, _) = send(&url, "GET", "/api/v1/internal/stats", &[], b"").await;
     assert_eq!(status, 404);
     // A forwarded path with another method is refused here.
-    let (status, _) = request(&url, "DELETE", "/api/v1/items/42", &[], b"").await;
+    let (status, _) = send(&url, "DELETE", "/api/v1/items/42", &[], b"").await;
     assert_eq!(status, 405);
 
     // This instance's OpenAPI document lists the forwarded routes.
-    let (_, body) = request(&url, "GET", "/api/v1/openapi.json", &[], b"").await;
+    let (_, body) = send(&url, "GET", "/api/v1/openapi.json", &[], b"").await;
     let openapi: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         openapi["paths"]["/api/v1/items/{item_id}"]["get"]["operationId"],
@@ -284,7 +253,7 @@ async fn a_malformed_document_is_reported_and_proxy_functions_still_work() {
     ))
     .await;
     let report = loop {
-        let (_, body) = request(&url, "GET", "/health", &[], b"").await;
+        let (_, body) = send(&url, "GET", "/health", &[], b"").await;
         let health: Value = serde_json::from_slice(&body).unwrap();
         if health["upstreams"][0]["error"].is_string() {
             break health["upstreams"][0].clone();
@@ -337,7 +306,7 @@ async fn a_path_under_two_upstreams_is_served_by_the_first_and_reported() {
             first.uri()
         )])
     );
-    let (status, body) = request(&url, "GET", "/api/v1/shared", &[], b"").await;
+    let (status, body) = send(&url, "GET", "/api/v1/shared", &[], b"").await;
     assert_eq!((status, text(&body)), (200, "first".to_owned()));
 }
 
@@ -353,10 +322,10 @@ async fn an_upstream_that_comes_up_late_gets_its_routes() {
         "",
     ))
     .await;
-    let (status, _) = request(&url, "GET", "/api/v1/late", &[], b"").await;
+    let (status, _) = send(&url, "GET", "/api/v1/late", &[], b"").await;
     assert_eq!(status, 404, "no route before the upstream answers");
     let report = loop {
-        let (_, body) = request(&url, "GET", "/health", &[], b"").await;
+        let (_, body) = send(&url, "GET", "/health", &[], b"").await;
         let health: Value = serde_json::from_slice(&body).unwrap();
         if health["upstreams"][0]["attempts"].as_u64() >= Some(1) {
             break health["upstreams"][0].clone();
@@ -377,7 +346,7 @@ async fn an_upstream_that_comes_up_late_gets_its_routes() {
         .mount(&upstream)
         .await;
     upstream_state(&url, 0, "ready").await;
-    let (status, body) = request(&url, "GET", "/api/v1/late", &[], b"").await;
+    let (status, body) = send(&url, "GET", "/api/v1/late", &[], b"").await;
     assert_eq!((status, text(&body)), (200, "finally".to_owned()));
 }
 

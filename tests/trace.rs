@@ -79,7 +79,7 @@ async fn a_route_sends_the_incoming_trace_id_on_to_the_remote() {
         b"",
     )
     .await;
-    assert_eq!((status, body.as_str()), (200, "done"));
+    assert_eq!((status, body.as_slice()), (200, &b"done"[..]));
     let sent = received(&remote).await;
     assert_eq!(sent.len(), 2);
     for context in &sent {
