@@ -28,6 +28,17 @@ async fn remote() -> String {
     start(app, "remote").await
 }
 
+/// Serves `app` as the local instance with the test functions; returns its
+/// registry, to call through, and its reloader.
+async fn local(mut app: App) -> (framex::registry::Registry, framex::Reloader) {
+    register(&mut app, "local");
+    let registry = app.registry().clone();
+    let bound = app.isolated().bind("local").await.unwrap();
+    let reloader = bound.reloader();
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    (registry, reloader)
+}
+
 /// The local configuration, with `functions` listed for `remote`.
 fn local_toml(remote: &str, functions: &str) -> String {
     format!(
@@ -40,12 +51,8 @@ fn local_toml(remote: &str, functions: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipping_a_function_under_load_fails_no_call() {
     let remote = remote().await;
-    let mut app = App::from_config(config(&local_toml(&remote, ""))).unwrap();
-    register(&mut app, "local");
-    let registry = app.registry().clone();
-    let bound = app.isolated().bind("local").await.unwrap();
-    let reloader = bound.reloader();
-    tokio::spawn(bound.serve_until(std::future::pending()));
+    let (registry, reloader) =
+        local(App::from_config(config(&local_toml(&remote, ""))).unwrap()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (local_runs, remote_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -98,12 +105,8 @@ async fn flipping_a_function_under_load_fails_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_finishes_where_it_started() {
     let remote = remote().await;
-    let mut app = App::from_config(config(&local_toml(&remote, "\"m.slow\""))).unwrap();
-    register(&mut app, "local");
-    let registry = app.registry().clone();
-    let bound = app.isolated().bind("local").await.unwrap();
-    let reloader = bound.reloader();
-    tokio::spawn(bound.serve_until(std::future::pending()));
+    let (registry, reloader) =
+        local(App::from_config(config(&local_toml(&remote, "\"m.slow\""))).unwrap()).await;
 
     let in_flight = tokio::spawn({
         let registry = registry.clone();
@@ -133,12 +136,7 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_kept() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.toml");
     std::fs::write(&path, local_toml(&remote, "\"m.where\"")).unwrap();
-    let mut app = App::load(Some(&path)).unwrap();
-    register(&mut app, "local");
-    let registry = app.registry().clone();
-    let bound = app.isolated().bind("local").await.unwrap();
-    let reloader = bound.reloader();
-    tokio::spawn(bound.serve_until(std::future::pending()));
+    let (registry, reloader) = local(App::load(Some(&path)).unwrap()).await;
     assert_eq!(
         registry.call("m.where", Default::default()).await.unwrap(),
         json!("remote")
