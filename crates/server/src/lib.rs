@@ -698,7 +698,9 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
                         return boxed(envelope_response(StatusCode::BAD_REQUEST, &message));
                     }
                 };
-                return state.forwarding.forward(found, request, hops).await;
+                // Boxed: its future holds a whole outgoing request, kilobytes that
+                // every layer of the stack would otherwise move on every request.
+                return Box::pin(state.forwarding.forward(found, request, hops)).await;
             }
             let builtin =
                 path == framex_transport::wire::PROXY_FUNCTION_PATH || is_builtin_read(&path);

@@ -51,7 +51,9 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
 
     let routing = state.registry.routing();
     if let Some(remote) = routing.remote(&name) {
-        return relay(state, &name, remote, call, hops).await;
+        // Boxed: its future holds a whole outgoing call, kilobytes that every
+        // layer of the server's stack would otherwise move on every request.
+        return Box::pin(relay(state, &name, remote, call, hops)).await;
     }
     run_local(state, name, kwargs).await
 }
