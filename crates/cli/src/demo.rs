@@ -127,14 +127,33 @@ fn query<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// A route's answer: `{"result": …}`, or `{"error": "…"}` with 502.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Answer<T> {
+    Result(T),
+    Error(String),
+}
+
 fn answer<T: serde::Serialize>(result: Result<T, framex::Error>) -> Response<Bytes> {
-    let (status, body) = match result {
-        Ok(value) => (StatusCode::OK, json!({"result": value})),
-        Err(error) => (StatusCode::BAD_GATEWAY, json!({"error": error.to_string()})),
+    let (status, answer) = match result {
+        Ok(value) => (StatusCode::OK, Answer::Result(value)),
+        Err(error) => (StatusCode::BAD_GATEWAY, Answer::Error(error.to_string())),
+    };
+    // Written straight from the value: no JSON tree in between.
+    let (status, body) = match serde_json::to_vec(&answer) {
+        Ok(body) => (status, body),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::to_vec(&Answer::<()>::Error(format!(
+                "the result does not serialize as JSON: {error}"
+            )))
+            .expect("a string serializes"),
+        ),
     };
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Bytes::from(body.to_string()))
+        .body(Bytes::from(body))
         .expect("valid response")
 }
