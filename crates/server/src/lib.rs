@@ -850,18 +850,26 @@ pub(crate) fn envelope_response(status: StatusCode, message: &str) -> Response<F
 /// [`envelope_response`] with its body as bytes.
 fn envelope_bytes(status: StatusCode, message: &str) -> Response<Bytes> {
     let envelope = framex_transport::wire::Envelope::failure(status.as_u16(), message);
-    json_bytes(status, &envelope)
+    json_bytes(status, envelope.to_json())
+}
+
+/// An answer carrying `envelope`, with a real HTTP status.
+pub(crate) fn envelope_json(
+    status: StatusCode,
+    envelope: &framex_transport::wire::Envelope,
+) -> Response<Full<Bytes>> {
+    json_bytes(status, envelope.to_json()).map(Full::new)
 }
 
 pub(crate) fn json_response(
     status: StatusCode,
     body: &impl serde::Serialize,
 ) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(body).expect("JSON values serialize");
     json_bytes(status, body).map(Full::new)
 }
 
-fn json_bytes(status: StatusCode, body: &impl serde::Serialize) -> Response<Bytes> {
-    let body = serde_json::to_vec(body).expect("envelopes and JSON values serialize");
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")

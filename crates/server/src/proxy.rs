@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::{State, envelope_response, json_response, read_body};
+use crate::{State, envelope_json, envelope_response, read_body};
 
 pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let hops = match crate::hops(request.headers()) {
@@ -92,7 +92,7 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
         }
     };
     match result {
-        Ok(value) => json_response(
+        Ok(value) => envelope_json(
             StatusCode::OK,
             &Envelope::success(wire::encode_value(&value)),
         ),
@@ -130,7 +130,7 @@ async fn relay(
     }
     let result = state.registry.relay(name, remote, call, next).await;
     match result {
-        Ok(data) => json_response(
+        Ok(data) => envelope_json(
             StatusCode::OK,
             &Envelope {
                 data: Some(data),

@@ -342,8 +342,7 @@ impl Client {
                 Ok::<_, Error>(value)
             })
             .transpose()?;
-        let body =
-            Bytes::from(serde_json::to_vec(&call.body).expect("two strings always serialize"));
+        let body = Bytes::from(call.body.to_json());
         // The caller's trace goes on with a span of this call's own.
         let traceparent = TraceContext::current()
             .map_or_else(TraceContext::new_root, |current| current.child())

@@ -64,7 +64,7 @@ fn needs_escape(word: u64) -> bool {
 }
 
 /// Appends `text` as a JSON string, escaped as serde_json escapes it.
-fn write_str(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
@@ -179,10 +179,38 @@ mod tests {
         })
     }
 
+    fn texts() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            proptest::collection::vec(0u8..0x80, 0..40)
+                .prop_map(|bytes| bytes.into_iter().map(char::from).collect()),
+        ]
+    }
+
     proptest! {
         #[test]
         fn any_value_is_written_as_serde_json_writes_it(value in values()) {
             prop_assert_eq!(written(&value), serde_json::to_vec(&value).unwrap());
+        }
+
+        #[test]
+        fn any_call_body_is_written_as_serde_json_writes_it(
+            func_name in texts(),
+            data in texts(),
+        ) {
+            let body = crate::wire::CallBody { func_name, data };
+            prop_assert_eq!(body.to_json(), serde_json::to_vec(&body).unwrap());
+        }
+
+        #[test]
+        fn any_envelope_is_written_as_serde_json_writes_it(
+            status in any::<u16>(),
+            message in texts(),
+            timestamp in proptest::option::of(texts()),
+            data in proptest::option::of(values()),
+        ) {
+            let envelope = crate::wire::Envelope { status, message, timestamp, data };
+            prop_assert_eq!(envelope.to_json(), serde_json::to_vec(&envelope).unwrap());
         }
     }
 }
