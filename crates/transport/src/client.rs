@@ -7,16 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
 
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, ErrorKind};
+use crate::pool::{Connection, Idle};
 use crate::tls;
 use crate::trace::{TRACEPARENT, TraceContext};
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
@@ -174,19 +173,31 @@ impl<'a> CallRequest<'a> {
 
 /// A pooled, keep-alive HTTP/1 client for FrameX calls, over `http://` or
 /// `https://`. Cloning it shares the pool: make one per process.
+///
+/// A call runs on the task that awaits it: that task writes the request and
+/// reads the answer on a connection taken from the pool, with no task per
+/// connection and no channel in between. Each base URL has its own idle
+/// connections, at most [`ClientSettings::with_pool_max_idle_per_host`] of them,
+/// closed after [`ClientSettings::with_pool_idle_timeout`].
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connector: HttpsConnector<HttpConnector>,
     settings: Arc<ClientSettings>,
-    endpoints: Arc<RwLock<HashMap<Box<str>, Endpoint>>>,
+    endpoints: Arc<RwLock<HashMap<Box<str>, Arc<Endpoint>>>>,
 }
 
-/// The proxy-function endpoint of one instance, and the `Host` header that
-/// goes with it.
-#[derive(Debug, Clone)]
+/// The proxy-function endpoint of one instance, the `Host` header that goes with
+/// it, and the idle connections to it.
+#[derive(Debug)]
 pub(crate) struct Endpoint {
+    /// The whole URL, which the connector connects to.
     pub(crate) uri: Uri,
+    /// Its path, which the request line carries.
+    pub(crate) path: Uri,
     pub(crate) host: HeaderValue,
+    /// `None` for a URL past [`MAX_REMEMBERED_ENDPOINTS`]: its connection is
+    /// closed after the call.
+    pub(crate) idle: Option<Arc<Idle>>,
 }
 
 /// How many base URLs a [`Client`] keeps parsed.
@@ -219,13 +230,8 @@ impl Client {
     }
 
     fn build(connector: HttpsConnector<HttpConnector>, settings: ClientSettings) -> Client {
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .build(connector);
         Client {
-            http,
+            connector,
             settings: Arc::new(settings),
             endpoints: Arc::default(),
         }
@@ -233,7 +239,7 @@ impl Client {
 
     /// The proxy-function endpoint of the instance at base URL `url`, parsed
     /// once per URL: calls go to a handful of instances, again and again.
-    pub(crate) fn endpoint(&self, url: &str, func: &str) -> Result<Endpoint, Error> {
+    pub(crate) fn endpoint(&self, url: &str, func: &str) -> Result<Arc<Endpoint>, Error> {
         if let Some(endpoint) = self
             .endpoints
             .read()
@@ -271,13 +277,27 @@ impl Client {
                 }
             })
             .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
-        let endpoint = Endpoint { uri, host };
+        let path = uri
+            .path_and_query()
+            .map(|path| Uri::from(path.clone()))
+            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
         let mut endpoints = self
             .endpoints
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(endpoint) = endpoints.get(url) {
+            // Another call parsed it first: share its connections.
+            return Ok(endpoint.clone());
+        }
         // Bounded, for a program that calls ever new URLs.
-        if endpoints.len() < MAX_REMEMBERED_ENDPOINTS {
+        let remembered = endpoints.len() < MAX_REMEMBERED_ENDPOINTS;
+        let endpoint = Arc::new(Endpoint {
+            uri,
+            path,
+            host,
+            idle: remembered.then(Arc::default),
+        });
+        if remembered {
             endpoints.insert(url.into(), endpoint.clone());
         }
         Ok(endpoint)
@@ -330,7 +350,7 @@ impl Client {
 
     async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
         let (url, func) = (call.url, call.func_name);
-        let Endpoint { uri, host } = self.endpoint(url, func)?;
+        let endpoint = self.endpoint(url, func)?;
         let authorization = call
             .key
             .map(|key| {
@@ -352,9 +372,9 @@ impl Client {
         let request = || {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = Method::POST;
-            *request.uri_mut() = uri.clone();
+            *request.uri_mut() = endpoint.path.clone();
             let headers = request.headers_mut();
-            headers.insert(HOST, host.clone());
+            headers.insert(HOST, endpoint.host.clone());
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             if let Some(value) = &authorization {
                 headers.insert(AUTHORIZATION, value.clone());
@@ -366,63 +386,81 @@ impl Client {
             request
         };
 
-        let response = match self.http.request(request()).await {
+        let idle = endpoint.idle.as_ref();
+        let pooled = match idle {
+            Some(idle) => idle.take(self.settings.pool_idle_timeout).await,
+            None => None,
+        };
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.open(&endpoint, url, func).await?,
+        };
+        let response = match connection.send(request()).await {
             Ok(response) => response,
             // The call is sent once more on a new connection (see
             // `ClientSettings::with_retry_closed_connection`).
             Err(error) if self.settings.retry_closed_connection && closed_before_answer(&error) => {
-                match self.http.request(request()).await {
-                    Ok(response) => response,
+                connection = match self.open(&endpoint, url, func).await {
+                    Ok(connection) => connection,
                     // The instance is gone: the first failure says more.
-                    Err(retry) if retry.is_connect() => {
-                        return Err(request_error(error, url, func));
+                    Err(_) => {
+                        return Err(
+                            Error::new(ErrorKind::Interrupted, url, func).with_source(error)
+                        );
                     }
-                    Err(retry) => return Err(request_error(retry, url, func)),
-                }
+                };
+                connection.send(request()).await.map_err(|retry| {
+                    Error::new(ErrorKind::Interrupted, url, func).with_source(retry)
+                })?
             }
-            Err(error) => return Err(request_error(error, url, func)),
+            Err(error) => {
+                return Err(Error::new(ErrorKind::Interrupted, url, func).with_source(error));
+            }
         };
         let status = response.status();
-        let body = Limited::new(response.into_body(), self.settings.max_response_bytes)
-            .collect()
+        let limit = self.settings.max_response_bytes;
+        let body = connection
+            .read_body(response.into_body(), limit)
             .await
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
-                    let detail = format!(
-                        "the answer is larger than {} bytes",
-                        self.settings.max_response_bytes
-                    );
+                    let detail = format!("the answer is larger than {limit} bytes");
                     Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
                 } else {
                     Error::new(ErrorKind::Interrupted, url, func).with_source(e)
                 }
-            })?
-            .to_bytes();
+            })?;
+        if let Some(idle) = idle
+            && connection.is_reusable().await
+        {
+            idle.put(
+                connection,
+                self.settings.pool_max_idle_per_host,
+                self.settings.pool_idle_timeout,
+            );
+        }
         interpret(status, &body, url, func)
     }
-}
 
-fn request_error(error: hyper_util::client::legacy::Error, url: &str, func: &str) -> Error {
-    let kind = if error.is_connect() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Interrupted
-    };
-    Error::new(kind, url, func).with_source(error)
+    /// A new connection to `endpoint`.
+    async fn open(&self, endpoint: &Endpoint, url: &str, func: &str) -> Result<Connection, Error> {
+        Connection::open(&self.connector, &endpoint.uri)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Connect, url, func).with_source(e))
+    }
 }
 
 /// Whether a request failed because its connection closed before any part of
 /// the answer arrived: the server closed a kept-alive connection as the request
 /// went out on it.
-fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
-    if error.is_connect() {
-        return false;
-    }
-    let mut source = std::error::Error::source(error);
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
+        // Cut while the answer was awaited, or closed before the request went
+        // out at all.
         let incomplete = cause
             .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message);
+            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed());
         let reset = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
             matches!(
                 io.kind(),

@@ -41,6 +41,7 @@
 
 mod client;
 mod error;
+mod pool;
 pub mod tls;
 pub mod trace;
 pub mod wire;

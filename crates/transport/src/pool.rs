@@ -1,0 +1,212 @@
+//! The client's HTTP/1 connections: opened through the connector, driven by the
+//! task that makes the call, and kept idle per upstream for the next call.
+//!
+//! A connection has no task of its own. The calling task writes the request and
+//! reads the answer itself, so a call crosses no channel to a connection task and
+//! wakes no other task, and an idle connection costs nothing but its socket. An
+//! idle connection is checked for a close by the server when it is taken, and
+//! one idle for longer than the idle timeout is closed by the upstream's sweeper,
+//! a task that runs only while the upstream has idle connections.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tower_service::Service;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+/// One open HTTP/1 connection to an upstream.
+pub(crate) struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    /// Reads and writes the socket when polled; `None` once the connection has
+    /// closed. Boxed: it holds the buffers, and a connection moves in and out of
+    /// the pool on every call.
+    driver: Option<Box<http1::Connection<Io, Full<Bytes>>>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("open", &self.driver.is_some())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects to `uri`'s host (TLS for `https://`) within the connector's
+    /// connect timeout.
+    pub(crate) async fn open(
+        connector: &HttpsConnector<HttpConnector>,
+        uri: &Uri,
+    ) -> Result<Connection, BoxError> {
+        let io = connector.clone().call(uri.clone()).await?;
+        let (sender, driver) = http1::handshake(io).await?;
+        Ok(Connection {
+            sender,
+            driver: Some(Box::new(driver)),
+        })
+    }
+
+    /// Sends `request` and waits for the head of the answer.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        let response = self.sender.send_request(request);
+        self.drive(response).await
+    }
+
+    /// Reads the whole body of an answer, refusing one longer than `limit` bytes.
+    pub(crate) async fn read_body(
+        &mut self,
+        body: Incoming,
+        limit: usize,
+    ) -> Result<Bytes, BoxError> {
+        let collected = self.drive(Limited::new(body, limit).collect()).await?;
+        Ok(collected.to_bytes())
+    }
+
+    /// After an answer has been read: whether the connection can carry another
+    /// call (the server kept it open and the answer ended where it said).
+    pub(crate) async fn is_reusable(&mut self) -> bool {
+        poll_fn(|cx| Poll::Ready(self.poll_open(cx))).await && self.sender.is_ready()
+    }
+
+    /// Polls `future` to completion while driving the connection, which writes
+    /// the request and reads the answer that `future` waits for.
+    async fn drive<F: Future>(&mut self, future: F) -> F::Output {
+        let mut future = pin!(future);
+        poll_fn(|cx| {
+            // The connection first: what it reads is what `future` waits for.
+            // Once it has closed, `future` fails at once (with the connection's
+            // error, when there was one) or finishes with what was read before.
+            self.poll_open(cx);
+            future.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Lets the connection read and write what it can; false once it has closed,
+    /// whether the server closed it, it failed, or the answer said so.
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(driver) = self.driver.as_mut()
+            && Pin::new(driver.as_mut()).poll(cx).is_ready()
+        {
+            // Dropping it closes the socket and fails whatever still waits on it.
+            self.driver = None;
+        }
+        self.driver.is_some()
+    }
+}
+
+/// The idle connections to one upstream, and whether its sweeper runs.
+#[derive(Debug, Default)]
+pub(crate) struct Idle {
+    state: Mutex<IdleState>,
+}
+
+#[derive(Debug, Default)]
+struct IdleState {
+    /// Oldest first, with the time each became idle.
+    connections: VecDeque<(Connection, Instant)>,
+    sweeping: bool,
+}
+
+impl Idle {
+    fn state(&self) -> MutexGuard<'_, IdleState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection that is still open and has been
+    /// idle for less than `timeout`; connections found closed or expired on the
+    /// way are closed.
+    pub(crate) async fn take(&self, timeout: Duration) -> Option<Connection> {
+        loop {
+            let mut connection = {
+                let mut state = self.state();
+                let (newest, since) = state.connections.pop_back()?;
+                if since.elapsed() >= timeout {
+                    // The others have been idle for longer still.
+                    let expired = std::mem::take(&mut state.connections);
+                    drop(state);
+                    drop((newest, expired));
+                    return None;
+                }
+                newest
+            };
+            // A server may have closed it while it was idle: the end of the
+            // stream is read now, instead of failing the call later.
+            if connection.is_reusable().await {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keeps `connection` for the next call, closing the oldest idle one when
+    /// `max` are already kept, and starts the sweeper that closes connections
+    /// idle for longer than `timeout`.
+    pub(crate) fn put(self: &Arc<Self>, connection: Connection, max: usize, timeout: Duration) {
+        if max == 0 || timeout.is_zero() {
+            return;
+        }
+        let mut state = self.state();
+        let oldest = if state.connections.len() >= max {
+            state.connections.pop_front()
+        } else {
+            None
+        };
+        state.connections.push_back((connection, Instant::now()));
+        let start_sweeper = !std::mem::replace(&mut state.sweeping, true);
+        drop(state);
+        drop(oldest);
+        if start_sweeper && !self.sweep(timeout) {
+            self.state().sweeping = false;
+        }
+    }
+
+    /// Starts the task that closes connections idle for `timeout` or longer,
+    /// every `timeout`, and ends once none is left; false outside a Tokio runtime.
+    fn sweep(self: &Arc<Self>, timeout: Duration) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let idle: Weak<Idle> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(timeout).await;
+                // The client that owned the upstream is gone: so are its connections.
+                let Some(idle) = idle.upgrade() else { return };
+                let mut state = idle.state();
+                let fresh = state
+                    .connections
+                    .iter()
+                    .position(|(_, since)| since.elapsed() < timeout)
+                    .unwrap_or(state.connections.len());
+                let expired: Vec<_> = state.connections.drain(..fresh).collect();
+                let done = state.connections.is_empty();
+                if done {
+                    state.sweeping = false;
+                }
+                drop(state);
+                drop(expired);
+                if done {
+                    return;
+                }
+            }
+        });
+        true
+    }
+}

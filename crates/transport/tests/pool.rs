@@ -1,0 +1,213 @@
+//! The client's connection pool against a plain HTTP/1 server on loopback that
+//! counts its connections: reuse, the idle timeout, the per-upstream limit, and
+//! connections the server closes while they wait in the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use framex_transport::wire::{self, Envelope};
+use framex_transport::{Client, ClientSettings};
+use serde_json::{Map, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// What the test server saw.
+struct Server {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    /// Gets a message each time a client closes a connection.
+    closed: mpsc::UnboundedReceiver<()>,
+}
+
+impl Server {
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// A keep-alive server answering every call with success after `delay`; it
+/// closes each connection after `answers_per_connection` answers, when given.
+async fn server(answers_per_connection: Option<usize>, delay: Duration) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, closed) = mpsc::unbounded_channel();
+    let count = accepted.clone();
+    let body =
+        serde_json::to_string(&Envelope::success(wire::encode(&json!("ok")).unwrap())).unwrap();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let (answer, closed_tx) = (answer.clone(), closed_tx.clone());
+            tokio::spawn(async move {
+                let mut answered = 0;
+                let mut buffer = Vec::new();
+                let mut chunk = [0; 4096];
+                loop {
+                    if answers_per_connection == Some(answered) {
+                        // Closed by the server a little later, once the client
+                        // has put the connection back in its pool.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                    // One request: its head, then its body by content-length.
+                    let request_end = loop {
+                        if let Some(end) = complete_request(&buffer) {
+                            break end;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => {
+                                let _ = closed_tx.send(());
+                                return;
+                            }
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buffer.drain(..request_end);
+                    tokio::time::sleep(delay).await;
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                    answered += 1;
+                }
+            });
+        }
+    });
+    Server {
+        url,
+        accepted,
+        closed,
+    }
+}
+
+/// The length of the first whole request in `buffer`, if it holds one.
+fn complete_request(buffer: &[u8]) -> Option<usize> {
+    let head_end = buffer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buffer[..head_end])
+        .unwrap()
+        .to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    (buffer.len() >= head_end + length).then_some(head_end + length)
+}
+
+fn client(settings: ClientSettings) -> Client {
+    Client::new(settings.with_timeout(Duration::from_secs(5)))
+}
+
+async fn call(client: &Client, server: &Server) {
+    let result = client
+        .call(&server.url, None, "m.f", &Map::new())
+        .await
+        .unwrap();
+    assert_eq!(result, json!("ok"));
+}
+
+#[tokio::test]
+async fn calls_one_after_another_share_one_connection() {
+    let server = server(None, Duration::ZERO).await;
+    let client = client(ClientSettings::default());
+    for _ in 0..5 {
+        call(&client, &server).await;
+    }
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_calls_open_connections_that_later_calls_reuse() {
+    let server = server(None, Duration::ZERO).await;
+    let client = client(ClientSettings::default());
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url.clone();
+            tokio::spawn(async move { client.call(&url, None, "m.f", &Map::new()).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), json!("ok"));
+    }
+    let opened = server.accepted();
+    assert!((1..=8).contains(&opened), "{opened} connections");
+    for _ in 0..8 {
+        call(&client, &server).await;
+    }
+    assert_eq!(server.accepted(), opened, "later calls reuse the idle ones");
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_timeout_is_closed_and_not_reused() {
+    let mut server = server(None, Duration::ZERO).await;
+    let client =
+        client(ClientSettings::default().with_pool_idle_timeout(Duration::from_millis(100)));
+    call(&client, &server).await;
+    // The sweeper closes it without another call.
+    tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
+        .await
+        .expect("the idle connection is closed after the idle timeout")
+        .unwrap();
+    call(&client, &server).await;
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn no_connection_is_kept_when_the_pool_holds_none() {
+    let server = server(None, Duration::ZERO).await;
+    let client = client(ClientSettings::default().with_pool_max_idle_per_host(0));
+    for _ in 0..3 {
+        call(&client, &server).await;
+    }
+    assert_eq!(server.accepted(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_replaced_before_the_call() {
+    // One answer per connection, then the server closes it: the pooled
+    // connection is found closed when taken, so the call goes out on a new one
+    // and needs no retry.
+    let server = server(Some(1), Duration::ZERO).await;
+    let client = client(ClientSettings::default().with_retry_closed_connection(false));
+    call(&client, &server).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    call(&client, &server).await;
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn the_pool_of_one_upstream_keeps_at_most_its_limit() {
+    // Slow answers: the four calls are in flight together, on four connections.
+    let mut server = server(None, Duration::from_millis(200)).await;
+    let client = client(ClientSettings::default().with_pool_max_idle_per_host(2));
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url.clone();
+            tokio::spawn(async move { client.call(&url, None, "m.f", &Map::new()).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(server.accepted(), 4);
+    // Two of them were closed when they came back.
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
+            .await
+            .expect("connections past the limit are closed")
+            .unwrap();
+    }
+    for _ in 0..4 {
+        call(&client, &server).await;
+    }
+    assert_eq!(
+        server.accepted(),
+        4,
+        "the two kept connections serve later calls"
+    );
+}
