@@ -59,25 +59,16 @@ impl TraceContext {
         let trace_id = fields.next()?;
         let parent_id = fields.next()?;
         let flags = fields.next()?;
-        let lower_hex = |field: &str, len: usize| {
-            field.len() == len
-                && field
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        };
-        if !lower_hex(version, 2)
+        if lower_hex(version, 2).is_none()
             || version == "ff"
-            || !lower_hex(trace_id, 32)
-            || !lower_hex(parent_id, 16)
-            || !lower_hex(flags, 2)
             || (version == "00" && fields.next().is_some())
         {
             return None;
         }
         let context = TraceContext {
-            trace_id: u128::from_str_radix(trace_id, 16).ok()?,
-            parent_id: u64::from_str_radix(parent_id, 16).ok()?,
-            flags: u8::from_str_radix(flags, 16).ok()?,
+            trace_id: lower_hex(trace_id, 32)?,
+            parent_id: u64::try_from(lower_hex(parent_id, 16)?).ok()?,
+            flags: u8::try_from(lower_hex(flags, 2)?).ok()?,
         };
         (context.trace_id != 0 && context.parent_id != 0).then_some(context)
     }
@@ -124,6 +115,22 @@ impl TraceContext {
     pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
         CURRENT.scope(self, future)
     }
+}
+
+/// The value of `field` when it is exactly `digits` lowercase hex digits (at
+/// most 32), as the header requires.
+fn lower_hex(field: &str, digits: usize) -> Option<u128> {
+    if field.len() != digits {
+        return None;
+    }
+    field.bytes().try_fold(0u128, |value, byte| {
+        let digit = match byte {
+            b'0'..=b'9' => byte - b'0',
+            b'a'..=b'f' => byte - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(digit))
+    })
 }
 
 /// Appends the low `digits` hex digits of `value`, lowercase, zero-padded.
