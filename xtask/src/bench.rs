@@ -1,5 +1,7 @@
 //! `cargo xtask bench [--duration SECS] [--rounds N] [--soak SECS]`: load runs
 //! over loopback against the limit of the machine, measured in one run.
+//! `cargo xtask bench --against FRAMEX [--duration SECS] [--rounds N]` compares
+//! this build with another build's `framex` command on (b) alone.
 //!
 //! It builds the `framex` command and a bare hyper echo server in release mode, starts a
 //! remote and a local demo instance (the local one lists `your_module.build_report`
@@ -23,6 +25,11 @@
 //! (`--soak`, default 60 s), and what encoding plus decoding 1 KiB of keyword
 //! arguments costs against the remote's CPU time per call in (a) at
 //! concurrency 64. All traffic goes to 127.0.0.1.
+//!
+//! With `--against`, it starts a remote and a local instance of each build and
+//! runs, in every round, (c), then (b) at concurrency 64 on this build and on
+//! the other: each build's (b)/(c), and its instances' CPU time per request,
+//! measured side by side, so that a change is judged against the noise it met.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +45,8 @@ pub(crate) struct Options {
     duration: u64,
     rounds: usize,
     soak: u64,
+    /// Another build's `framex` command, to compare (b) with this build's.
+    against: Option<PathBuf>,
 }
 
 impl Options {
@@ -46,6 +55,7 @@ impl Options {
             duration: 5,
             rounds: 3,
             soak: 60,
+            against: None,
         };
         let mut args = args;
         while let Some(arg) = args.next() {
@@ -53,8 +63,14 @@ impl Options {
                 "--duration" => options.duration = within(&arg, args.next(), 1..=600, "seconds")?,
                 "--soak" => options.soak = within(&arg, args.next(), 1..=600, "seconds")?,
                 "--rounds" => options.rounds = within(&arg, args.next(), 1..=20, "rounds")?,
+                "--against" => {
+                    let path = args
+                        .next()
+                        .context("--against needs the path of another build's framex command")?;
+                    options.against = Some(PathBuf::from(path));
+                }
                 other => bail!(
-                    "unknown option `{other}`: use --duration SECS, --rounds N and --soak SECS"
+                    "unknown option `{other}`: use --duration SECS, --rounds N, --soak SECS and --against FRAMEX"
                 ),
             }
         }
@@ -127,7 +143,11 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = measure(&wrk, &root.join("target/release"), &dir, options);
+    let bin = root.join("target/release");
+    let result = match &options.against {
+        Some(other) => compare(&wrk, &bin, other, &dir, options),
+        None => measure(&wrk, &bin, &dir, options),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -154,16 +174,24 @@ fn ensure_wrk() -> Result<PathBuf> {
     found("/usr/bin/wrk").context("wrk is still missing after installing it")
 }
 
-fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
+/// A remote instance and a local one whose `your_module.build_report` runs on
+/// it (the seed configuration), both started from `framex`; `against` names the
+/// pair of the other build in a comparison.
+fn two_instances(framex: &Path, dir: &Path, against: bool) -> Result<(Instance, Instance)> {
+    let (tag, remote_name, local_name) = if against {
+        ("-against", "remote (against)", "local (against)")
+    } else {
+        ("", "remote", "local")
+    };
     let remote_config = write(
         dir,
-        "remote.toml",
+        &format!("remote{tag}.toml"),
         "[server]\nhost = \"127.0.0.1\"\nport = 0\n",
     )?;
-    let remote = start(&bin.join("framex"), &remote_config, "remote")?;
+    let remote = start(framex, &remote_config, remote_name)?;
     let local_config = write(
         dir,
-        "local.toml",
+        &format!("local{tag}.toml"),
         &include_str!("../../examples/seed.toml")
             .replace("http://remote-framex:8080", &remote.url)
             .replace(
@@ -171,14 +199,18 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                 "[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n",
             ),
     )?;
-    let local = start(&bin.join("framex"), &local_config, "local")?;
+    let local = start(framex, &local_config, local_name)?;
+    Ok((remote, local))
+}
+
+/// The bare echo server, and the wrk scripts of (a) and (c) (`post.lua`) and of
+/// (b) (`get.lua`).
+fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBuf)> {
     let bare = spawn(
         &mut Command::new(bin.join("examples/bare_echo")),
         "bare echo",
         false,
     )?;
-    let idle = [rss(&remote)?, rss(&local)?];
-
     let body = serde_json::to_string(&framex_transport::wire::CallBody::encode(
         "demo.echo",
         json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"], "ok": true}})
@@ -187,6 +219,87 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
     )?)?;
     let post = write(dir, "post.lua", &script(Some(&body)))?;
     let get = write(dir, "get.lua", &script(None))?;
+    Ok((bare, post, get))
+}
+
+/// `--against FRAMEX`: (b) at concurrency 64 for this build and for the other,
+/// and (c), in turn in every round, with each build's CPU time per request on
+/// its local and its remote instance. Both builds meet the same noise.
+fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) -> Result<()> {
+    ensure!(
+        other.is_file(),
+        "--against takes the path of another build's framex command; {} is not a file",
+        other.display()
+    );
+    let builds = [
+        (
+            "this build",
+            two_instances(&bin.join("framex"), dir, false)?,
+        ),
+        ("against", two_instances(other, dir, true)?),
+    ];
+    let (bare, post, get) = bare_and_scripts(bin, dir)?;
+    let seconds = options.duration;
+    // Per build: (b)/(c) in %, then CPU per request of the local and the remote in us.
+    let mut figures: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    println!();
+    println!(
+        "(b) at c=64 against (c), {} rounds of {seconds} s",
+        options.rounds
+    );
+    for round in 1..=options.rounds {
+        let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), 64, seconds)?;
+        let mut line = format!(
+            "round {round:>2}: (c) {:>8.0} rps",
+            bare_figures.requests_per_second
+        );
+        for (i, (name, (remote, local))) in builds.iter().enumerate() {
+            let before = [cpu_seconds(local)?, cpu_seconds(remote)?];
+            let two_hops = wrk_run(
+                wrk,
+                &get,
+                &format!("{}/api/v1/report?job_id=bench", local.url),
+                64,
+                seconds,
+            )?;
+            let requests = (two_hops.requests_per_second * seconds as f64).max(1.0);
+            let per_request = |after: f64, before: f64| (after - before) * 1e6 / requests;
+            let row = [
+                100.0 * two_hops.requests_per_second / bare_figures.requests_per_second,
+                per_request(cpu_seconds(local)?, before[0]),
+                per_request(cpu_seconds(remote)?, before[1]),
+            ];
+            line.push_str(&format!(
+                "  | {name}: (b)/(c) {:>5.1}%, local {:>5.1} us, remote {:>5.1} us",
+                row[0], row[1], row[2]
+            ));
+            if two_hops.errors > 0 {
+                line.push_str(&format!(" ({} failed)", two_hops.errors));
+            }
+            figures[i].push(row);
+        }
+        println!("{line}");
+    }
+    println!();
+    for (i, (name, _)) in builds.iter().enumerate() {
+        let column = |k: usize| figures[i].iter().map(move |row| row[k]);
+        println!(
+            "{name:>10}: (b)/(c) {:>5.1}% [{:>3.0}-{:>3.0}%], CPU per request: local {:.1} us, remote {:.1} us (medians)",
+            median(column(0)),
+            column(0).fold(f64::INFINITY, f64::min),
+            column(0).fold(0.0, f64::max),
+            median(column(1)),
+            median(column(2)),
+        );
+    }
+    drop((builds, bare));
+    Ok(())
+}
+
+fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
+    let (remote, local) = two_instances(&bin.join("framex"), dir, false)?;
+    let (bare, post, get) = bare_and_scripts(bin, dir)?;
+    let idle = [rss(&remote)?, rss(&local)?];
 
     let seconds = options.duration;
     let mut rows = Vec::new();
