@@ -109,6 +109,20 @@ async fn call(client: &Client, server: &Server) {
     assert_eq!(result, json!("ok"));
 }
 
+/// `count` calls in flight together, each answered.
+async fn calls_at_once(client: &Client, server: &Server, count: usize) {
+    let calls: Vec<_> = (0..count)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url.clone();
+            tokio::spawn(async move { client.call(&url, None, "m.f", &Map::new()).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), json!("ok"));
+    }
+}
+
 #[tokio::test]
 async fn calls_one_after_another_share_one_connection() {
     let server = server(None, Duration::ZERO).await;
@@ -123,16 +137,7 @@ async fn calls_one_after_another_share_one_connection() {
 async fn concurrent_calls_open_connections_that_later_calls_reuse() {
     let server = server(None, Duration::ZERO).await;
     let client = client(ClientSettings::default());
-    let calls: Vec<_> = (0..8)
-        .map(|_| {
-            let client = client.clone();
-            let url = server.url.clone();
-            tokio::spawn(async move { client.call(&url, None, "m.f", &Map::new()).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), json!("ok"));
-    }
+    calls_at_once(&client, &server, 8).await;
     let opened = server.accepted();
     assert!((1..=8).contains(&opened), "{opened} connections");
     for _ in 0..8 {
@@ -184,16 +189,7 @@ async fn the_pool_of_one_upstream_keeps_at_most_its_limit() {
     // Slow answers: the four calls are in flight together, on four connections.
     let mut server = server(None, Duration::from_millis(200)).await;
     let client = client(ClientSettings::default().with_pool_max_idle_per_host(2));
-    let calls: Vec<_> = (0..4)
-        .map(|_| {
-            let client = client.clone();
-            let url = server.url.clone();
-            tokio::spawn(async move { client.call(&url, None, "m.f", &Map::new()).await })
-        })
-        .collect();
-    for call in calls {
-        call.await.unwrap().unwrap();
-    }
+    calls_at_once(&client, &server, 4).await;
     assert_eq!(server.accepted(), 4);
     // Two of them were closed when they came back.
     for _ in 0..2 {
