@@ -52,7 +52,9 @@ impl Connection {
         connector: &HttpsConnector<HttpConnector>,
         uri: &Uri,
     ) -> Result<Connection, BoxError> {
-        let io = connector.clone().call(uri.clone()).await?;
+        let mut connector = connector.clone();
+        poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(uri.clone()).await?;
         let (sender, driver) = http1::handshake(io).await?;
         Ok(Connection {
             sender,
