@@ -158,19 +158,27 @@ fn ensure_wrk() -> Result<PathBuf> {
         return Ok(wrk);
     }
     println!("installing wrk from Debian's packages…");
-    let root = rustix::process::geteuid().is_root();
-    let mut command = if root {
-        Command::new("apt-get")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.arg("apt-get");
-        sudo
+    let apt_get = |args: &[&str]| {
+        let mut command = if rustix::process::geteuid().is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command
+            .args(args)
+            .status()
+            .context("cannot run apt-get to install wrk")
     };
-    let status = command
-        .args(["install", "-y", "-qq", "wrk"])
-        .status()
-        .context("cannot run apt-get to install wrk")?;
-    ensure!(status.success(), "installing wrk failed");
+    let install = ["install", "-y", "-qq", "wrk"];
+    // A new machine may not have read the package lists yet.
+    if !apt_get(&install)?.success() {
+        ensure!(
+            apt_get(&["update", "-qq"])?.success() && apt_get(&install)?.success(),
+            "installing wrk failed"
+        );
+    }
     found("/usr/bin/wrk").context("wrk is still missing after installing it")
 }
 
