@@ -127,6 +127,19 @@ struct IdleState {
     sweeping: bool,
 }
 
+impl IdleState {
+    /// Takes out the connections idle for `timeout` or longer: the oldest ones,
+    /// to be closed once the lock is released.
+    fn expire(&mut self, timeout: Duration) -> Vec<(Connection, Instant)> {
+        let fresh = self
+            .connections
+            .iter()
+            .position(|(_, since)| since.elapsed() < timeout)
+            .unwrap_or(self.connections.len());
+        self.connections.drain(..fresh).collect()
+    }
+}
+
 impl Idle {
     fn state(&self) -> MutexGuard<'_, IdleState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -137,18 +150,13 @@ impl Idle {
     /// way are closed.
     pub(crate) async fn take(&self, timeout: Duration) -> Option<Connection> {
         loop {
-            let mut connection = {
+            let (expired, newest) = {
                 let mut state = self.state();
-                let (newest, since) = state.connections.pop_back()?;
-                if since.elapsed() >= timeout {
-                    // The others have been idle for longer still.
-                    let expired = std::mem::take(&mut state.connections);
-                    drop(state);
-                    drop((newest, expired));
-                    return None;
-                }
-                newest
+                (state.expire(timeout), state.connections.pop_back())
             };
+            // Closed outside the lock.
+            drop(expired);
+            let (mut connection, _) = newest?;
             // A server may have closed it while it was idle: the end of the
             // stream is read now, instead of failing the call later.
             if connection.is_reusable().await {
@@ -192,12 +200,7 @@ impl Idle {
                 // The client that owned the upstream is gone: so are its connections.
                 let Some(idle) = idle.upgrade() else { return };
                 let mut state = idle.state();
-                let fresh = state
-                    .connections
-                    .iter()
-                    .position(|(_, since)| since.elapsed() < timeout)
-                    .unwrap_or(state.connections.len());
-                let expired: Vec<_> = state.connections.drain(..fresh).collect();
+                let expired = state.expire(timeout);
                 let done = state.connections.is_empty();
                 if done {
                     state.sweeping = false;
