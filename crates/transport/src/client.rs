@@ -395,6 +395,8 @@ impl Client {
             Some(connection) => connection,
             None => self.open(&endpoint, url, func).await?,
         };
+        let interrupted =
+            |error: hyper::Error| Error::new(ErrorKind::Interrupted, url, func).with_source(error);
         let response = match connection.send(request()).await {
             Ok(response) => response,
             // The call is sent once more on a new connection (see
@@ -403,19 +405,11 @@ impl Client {
                 connection = match self.open(&endpoint, url, func).await {
                     Ok(connection) => connection,
                     // The instance is gone: the first failure says more.
-                    Err(_) => {
-                        return Err(
-                            Error::new(ErrorKind::Interrupted, url, func).with_source(error)
-                        );
-                    }
+                    Err(_) => return Err(interrupted(error)),
                 };
-                connection.send(request()).await.map_err(|retry| {
-                    Error::new(ErrorKind::Interrupted, url, func).with_source(retry)
-                })?
+                connection.send(request()).await.map_err(interrupted)?
             }
-            Err(error) => {
-                return Err(Error::new(ErrorKind::Interrupted, url, func).with_source(error));
-            }
+            Err(error) => return Err(interrupted(error)),
         };
         let status = response.status();
         let limit = self.settings.max_response_bytes;
