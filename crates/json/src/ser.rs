@@ -138,6 +138,16 @@ impl<const PRETTY: bool> Compound<'_, '_, PRETTY> {
     }
 }
 
+/// The integer methods of the writer: each writes its integer's digits.
+macro_rules! integers {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, v: $t) -> Result<()> {
+            self.write_integer(v);
+            Ok(())
+        }
+    )*};
+}
+
 impl<'s, 'a, const PRETTY: bool> ser::Serializer for &'s mut Serializer<'a, PRETTY> {
     type Ok = ();
     type Error = Error;
@@ -155,55 +165,11 @@ impl<'s, 'a, const PRETTY: bool> ser::Serializer for &'s mut Serializer<'a, PRET
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
-
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.write_integer(v);
-        Ok(())
-    }
+    integers!(
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128
+    );
 
     fn serialize_f32(self, v: f32) -> Result<()> {
         if v.is_finite() {
@@ -377,57 +343,31 @@ impl<'s, 'a, const PRETTY: bool> Serializer<'a, PRETTY> {
     }
 }
 
-impl<const PRETTY: bool> ser::SerializeSeq for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
+/// The element-by-element traits of arrays: each element written by
+/// `Compound::element`, the closing by `Compound::finish`.
+macro_rules! array_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl<const PRETTY: bool> ser::$trait for Compound<'_, '_, PRETTY> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
+            fn end(self) -> Result<()> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl<const PRETTY: bool> ser::SerializeTuple for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl<const PRETTY: bool> ser::SerializeTupleStruct for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
-
-impl<const PRETTY: bool> ser::SerializeTupleVariant for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
+array_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl<const PRETTY: bool> ser::SerializeMap for Compound<'_, '_, PRETTY> {
     type Ok = ();
@@ -448,39 +388,26 @@ impl<const PRETTY: bool> ser::SerializeMap for Compound<'_, '_, PRETTY> {
     }
 }
 
-impl<const PRETTY: bool> ser::SerializeStruct for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
+/// The field-by-field traits of objects: each field written by
+/// `Compound::entry`.
+macro_rules! object_like {
+    ($($trait:ident),*) => {$(
+        impl<const PRETTY: bool> ser::$trait for Compound<'_, '_, PRETTY> {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.entry(key, value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
+                self.entry(key, value)
+            }
 
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
+            fn end(self) -> Result<()> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl<const PRETTY: bool> ser::SerializeStructVariant for Compound<'_, '_, PRETTY> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        self.entry(key, value)
-    }
-
-    fn end(self) -> Result<()> {
-        self.finish()
-    }
-}
+object_like!(SerializeStruct, SerializeStructVariant);
 
 /// An object's key: text as it is; numbers and booleans as their text, as
 /// Python's `json` writes the keys of a `dict[int, …]`.
