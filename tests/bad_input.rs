@@ -2,6 +2,11 @@
 //! status and a message that says what was wrong, and the next good call on the
 //! same instance still succeeds. Also the limits: body size, inflated size, slow
 //! clients and calls in flight.
+//!
+//! On the proxy endpoint a caller that sends `x-framex-errors: http-status`
+//! (every FrameX for Rust client) gets the failure's HTTP status; any other
+//! caller (Python FrameX's client) gets HTTP 200 with the status in the
+//! envelope, which is what makes Python FrameX raise.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[framex::on_proxy(name = "bad.add")]
 async fn add(a: i64, b: i64) -> Result<i64, framex::Error> {
     Ok(a + b)
+}
+
+#[framex::on_proxy(name = "bad.echo")]
+async fn echo(value: framex::Value) -> Result<framex::Value, framex::Error> {
+    Ok(value)
 }
 
 #[framex::on_proxy(name = "bad.panics")]
@@ -38,6 +48,7 @@ async fn start(extra_server_keys: &str, app: impl FnOnce(&mut App)) -> String {
     let mut instance = App::from_config(config).unwrap();
     instance.register(add).unwrap();
     instance.register(panics).unwrap();
+    instance.register(echo).unwrap();
     app(&mut instance);
     let bound = instance.isolated().bind("bad-input").await.unwrap();
     let url = format!("http://{}", bound.local_addr());
@@ -45,14 +56,32 @@ async fn start(extra_server_keys: &str, app: impl FnOnce(&mut App)) -> String {
     url
 }
 
-/// A plain HTTP/1.1 request; returns the status and the body as JSON (or as a
-/// string when it is not JSON).
+/// Who sends a request: how it learns of failures on the proxy endpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Caller {
+    /// By the HTTP status, as FrameX for Rust clients do.
+    Rust,
+    /// By the envelope's status, as Python FrameX's client does.
+    Python,
+}
+
+/// A plain HTTP/1.1 request, as a Rust client sends it; returns the status and
+/// the body as JSON (or as a string when it is not JSON).
 async fn send(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    send_as(Caller::Rust, url, method, path, body).await
+}
+
+/// [`send`] as `caller` sends it.
+async fn send_as(caller: Caller, url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
     let address = url.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let errors = match caller {
+        Caller::Rust => "x-framex-errors: http-status\r\n",
+        Caller::Python => "",
+    };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         {errors}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -81,12 +110,7 @@ fn encoded(name: &str, kwargs: &Value) -> Vec<u8> {
 
 async fn good_call_succeeds(url: &str) {
     let result = Client::default()
-        .call(
-            url,
-            None,
-            "bad.add",
-            json!({"a": 2, "b": 3}).as_object().unwrap(),
-        )
+        .call(url, None, "bad.add", &json!({"a": 2, "b": 3}))
         .await
         .unwrap();
     assert_eq!(result, json!(5));
@@ -101,6 +125,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
     .await;
     let name = || wire::encode("bad.add").unwrap();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let too_deep = format!("{{\"value\": {}{}}}", "[".repeat(1001), "]".repeat(1001));
     // 16 MiB that compress into a body under the 256 KiB limit.
     let bomb = wire::encode_json(&vec![b' '; 16 * 1024 * 1024]);
     let proxy = "/api/v1/proxy/remote";
@@ -113,7 +138,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             b"hello".to_vec(),
             422,
-            "body must be a JSON object with string fields `func_name` and `data`: expected value"
+            "body must be a JSON object with string fields `func_name` and `data`: expected a value, found 'h' at byte 0"
                 .into(),
         ),
         (
@@ -162,7 +187,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             call_body(name(), wire::encode_json(&[0xff, 0xfe, 0xfd])),
             422,
-            "field `data` does not decode: payload is not the expected JSON".into(),
+            "invalid arguments for `bad.add`: keyword arguments: invalid UTF-8 at byte 0".into(),
         ),
         (
             "zlib that is not JSON",
@@ -170,7 +195,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             call_body(name(), wire::encode_json(b"{not json")),
             422,
-            "field `data` does not decode: payload is not the expected JSON".into(),
+            "invalid arguments for `bad.add`: keyword arguments: expected a string key, found 'n' at byte 1".into(),
         ),
         (
             "kwargs not an object",
@@ -178,7 +203,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             encoded("bad.add", &json!([1, 2])),
             422,
-            "keyword arguments of `bad.add` must be a JSON object".into(),
+            "invalid arguments for `bad.add`: keyword arguments: expected a JSON object, found an array".into(),
         ),
         (
             "unknown function",
@@ -194,7 +219,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             encoded("bad.add", &json!({"a": 1})),
             422,
-            "missing keyword argument `b`".into(),
+            "invalid arguments for `bad.add`: missing keyword argument `b`".into(),
         ),
         (
             "extra argument",
@@ -202,7 +227,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             encoded("bad.add", &json!({"a": 1, "b": 2, "c": 3})),
             422,
-            "unexpected keyword argument `c`".into(),
+            "invalid arguments for `bad.add`: unexpected keyword argument `c`".into(),
         ),
         (
             "wrongly typed argument",
@@ -210,7 +235,7 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             proxy,
             encoded("bad.add", &json!({"a": 1, "b": "two"})),
             422,
-            "keyword argument `b`: invalid type: string \"two\", expected i64".into(),
+            "invalid arguments for `bad.add`: keyword argument `b`: invalid type: string \"two\", expected i64".into(),
         ),
         (
             "body over the size limit",
@@ -229,12 +254,21 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
             "field `data` does not decode: payload inflates past the limit of 1048576 bytes".into(),
         ),
         (
-            "deeply nested kwargs",
+            "kwargs nested past the limit",
             "POST",
             proxy,
-            call_body(name(), wire::encode_json(deep.as_bytes())),
+            call_body(wire::encode("bad.echo").unwrap(), wire::encode_json(too_deep.as_bytes())),
             422,
-            "field `data` does not decode: payload is not the expected JSON: recursion limit exceeded"
+            "invalid arguments for `bad.echo`: keyword argument `value`: arrays and objects nest deeper than 1000 levels at byte 1009"
+                .into(),
+        ),
+        (
+            "an integer past the parameter's type",
+            "POST",
+            proxy,
+            call_body(name(), wire::encode_json(br#"{"a": 1, "b": 18446744073709551616}"#)),
+            422,
+            "invalid arguments for `bad.add`: keyword argument `b`: invalid value: integer 18446744073709551616, expected i64"
                 .into(),
         ),
         (
@@ -277,14 +311,26 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
         ),
     ];
     for (what, method, path, body, status, message) in cases {
-        let (got_status, got_body) = send(&url, method, path, &body).await;
-        let got_message = got_body["message"].as_str().unwrap_or_default();
-        assert_eq!(got_status, status, "{what}: {got_body}");
-        assert_eq!(got_body["status"], status, "{what}: {got_body}");
-        assert!(
-            got_message.starts_with(&message),
-            "{what}: expected a message starting {message:?}, got {got_message:?}"
-        );
+        for caller in [Caller::Rust, Caller::Python] {
+            let (got_status, got_body) = send_as(caller, &url, method, path, &body).await;
+            let got_message = got_body["message"].as_str().unwrap_or_default();
+            // Python FrameX's client raises on HTTP 200 with a failed envelope
+            // only; on its endpoint this instance answers it so.
+            let http_status = if caller == Caller::Python && path == proxy {
+                200
+            } else {
+                status
+            };
+            assert_eq!(got_status, http_status, "{what} ({caller:?}): {got_body}");
+            assert_eq!(
+                got_body["status"], status,
+                "{what} ({caller:?}): {got_body}"
+            );
+            assert!(
+                got_message.starts_with(&message),
+                "{what}: expected a message starting {message:?}, got {got_message:?}"
+            );
+        }
         good_call_succeeds(&url).await;
     }
 }
@@ -361,7 +407,7 @@ async fn a_slow_client_cannot_hold_a_connection() {
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     stream
         .write_all(
-            b"POST /api/v1/proxy/remote HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"fu",
+            b"POST /api/v1/proxy/remote HTTP/1.1\r\nHost: x\r\nx-framex-errors: http-status\r\nContent-Length: 100\r\n\r\n{\"fu",
         )
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 
 use crate::support::{config, get, start};
 use framex::App;
+use framex::registry::Kwargs;
 use serde_json::{Value, json};
 
 /// The value of the sample line that starts with `series` (a metric name with
@@ -40,7 +41,7 @@ async fn calls_are_counted_by_function_location_and_outcome() {
 
     for n in 0..3 {
         calls
-            .call("m.echo", json!({"n": n}).as_object().unwrap().clone())
+            .call("m.echo", Kwargs::new(&json!({"n": n})).unwrap())
             .await
             .unwrap();
     }

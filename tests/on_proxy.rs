@@ -224,7 +224,9 @@ async fn the_same_call_runs_on_the_other_instance_when_configured() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.ends_with("(status 422): unexpected keyword argument `c`"),
+        error.ends_with(
+            "(status 422): invalid arguments for `tests.add`: unexpected keyword argument `c`"
+        ),
         "{error}"
     );
     let error = framex::call("tests.add", json!([1, 1]))

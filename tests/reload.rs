@@ -63,7 +63,7 @@ async fn flipping_a_function_under_load_fails_no_call() {
             let (local_runs, remote_runs) = (local_runs.clone(), remote_runs.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    match registry.call("m.where", Default::default()).await {
+                    match framex::call_on(&registry, "m.where", json!({})).await {
                         Ok(ran) if ran == "local" => local_runs.fetch_add(1, Ordering::Relaxed),
                         Ok(_) => remote_runs.fetch_add(1, Ordering::Relaxed),
                         Err(error) => {
@@ -110,7 +110,7 @@ async fn a_call_in_flight_finishes_where_it_started() {
 
     let in_flight = tokio::spawn({
         let registry = registry.clone();
-        async move { registry.call("m.slow", Default::default()).await }
+        async move { framex::call_on(&registry, "m.slow", json!({})).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let moved = reloader.reload(&config(&local_toml(&remote, ""))).unwrap();
@@ -124,7 +124,9 @@ async fn a_call_in_flight_finishes_where_it_started() {
     );
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("remote"));
     assert_eq!(
-        registry.call("m.slow", Default::default()).await.unwrap(),
+        framex::call_on(&registry, "m.slow", json!({}))
+            .await
+            .unwrap(),
         json!("local")
     );
 }
@@ -138,7 +140,9 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_kept() {
     std::fs::write(&path, local_toml(&remote, "\"m.where\"")).unwrap();
     let (registry, reloader) = local(App::load(Some(&path)).unwrap()).await;
     assert_eq!(
-        registry.call("m.where", Default::default()).await.unwrap(),
+        framex::call_on(&registry, "m.where", json!({}))
+            .await
+            .unwrap(),
         json!("remote")
     );
 
@@ -154,7 +158,9 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_kept() {
         "the error names the bad URL: {error}"
     );
     assert_eq!(
-        registry.call("m.where", Default::default()).await.unwrap(),
+        framex::call_on(&registry, "m.where", json!({}))
+            .await
+            .unwrap(),
         json!("remote"),
         "the running configuration is kept"
     );
@@ -163,7 +169,9 @@ async fn an_invalid_file_is_refused_and_the_running_configuration_kept() {
     let moved = reloader.reload_from_source().unwrap();
     assert_eq!(moved.len(), 1);
     assert_eq!(
-        registry.call("m.where", Default::default()).await.unwrap(),
+        framex::call_on(&registry, "m.where", json!({}))
+            .await
+            .unwrap(),
         json!("local")
     );
 }

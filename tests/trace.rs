@@ -56,8 +56,7 @@ async fn local(remote: &MockServer) -> String {
         "/api/v1/twice",
         |_, registry| async move {
             for _ in 0..2 {
-                registry
-                    .call("m.remote", serde_json::Map::new())
+                framex::call_on(&registry, "m.remote", json!({}))
                     .await
                     .unwrap();
             }

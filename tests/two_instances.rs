@@ -15,6 +15,11 @@ fn register_demo(app: &mut App, name: &'static str) {
     .unwrap();
     app.register_fn("m.fail", |_: Value| async { Err::<Value, _>("disk full") })
         .unwrap();
+    app.register_fn("m.echo", |mut args: framex::Value| async move {
+        let value = args.as_object_mut().and_then(|args| args.remove("value"));
+        Ok::<_, String>(value.unwrap_or_default())
+    })
+    .unwrap();
     app.register_fn("m.panic", |_: Value| async {
         if true {
             panic!("the function panicked on purpose");
@@ -37,7 +42,7 @@ fn local_app(remote: &str, key: &str) -> App {
     let mut app = App::from_config(config(&format!(
         "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
          [plugins.proxy]\nproxy_urls = [\"{remote}\"]\n\
-         proxy_functions = {{ \"{remote}\" = [\"m.where\", \"m.missing\"] }}\n\
+         proxy_functions = {{ \"{remote}\" = [\"m.where\", \"m.missing\", \"m.echo\"] }}\n\
          [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{key}\"] }}\n"
     )))
     .unwrap();
@@ -53,6 +58,60 @@ async fn a_listed_function_runs_on_the_remote_and_others_locally() {
     assert_eq!(remote_result, json!({"ran_on": "remote", "n": 1}));
     let local_error = app.call("m.fail", json!({})).await.unwrap_err();
     assert_eq!(local_error.to_string(), "`m.fail` failed: disk full");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_cross_rust_instances_and_a_relay_unchanged() {
+    let remote = remote().await;
+    let local = start(local_app(&remote, "proxy-key"), "local").await;
+    // 1000 levels with the object of keyword arguments around it.
+    let deepest = format!("{}0{}", "[".repeat(999), "]".repeat(999));
+    let model =
+        r#"{"__type__":"dynamic_obj","__module__":"m","__class__":"User","data":{"name":"ada"}}"#;
+    let huge = "7".repeat(300);
+    let client = Client::default();
+    for text in [
+        deepest.as_str(),
+        "18446744073709551616",
+        "-9223372036854775809",
+        huge.as_str(),
+        "[NaN,Infinity,-Infinity,1e+16,1e-05,-0.0]",
+        r#"{"zeta":1,"alpha":{"b":2,"a":3},"":null}"#,
+        model,
+    ] {
+        let kwargs: framex::Value =
+            framex::json::from_str(&format!(r#"{{"value":{text}}}"#)).unwrap();
+        // Called on the remote, and through the local instance, which relays.
+        for url in [&remote, &local] {
+            let got = client
+                .call(url, Some("proxy-key"), "m.echo", &kwargs)
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(got.to_string(), text, "{url}");
+        }
+    }
+    // One level more than the limit: the caller refuses to send it, and a
+    // serving instance refuses it naming the depth.
+    let too_deep = format!(r#"{{"value":[{deepest}]}}"#);
+    let kwargs = framex::json::from_str::<framex::Value>(&too_deep);
+    assert!(
+        kwargs
+            .unwrap_err()
+            .to_string()
+            .starts_with("arrays and objects nest deeper than 1000 levels")
+    );
+    let body =
+        framex::transport::wire::CallBody::encode_json("m.echo", too_deep.as_bytes()).unwrap();
+    let call =
+        framex::transport::CallRequest::encoded(&remote, "m.echo", body).key(Some("proxy-key"));
+    let error = client.send(call).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        &ErrorKind::Remote {
+            status: 422,
+            message: "invalid arguments for `m.echo`: arrays and objects nest deeper than 1000 levels at byte 1008".into()
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +175,7 @@ async fn typed_calls_check_both_ends() {
         }
     );
     let error = app
-        .call_as::<_, u64>("m.where", &Args { n: 1 })
+        .call_as::<u64>("m.where", &Args { n: 1 })
         .await
         .unwrap_err();
     assert!(
@@ -125,10 +184,7 @@ async fn typed_calls_check_both_ends() {
             .starts_with("the result of `m.where` does not have the expected type"),
         "{error}"
     );
-    let error = app
-        .call_as::<_, Value>("m.where", &[1, 2])
-        .await
-        .unwrap_err();
+    let error = app.call_as::<Value>("m.where", [1, 2]).await.unwrap_err();
     assert_eq!(
         error.to_string(),
         "keyword arguments of `m.where` must be a JSON object, not an array"
@@ -181,9 +237,9 @@ async fn kwargs_must_be_an_object() {
 }
 
 /// Calls the remote's endpoint directly and returns the error kind.
-async fn direct(remote: &str, key: Option<&str>, name: &str) -> Result<Value, ErrorKind> {
+async fn direct(remote: &str, key: Option<&str>, name: &str) -> Result<framex::Value, ErrorKind> {
     Client::default()
-        .call(remote, key, name, &serde_json::Map::new())
+        .call(remote, key, name, &json!({}))
         .await
         .map_err(|e| e.kind().clone())
 }
@@ -219,7 +275,7 @@ async fn the_server_answers_each_failure_with_its_status() {
     // The panic harmed nothing: the next call succeeds.
     assert_eq!(
         direct(&remote, Some("proxy-key"), "m.where").await,
-        Ok(json!({"ran_on": "remote", "n": null}))
+        Ok(framex::Value::from(json!({"ran_on": "remote", "n": null})))
     );
 }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask bench [--duration SECS] [--rounds N] [--soak SECS]`: load runs
 //! over loopback against the limit of the machine, measured in one run.
 //! `cargo xtask bench --against FRAMEX [--duration SECS] [--rounds N]` compares
-//! this build with another build's `framex` command on (b) alone.
+//! this build with another build's `framex` command on (a) and (b).
 //!
 //! It builds the `framex` command and a bare hyper echo server in release mode, starts a
 //! remote and a local demo instance (the local one lists `your_module.build_report`
@@ -27,9 +27,10 @@
 //! concurrency 64. All traffic goes to 127.0.0.1.
 //!
 //! With `--against`, it starts a remote and a local instance of each build and
-//! runs, in every round, (c), then (b) at concurrency 64 on this build and on
-//! the other: each build's (b)/(c), and its instances' CPU time per request,
-//! measured side by side, so that a change is judged against the noise it met.
+//! runs, in every round, (c), then (a) and (b) at concurrency 64 on this build
+//! and on the other: each build's (a)/(c) and (b)/(c), and its instances' CPU
+//! time per request, measured side by side, so that a change is judged against
+//! the noise it met.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -221,18 +222,16 @@ fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBu
     )?;
     let body = serde_json::to_string(&framex_transport::wire::CallBody::encode(
         "demo.echo",
-        json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"], "ok": true}})
-            .as_object()
-            .context("kwargs")?,
+        &json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"], "ok": true}}),
     )?)?;
     let post = write(dir, "post.lua", &script(Some(&body)))?;
     let get = write(dir, "get.lua", &script(None))?;
     Ok((bare, post, get))
 }
 
-/// `--against FRAMEX`: (b) at concurrency 64 for this build and for the other,
-/// and (c), in turn in every round, with each build's CPU time per request on
-/// its local and its remote instance. Both builds meet the same noise.
+/// `--against FRAMEX`: (a) and (b) at concurrency 64 for this build and for the
+/// other, and (c), in turn in every round, with each build's CPU time per
+/// request on the instances that served it. Both builds meet the same noise.
 fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) -> Result<()> {
     ensure!(
         other.is_file(),
@@ -248,11 +247,12 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     ];
     let (bare, post, get) = bare_and_scripts(bin, dir)?;
     let seconds = options.duration;
-    // Per build: (b)/(c) in %, then CPU per request of the local and the remote in us.
-    let mut figures: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    // Per build: (a)/(c) in %, the remote's CPU per (a) request in us, (b)/(c)
+    // in %, then CPU per (b) request of the local and the remote in us.
+    let mut figures: [Vec<[f64; 5]>; 2] = [Vec::new(), Vec::new()];
     println!();
     println!(
-        "(b) at c=64 against (c), {} rounds of {seconds} s",
+        "(a) and (b) at c=64 against (c), {} rounds of {seconds} s",
         options.rounds
     );
     for round in 1..=options.rounds {
@@ -262,27 +262,25 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
             bare_figures.requests_per_second
         );
         for (i, (name, (remote, local))) in builds.iter().enumerate() {
-            let before = [cpu_seconds(local)?, cpu_seconds(remote)?];
-            let two_hops = wrk_run(
-                wrk,
-                &get,
-                &format!("{}/api/v1/report?job_id=bench", local.url),
-                64,
-                seconds,
-            )?;
-            let requests = (two_hops.requests_per_second * seconds as f64).max(1.0);
-            let per_request = |after: f64, before: f64| (after - before) * 1e6 / requests;
+            let direct_url = format!("{}/api/v1/proxy/remote", remote.url);
+            let (direct, [direct_remote]) = measured(wrk, &post, &direct_url, seconds, [remote])?;
+            let two_hops_url = format!("{}/api/v1/report?job_id=bench", local.url);
+            let (two_hops, [two_hops_local, two_hops_remote]) =
+                measured(wrk, &get, &two_hops_url, seconds, [local, remote])?;
             let row = [
+                100.0 * direct.requests_per_second / bare_figures.requests_per_second,
+                direct_remote,
                 100.0 * two_hops.requests_per_second / bare_figures.requests_per_second,
-                per_request(cpu_seconds(local)?, before[0]),
-                per_request(cpu_seconds(remote)?, before[1]),
+                two_hops_local,
+                two_hops_remote,
             ];
             line.push_str(&format!(
-                "  | {name}: (b)/(c) {:>5.1}%, local {:>5.1} us, remote {:>5.1} us",
-                row[0], row[1], row[2]
+                "  | {name}: (a)/(c) {:>5.1}%, (b)/(c) {:>5.1}%",
+                row[0], row[2]
             ));
-            if two_hops.errors > 0 {
-                line.push_str(&format!(" ({} failed)", two_hops.errors));
+            let failed = direct.errors + two_hops.errors;
+            if failed > 0 {
+                line.push_str(&format!(" ({failed} failed)"));
             }
             figures[i].push(row);
         }
@@ -291,17 +289,48 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     println!();
     for (i, (name, _)) in builds.iter().enumerate() {
         let column = |k: usize| figures[i].iter().map(move |row| row[k]);
+        let spread = |k: usize| {
+            format!(
+                "[{:>3.0}-{:>3.0}%]",
+                column(k).fold(f64::INFINITY, f64::min),
+                column(k).fold(0.0, f64::max)
+            )
+        };
         println!(
-            "{name:>10}: (b)/(c) {:>5.1}% [{:>3.0}-{:>3.0}%], CPU per request: local {:.1} us, remote {:.1} us (medians)",
+            "{name:>10}: (a)/(c) {:>5.1}% {}, remote {:.1} us per call; (b)/(c) {:>5.1}% {}, local {:.1} us, remote {:.1} us per request (medians)",
             median(column(0)),
-            column(0).fold(f64::INFINITY, f64::min),
-            column(0).fold(0.0, f64::max),
+            spread(0),
             median(column(1)),
             median(column(2)),
+            spread(2),
+            median(column(3)),
+            median(column(4)),
         );
     }
     drop((builds, bare));
     Ok(())
+}
+
+/// A wrk run of `script` on `url` at concurrency 64, and the CPU time each of
+/// `instances` spent per request meanwhile, in microseconds.
+fn measured<const N: usize>(
+    wrk: &Path,
+    script: &Path,
+    url: &str,
+    seconds: u64,
+    instances: [&Instance; N],
+) -> Result<(Figures, [f64; N])> {
+    let mut before = [0.0; N];
+    for (cpu, instance) in before.iter_mut().zip(instances) {
+        *cpu = cpu_seconds(instance)?;
+    }
+    let figures = wrk_run(wrk, script, url, 64, seconds)?;
+    let requests = (figures.requests_per_second * seconds as f64).max(1.0);
+    let mut per_request = [0.0; N];
+    for ((cpu, instance), before) in per_request.iter_mut().zip(instances).zip(before) {
+        *cpu = (cpu_seconds(instance)? - before) * 1e6 / requests;
+    }
+    Ok((figures, per_request))
 }
 
 fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {

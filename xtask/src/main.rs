@@ -20,8 +20,9 @@ tasks:
           call, a two-hop call and a bare hyper echo server at concurrency
           1, 16 and 64, with ratios, start-up time and memory
   bench --against FRAMEX [--duration SECS] [--rounds N]
-          the two-hop call at concurrency 64 on this build and on another
-          build's framex command, in turn each round, with CPU per request
+          the proxy call and the two-hop call at concurrency 64 on this build
+          and on another build's framex command, in turn each round, with CPU
+          per request
   e2e     build the demo, start a remote and a local FrameX instance on free
           loopback ports, and check local and remote execution from outside
   load [--calls N] [--concurrency C]

@@ -73,9 +73,10 @@ async fn slow(millis: u64) -> Result<Value, framex::Error> {
     Ok(instance())
 }
 
-/// Answers its argument: the function `cargo xtask bench` calls.
+/// Answers its argument as it came (integers of any size, NaN, key order):
+/// the function `cargo xtask bench` calls.
 #[framex::on_proxy(name = "demo.echo")]
-async fn echo(value: Value) -> Result<Value, framex::Error> {
+async fn echo(value: framex::Value) -> Result<framex::Value, framex::Error> {
     Ok(value)
 }
 

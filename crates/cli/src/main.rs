@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use framex::App;
+use framex::Value;
 use framex::config::Config;
 use framex::transport::{Client, ClientSettings};
-use serde_json::{Map, Value};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,12 +45,17 @@ enum Command {
     },
     /// Call a proxy function on a FrameX instance, Rust or Python, and print
     /// its result as JSON; exit 1 with the error when the call fails.
+    ///
+    /// Values go through as Python FrameX writes them: integers of any size,
+    /// NaN, Infinity and -Infinity, keys in order. A pydantic model or
+    /// dataclass that a Python function returns is printed as its fields.
     Call {
         /// The instance's base URL, such as `http://remote-framex:8080`.
         url: String,
         /// The function's FrameX name, such as `your_module.build_report`.
         function: String,
-        /// The keyword arguments, a JSON object.
+        /// The keyword arguments, a JSON object (NaN, Infinity and integers of
+        /// any size included).
         #[arg(long, default_value = "{}", value_name = "JSON")]
         kwargs: String,
         /// The key the instance's `/api/v1/proxy/remote` rule expects. Prefer
@@ -60,6 +65,10 @@ enum Command {
         /// How long the call may take, in seconds.
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         timeout: u64,
+        /// Print the result exactly as it arrived, on one line: a Python
+        /// `dynamic_obj` (a pydantic model or dataclass) with its wrapper.
+        #[arg(long)]
+        raw: bool,
     },
     /// Serve the demo functions with a configuration, for trying FrameX out:
     /// prints `listening on http://ADDRESS` once it accepts connections, loads
@@ -92,7 +101,8 @@ async fn main() -> ExitCode {
             kwargs,
             key,
             timeout,
-        } => call(&url, &function, &kwargs, key.as_deref(), timeout).await,
+            raw,
+        } => call(&url, &function, &kwargs, key.as_deref(), timeout, raw).await,
         Command::Serve { config, name } => serve(config, &name).await,
     }
 }
@@ -121,13 +131,14 @@ async fn call(
     kwargs: &str,
     key: Option<&str>,
     timeout: u64,
+    raw: bool,
 ) -> ExitCode {
-    let kwargs: Map<String, Value> = match serde_json::from_str(kwargs) {
+    let kwargs = match framex::json::from_str::<Value>(kwargs) {
         Ok(Value::Object(kwargs)) => kwargs,
         Ok(other) => {
             eprintln!(
                 "error: --kwargs must be a JSON object of keyword arguments, not {}",
-                framex::json_type(&other)
+                other.kind()
             );
             return ExitCode::FAILURE;
         }
@@ -140,11 +151,21 @@ async fn call(
         Client::new(ClientSettings::default().with_timeout(Duration::from_secs(timeout.max(1))));
     match client.call(url, key, function, &kwargs).await {
         Ok(result) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string())
-            );
-            ExitCode::SUCCESS
+            let printed = if raw {
+                framex::json::to_string(&result)
+            } else {
+                framex::json::to_string_pretty(&result.unwrap_dynamic_objs())
+            };
+            match printed {
+                Ok(printed) => {
+                    println!("{printed}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: the result cannot be printed: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(error) => {
             eprintln!("error: {}", with_causes(&error));

@@ -27,10 +27,7 @@ fn remote_call(c: &mut Criterion) {
         url
     });
     let client = runtime.block_on(async { framex::transport::Client::default() });
-    let kwargs = json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"]}})
-        .as_object()
-        .unwrap()
-        .clone();
+    let kwargs = json!({"value": {"job_id": "j-1", "count": 3, "tags": ["a", "b"]}});
 
     c.bench_function("remote_call/echo over loopback", |b| {
         b.to_async(&runtime).iter(|| async {

@@ -24,6 +24,11 @@
 //! // Not listed in `proxy_functions`, so both calls run here.
 //! assert_eq!(greet("ada".into()).await?, "hello ada");
 //! assert_eq!(framex::call("demo.greet", json!({"name": "bob"})).await?, json!("hello bob"));
+//! // Typed both ways: any serde value that is a JSON object goes in.
+//! #[derive(serde::Serialize)]
+//! struct Greet<'a> { name: &'a str }
+//! let greeting: String = framex::call_as("demo.greet", Greet { name: "eve" }).await?;
+//! assert_eq!(greeting, "hello eve");
 //! # Ok::<(), framex::Error>(())
 //! # }).unwrap();
 //! ```
@@ -34,9 +39,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use framex_registry::{Kwargs, Output};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 pub mod logging;
 mod runtime;
@@ -44,9 +49,15 @@ mod runtime;
 pub use framex_auth as auth;
 pub use framex_config as config;
 pub use framex_filter as filter;
+pub use framex_json as json;
 pub use framex_registry as registry;
 pub use framex_server as server;
 pub use framex_transport as transport;
+
+/// A JSON value as FrameX carries it: numbers of any size and `NaN` kept,
+/// keys in order, Python FrameX's `dynamic_obj`s as they came (see
+/// [`framex_json`]).
+pub use framex_json::Value;
 
 pub use runtime::{Installed, is_installed};
 
@@ -86,9 +97,9 @@ pub mod __private {
     //! Support for the code `#[on_proxy]` writes. Not a public API.
     pub use crate::runtime::{
         CallSite, HandlerFuture, Proxied, ProxyDefinition, ProxyReturn, RemoteCall, dotted_name,
-        dotted_name_len, no_other_arguments, remote, take_argument, type_id_of, utf8,
+        dotted_name_len, remote, type_id_of, utf8,
     };
-    pub use framex_registry::Kwargs;
+    pub use framex_registry::{Kwargs, required};
     pub use inventory;
     pub use serde;
 }
@@ -227,18 +238,16 @@ impl App {
         Fut: Future<Output = Result<R, E>> + Send + 'static,
     {
         let f = Arc::new(f);
-        let handler = framex_registry::handler(move |kwargs| {
+        let handler: framex_registry::Handler = Arc::new(move |kwargs: Kwargs| {
             let f = f.clone();
-            async move {
-                let args: A = serde_json::from_value(Value::Object(kwargs))
-                    .map_err(|e| framex_registry::HandlerError::Arguments(e.to_string()))?;
+            Box::pin(async move {
+                let args: A = kwargs.parse()?;
+                drop(kwargs);
                 match f(args).await {
-                    Ok(result) => serde_json::to_value(result).map_err(|e| {
-                        framex_registry::HandlerError::Failed(format!("result is not JSON: {e}"))
-                    }),
+                    Ok(result) => Output::new(&result),
                     Err(error) => Err(framex_registry::HandlerError::Failed(error.to_string())),
                 }
-            }
+            })
         });
         self.register_handler(name, handler)
     }
@@ -256,19 +265,19 @@ impl App {
         self.routes.push((method, path.to_owned(), route));
     }
 
-    /// Calls `name` where configuration says it runs; `kwargs` must be a JSON object.
-    pub async fn call(&self, name: &str, kwargs: Value) -> Result<Value, Error> {
+    /// Calls `name` where configuration says it runs; `kwargs` is anything
+    /// that serializes to a JSON object (a struct, a map, `json!({…})`).
+    pub async fn call(&self, name: &str, kwargs: impl Serialize) -> Result<Value, Error> {
         call_on(&self.registry, name, kwargs).await
     }
 
-    /// Calls `name` with typed arguments and result: `args` must serialize to a JSON
-    /// object (a struct or a map), and the result must deserialize into `R`.
-    pub async fn call_as<A, R>(&self, name: &str, args: &A) -> Result<R, Error>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        typed(name, args, |kwargs| self.call(name, kwargs)).await
+    /// [`App::call`], with the result read into an `R`.
+    pub async fn call_as<R: DeserializeOwned>(
+        &self,
+        name: &str,
+        kwargs: impl Serialize,
+    ) -> Result<R, Error> {
+        call_on_as(&self.registry, name, kwargs).await
     }
 
     /// Makes this application the process's FrameX runtime, the one that
@@ -448,30 +457,41 @@ fn routing_of(config: &framex_config::Config) -> Result<framex_registry::Routing
     Ok(routing)
 }
 
-/// Calls `name` where the process's FrameX runtime says it runs; `kwargs` must be
-/// a JSON object.
+/// Calls `name` where the process's FrameX runtime says it runs; `kwargs` is
+/// anything that serializes to a JSON object (a struct, a map, `json!({…})`),
+/// and the result comes back as it arrived ([`Value`]).
 ///
 /// With no runtime installed, an [`on_proxy`] function of that name runs here, as
 /// calling it directly would.
-pub async fn call(name: &str, kwargs: Value) -> Result<Value, Error> {
+pub fn call<A: Serialize>(
+    name: &str,
+    kwargs: A,
+) -> impl Future<Output = Result<Value, Error>> + Send + '_ {
+    // Written before the future starts: the future holds bytes, not `A`.
+    let kwargs = kwargs_of(name, &kwargs);
+    async move { result_as(name, &call_installed(name, kwargs?).await?) }
+}
+
+/// Like [`call`], with the result read into an `R` (a Python FrameX
+/// `dynamic_obj` as the object it wraps).
+pub fn call_as<A: Serialize, R: DeserializeOwned>(
+    name: &str,
+    kwargs: A,
+) -> impl Future<Output = Result<R, Error>> + Send + '_ {
+    let kwargs = kwargs_of(name, &kwargs);
+    async move { result_as(name, &call_installed(name, kwargs?).await?) }
+}
+
+/// Runs `name` where the installed runtime says, else as its `#[on_proxy]`
+/// function here.
+async fn call_installed(name: &str, kwargs: Kwargs) -> Result<Output, Error> {
     if let Some(registry) = runtime::installed_registry() {
-        return call_on(&registry, name, kwargs).await;
+        return Ok(registry.call(name, kwargs).await?);
     }
-    let kwargs = kwargs_object(name, kwargs)?;
     let Some(definition) = runtime::definition_named(name) else {
         return Err(framex_registry::CallError::NotRegistered(name.to_owned()).into());
     };
     Ok(framex_registry::call_handler(name, &definition.handler(), kwargs).await?)
-}
-
-/// Like [`call`], with typed arguments and result: `args` must serialize to a JSON
-/// object (a struct or a map), and the result must deserialize into `R`.
-pub async fn call_as<A, R>(name: &str, args: &A) -> Result<R, Error>
-where
-    A: Serialize + ?Sized,
-    R: DeserializeOwned,
-{
-    typed(name, args, |kwargs| call(name, kwargs)).await
 }
 
 /// Calls a route of the instance this process serves, the counterpart of
@@ -485,15 +505,25 @@ pub async fn call_api(request: http::Request<Bytes>) -> Result<http::Response<By
     Ok(api.call(request).await)
 }
 
-/// Calls `name` through `registry`, where its routing says; `kwargs` must be a
-/// JSON object. Application routes use this with the registry they are given.
+/// Calls `name` through `registry`, where its routing says; `kwargs` is
+/// anything that serializes to a JSON object. Application routes use this
+/// with the registry they are given.
 pub async fn call_on(
     registry: &framex_registry::Registry,
     name: &str,
-    kwargs: Value,
+    kwargs: impl Serialize,
 ) -> Result<Value, Error> {
-    let kwargs = kwargs_object(name, kwargs)?;
-    Ok(registry.call(name, kwargs).await?)
+    call_on_as(registry, name, kwargs).await
+}
+
+/// [`call_on`], with the result read into an `R`.
+pub async fn call_on_as<R: DeserializeOwned>(
+    registry: &framex_registry::Registry,
+    name: &str,
+    kwargs: impl Serialize,
+) -> Result<R, Error> {
+    let kwargs = kwargs_of(name, &kwargs)?;
+    result_as(name, &registry.call(name, kwargs).await?)
 }
 
 /// The FrameX names of every [`on_proxy`] function compiled into this program,
@@ -504,44 +534,23 @@ pub fn proxy_function_names() -> Vec<&'static str> {
     names
 }
 
-async fn typed<A, R, F, Fut>(name: &str, args: &A, call: F) -> Result<R, Error>
-where
-    A: Serialize + ?Sized,
-    R: DeserializeOwned,
-    F: FnOnce(Value) -> Fut,
-    Fut: Future<Output = Result<Value, Error>>,
-{
-    let kwargs = serde_json::to_value(args)
-        .map_err(|e| Error::Arguments(format!("arguments of `{name}` are not JSON: {e}")))?;
-    let result = call(kwargs).await?;
-    serde_json::from_value(result).map_err(|e| {
+/// The keyword arguments of a call of `name`, written from `kwargs`.
+fn kwargs_of<A: Serialize + ?Sized>(name: &str, kwargs: &A) -> Result<Kwargs, Error> {
+    Kwargs::new(kwargs).map_err(|error| match error {
+        framex_registry::KwargsError::NotAnObject { found } => Error::Arguments(format!(
+            "keyword arguments of `{name}` must be a JSON object, not {found}"
+        )),
+        other => Error::Arguments(format!("keyword arguments of `{name}`: {other}")),
+    })
+}
+
+/// The result of `name` read into an `R`.
+fn result_as<R: DeserializeOwned>(name: &str, output: &Output) -> Result<R, Error> {
+    output.parse().map_err(|e| {
         Error::Arguments(format!(
             "the result of `{name}` does not have the expected type: {e}"
         ))
     })
-}
-
-fn kwargs_object(name: &str, kwargs: Value) -> Result<framex_registry::Kwargs, Error> {
-    match kwargs {
-        Value::Object(kwargs) => Ok(kwargs),
-        other => Err(Error::Arguments(format!(
-            "keyword arguments of `{name}` must be a JSON object, not {}",
-            json_type(&other)
-        ))),
-    }
-}
-
-/// The kind of a JSON value as error messages name it: `null`, `a boolean`,
-/// `a number`, `a string`, `an array` or `an object`.
-pub fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// An application bound to its address. Unless the app was

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
-use framex_registry::{HandlerError, Kwargs, Registry};
+use framex_registry::{HandlerError, Kwargs, Output, Registry};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::Error;
 
@@ -193,7 +192,7 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static ProxyDefinition> {
 
 /// The future of a generated handler.
 #[doc(hidden)]
-pub type HandlerFuture = framex_registry::BoxFuture<Result<Value, HandlerError>>;
+pub type HandlerFuture = framex_registry::BoxFuture<Result<Output, HandlerError>>;
 
 /// A call that configuration sends to a remote instance.
 #[doc(hidden)]
@@ -212,19 +211,12 @@ impl RemoteCall {
         self,
         name: &'static str,
         kwargs: &K,
-    ) -> framex_registry::BoxFuture<Result<Value, Error>> {
-        let kwargs = match serde_json::to_value(kwargs) {
-            Ok(Value::Object(kwargs)) => kwargs,
-            Ok(other) => {
-                let error = Error::Arguments(format!(
-                    "keyword arguments of `{name}` must serialize to a JSON object, not {}",
-                    crate::json_type(&other)
-                ));
-                return Box::pin(std::future::ready(Err(error)));
-            }
+    ) -> framex_registry::BoxFuture<Result<Output, Error>> {
+        // Written straight from the parameters into the bytes that travel.
+        let kwargs = match Kwargs::new(kwargs) {
+            Ok(kwargs) => kwargs,
             Err(error) => {
-                let error =
-                    Error::Arguments(format!("arguments of `{name}` are not JSON: {error}"));
+                let error = Error::Arguments(format!("arguments of `{name}`: {error}"));
                 return Box::pin(std::future::ready(Err(error)));
             }
         };
@@ -251,7 +243,7 @@ pin_project_lite::pin_project! {
             future: L,
         },
         Remote {
-            future: framex_registry::BoxFuture<Result<Value, Error>>,
+            future: framex_registry::BoxFuture<Result<Output, Error>>,
             result: std::marker::PhantomData<fn() -> R>,
         },
     }
@@ -266,7 +258,7 @@ impl<L, R> Proxied<L, R> {
     }
 
     #[doc(hidden)]
-    pub fn remote(future: framex_registry::BoxFuture<Result<Value, Error>>) -> Proxied<L, R> {
+    pub fn remote(future: framex_registry::BoxFuture<Result<Output, Error>>) -> Proxied<L, R> {
         Proxied {
             state: ProxiedState::Remote {
                 future,
@@ -334,9 +326,9 @@ fn remote_slow(site: &CallSite, name: &str, generation: u64) -> Option<RemoteCal
 )]
 pub trait ProxyReturn: Sized {
     #[doc(hidden)]
-    fn from_remote(result: Result<Value, Error>) -> Self;
+    fn from_remote(result: Result<Output, Error>) -> Self;
     #[doc(hidden)]
-    fn into_handler_result(self) -> Result<Value, HandlerError>;
+    fn into_handler_result(self) -> Result<Output, HandlerError>;
 }
 
 impl<T, E> ProxyReturn for Result<T, E>
@@ -344,52 +336,21 @@ where
     T: Serialize + DeserializeOwned,
     E: From<Error> + fmt::Display,
 {
-    fn from_remote(result: Result<Value, Error>) -> Self {
-        let value = result?;
-        serde_json::from_value(value).map_err(|error| {
+    fn from_remote(result: Result<Output, Error>) -> Self {
+        // Read straight from the result's bytes into the declared type.
+        result?.parse().map_err(|error| {
             E::from(Error::Arguments(format!(
                 "the remote result does not have the declared return type: {error}"
             )))
         })
     }
 
-    fn into_handler_result(self) -> Result<Value, HandlerError> {
+    fn into_handler_result(self) -> Result<Output, HandlerError> {
         match self {
-            Ok(value) => serde_json::to_value(value)
-                .map_err(|error| HandlerError::Failed(format!("the result is not JSON: {error}"))),
+            Ok(value) => Output::new(&value),
             Err(error) => Err(HandlerError::Failed(error.to_string())),
         }
     }
-}
-
-/// Takes keyword argument `name` out of `kwargs` and decodes it. A missing
-/// argument decodes from `null`, so an `Option` parameter may be left out.
-#[doc(hidden)]
-pub fn take_argument<T: DeserializeOwned>(
-    kwargs: &mut Kwargs,
-    name: &str,
-) -> Result<T, HandlerError> {
-    match kwargs.remove(name) {
-        Some(value) => serde_json::from_value(value).map_err(|error| {
-            HandlerError::Arguments(format!("keyword argument `{name}`: {error}"))
-        }),
-        None => serde_json::from_value(Value::Null)
-            .map_err(|_| HandlerError::Arguments(format!("missing keyword argument `{name}`"))),
-    }
-}
-
-/// Refuses the keyword arguments left after every parameter took its own.
-#[doc(hidden)]
-pub fn no_other_arguments(kwargs: &Kwargs) -> Result<(), HandlerError> {
-    if kwargs.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = kwargs.keys().map(|name| format!("`{name}`")).collect();
-    Err(HandlerError::Arguments(format!(
-        "unexpected keyword argument{} {}",
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    )))
 }
 
 /// The type id of a value's type, for function items.

@@ -238,6 +238,12 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
     let idents: Vec<&Ident> = signature.params.iter().map(|p| &p.ident).collect();
     let types: Vec<&Type> = signature.params.iter().map(|p| &p.ty).collect();
     let patterns: Vec<&Pat> = signature.params.iter().map(|p| &p.pattern).collect();
+    // Where each argument is kept while the keyword arguments are read.
+    let slots: Vec<Ident> = signature
+        .params
+        .iter()
+        .map(|p| format_ident!("__framex_given_{}", p.ident.unraw()))
+        .collect();
     // The keyword on the wire: the parameter's name, without `r#`.
     let keywords: Vec<LitStr> = signature
         .params
@@ -245,6 +251,27 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
         .map(|p| LitStr::new(&p.ident.unraw().to_string(), p.ident.span()))
         .collect();
     let serde_crate = LitStr::new("::framex::__private::serde", Span::call_site());
+    let read = quote! {
+        let mut reader = kwargs.reader()?;
+        #( let mut #slots: ::core::option::Option<#types> = ::core::option::Option::None; )*
+        while let ::core::option::Option::Some(name) = reader.next_name()? {
+            match &*name {
+                #( #keywords => #slots = ::core::option::Option::Some(reader.value(#keywords)?), )*
+                other => reader.unexpected(other)?,
+            }
+        }
+        reader.finish()?;
+    };
+    let read_arguments = if idents.is_empty() {
+        quote! { { #read } }
+    } else {
+        quote! {
+            let (#(#idents,)*) = {
+                #read
+                (#( #fx::required(#slots, #keywords)?, )*)
+            };
+        }
+    };
 
     let local = format_ident!("__framex_local_{}", fn_name.unraw());
     let name_const = match name {
@@ -297,10 +324,11 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
 
             fn __framex_handler(kwargs: #fx::Kwargs) -> #fx::HandlerFuture {
                 ::std::boxed::Box::pin(async move {
-                    #[allow(unused_mut)]
-                    let mut kwargs = kwargs;
-                    #( let #idents: #types = #fx::take_argument(&mut kwargs, #keywords)?; )*
-                    #fx::no_other_arguments(&kwargs)?;
+                    // Each argument read straight from the call's bytes into
+                    // its parameter's type; the bytes are freed before the
+                    // body runs.
+                    #read_arguments
+                    ::core::mem::drop(kwargs);
                     #into_handler_result(#local(#(#idents),*).await)
                 })
             }

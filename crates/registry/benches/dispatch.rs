@@ -9,8 +9,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use framex_registry::{Registry, Remote, Routing, handler};
-use serde_json::{Map, Value, json};
+use framex_registry::{Kwargs, Registry, Remote, Routing, handler};
+use serde_json::json;
 
 /// Polls a future that completes without waiting.
 fn ready<F: Future>(future: F) -> F::Output {
@@ -37,11 +37,17 @@ fn dispatch(c: &mut Criterion) {
         registry
             .register(
                 format!("bench.local_{n}"),
-                handler(|kwargs| async move { Ok(kwargs["a"].clone()) }),
+                handler(|kwargs: Kwargs| async move {
+                    #[derive(serde::Deserialize)]
+                    struct A {
+                        a: i64,
+                    }
+                    Ok(kwargs.parse::<A>()?.a)
+                }),
             )
             .unwrap();
     }
-    let kwargs: Map<String, Value> = json!({"a": 1}).as_object().unwrap().clone();
+    let kwargs = Kwargs::new(&json!({"a": 1})).unwrap();
 
     let mut group = c.benchmark_group("dispatch");
     group.bench_function("registry.call (local handler)", |b| {

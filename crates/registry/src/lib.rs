@@ -4,19 +4,26 @@
 //! Configuration decides: a name listed for a remote URL runs there even when it
 //! is also registered here; any other registered name runs here.
 //!
+//! A handler takes the call's keyword arguments ([`Kwargs`], their JSON text)
+//! and gives its result ([`Output`], JSON text too): a typed function reads its
+//! parameters straight from the bytes that arrived and writes its result into
+//! the bytes that leave.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use framex_registry::{Registry, Routing, handler};
-//! use serde_json::{Value, json};
+//! use framex_registry::{Kwargs, Registry, Routing, handler};
+//! use serde_json::json;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Add { a: i64, b: i64 }
 //!
 //! let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
-//! registry.register("demo.add", handler(|kwargs| async move {
-//!     let a = kwargs["a"].as_i64().unwrap_or(0);
-//!     let b = kwargs["b"].as_i64().unwrap_or(0);
-//!     Ok(json!(a + b))
+//! registry.register("demo.add", handler(|kwargs: Kwargs| async move {
+//!     let Add { a, b } = kwargs.parse()?;
+//!     Ok(a + b)
 //! }))?;
-//! let sum = registry.call("demo.add", json!({"a": 2, "b": 3}).as_object().unwrap().clone()).await?;
-//! assert_eq!(sum, json!(5));
+//! let sum = registry.call("demo.add", Kwargs::new(&json!({"a": 2, "b": 3}))?).await?;
+//! assert_eq!(sum.parse::<i64>()?, 5);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
@@ -29,32 +36,38 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use framex_transport::{CallRequest, Client};
-use serde_json::{Map, Value};
+use framex_transport::wire::CallBody;
+use framex_transport::{CallRequest, Client, Value};
+use serde::Serialize;
 use tracing::Instrument as _;
 
+mod json;
 pub mod metrics;
 #[cfg(test)]
 mod tests;
 
+pub use json::{Kwargs, KwargsError, KwargsReader, Output, required};
 pub use metrics::{Metrics, Outcome};
-
-/// Keyword arguments: a JSON object keyed by parameter name.
-pub type Kwargs = Map<String, Value>;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A local handler: keyword arguments in, a JSON result or a failure out.
-pub type Handler = Arc<dyn Fn(Kwargs) -> BoxFuture<Result<Value, HandlerError>> + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Kwargs) -> BoxFuture<Result<Output, HandlerError>> + Send + Sync>;
 
-/// Wraps an async closure as a [`Handler`].
-pub fn handler<F, Fut>(f: F) -> Handler
+/// Wraps an async closure as a [`Handler`]: its result, any serde value, is
+/// written as JSON.
+pub fn handler<F, Fut, T>(f: F) -> Handler
 where
     F: Fn(Kwargs) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    Fut: Future<Output = Result<T, HandlerError>> + Send + 'static,
+    T: Serialize,
 {
-    Arc::new(move |kwargs| Box::pin(f(kwargs)))
+    let f = Arc::new(f);
+    Arc::new(move |kwargs| {
+        let result = f(kwargs);
+        Box::pin(async move { Output::new(&result.await?) })
+    })
 }
 
 /// Why a local handler did not produce a result.
@@ -296,7 +309,7 @@ impl Registry {
     }
 
     /// Calls `name` where configuration says it runs.
-    pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
+    pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Output, CallError> {
         // Looked up once: the call finishes where it started, whatever a
         // reconfiguration does meanwhile.
         let routing = self.inner.routing.load_full();
@@ -304,14 +317,22 @@ impl Registry {
             return self.call_local(name, kwargs).await;
         };
         let call = async {
-            let request = CallRequest::new(&remote.url, name, &kwargs)?.key(remote.key());
-            Ok(self.inner.client.send(request).await?)
+            let body = CallBody::encode_json(name, kwargs.as_json()).map_err(|e| {
+                CallError::Arguments {
+                    name: name.to_owned(),
+                    detail: e.to_string(),
+                }
+            })?;
+            let request = CallRequest::encoded(&remote.url, name, body).key(remote.key());
+            Ok(Output::from_json(
+                self.inner.client.send_json(request).await?,
+            ))
         };
         self.traced(name, &remote.url, outcome, call).await
     }
 
     /// Calls the local handler of `name`, ignoring the routing.
-    pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Value, CallError> {
+    pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Output, CallError> {
         let call = async {
             match self.inner.handlers.get(name) {
                 Some(handler) => call_handler(name, handler, kwargs).await,
@@ -379,7 +400,7 @@ fn call_span(name: &str, location: &str) -> tracing::Span {
 pub const LOCAL: &str = "local";
 
 /// How a call ended, for the metrics.
-pub fn outcome(result: &Result<Value, CallError>) -> Outcome {
+pub fn outcome<T>(result: &Result<T, CallError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Ok,
         Err(CallError::NotRegistered(_)) => Outcome::NotRegistered,
@@ -394,7 +415,7 @@ pub async fn call_handler(
     name: &str,
     handler: &Handler,
     kwargs: Kwargs,
-) -> Result<Value, CallError> {
+) -> Result<Output, CallError> {
     handler(kwargs).await.map_err(|error| match error {
         HandlerError::Arguments(detail) => CallError::Arguments {
             name: name.to_owned(),

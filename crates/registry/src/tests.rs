@@ -1,17 +1,28 @@
 //! Registry tests: registration, where a name runs, and dispatch both ways.
 
-use serde_json::{Value, json};
+use framex_transport::Value;
+use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{CallError, HandlerError, Location, RegisterError, Registry, Remote, Routing, handler};
+use super::{
+    CallError, HandlerError, Kwargs, Location, RegisterError, Registry, Remote, Routing, handler,
+};
 
-fn kwargs(value: Value) -> super::Kwargs {
-    value.as_object().unwrap().clone()
+fn kwargs(value: serde_json::Value) -> Kwargs {
+    Kwargs::new(&value).unwrap()
 }
 
 fn echo() -> super::Handler {
-    handler(|kwargs| async move { Ok(json!({"ran": "local", "kwargs": kwargs})) })
+    handler(|kwargs: Kwargs| async move {
+        let kwargs: Value = kwargs.parse()?;
+        Ok(json!({"ran": "local", "kwargs": kwargs}))
+    })
+}
+
+/// What a call returned, as a value.
+fn value(output: super::Output) -> Value {
+    output.parse().unwrap()
 }
 
 #[test]
@@ -38,7 +49,7 @@ async fn unlisted_names_run_locally() {
     registry.register("m.f", echo()).unwrap();
     assert_eq!(registry.location("m.f"), Location::Local);
     let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
-    assert_eq!(result, json!({"ran": "local", "kwargs": {"a": 1}}));
+    assert_eq!(value(result), json!({"ran": "local", "kwargs": {"a": 1}}));
 }
 
 #[tokio::test]
@@ -62,13 +73,13 @@ async fn handler_failures_name_the_function() {
     registry
         .register(
             "m.fail",
-            handler(|_| async { Err(HandlerError::Failed("disk full".into())) }),
+            handler(|_| async { Err::<(), _>(HandlerError::Failed("disk full".into())) }),
         )
         .unwrap();
     registry
         .register(
             "m.args",
-            handler(|_| async { Err(HandlerError::Arguments("missing `job_id`".into())) }),
+            handler(|_| async { Err::<(), _>(HandlerError::Arguments("missing `job_id`".into())) }),
         )
         .unwrap();
     let error = registry
@@ -107,10 +118,10 @@ async fn listed_names_run_remotely_even_when_registered_here() {
 
     assert_eq!(registry.location("m.f"), Location::Remote(server.uri()));
     let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
-    assert_eq!(result, json!({"ran": "remote"}));
+    assert_eq!(value(result), json!({"ran": "remote"}));
     // The local handler is still reachable on purpose.
     let local = registry.call_local("m.f", kwargs(json!({}))).await.unwrap();
-    assert_eq!(local["ran"], "local");
+    assert_eq!(value(local)["ran"], Value::from("local"));
 }
 
 #[tokio::test]
@@ -133,4 +144,69 @@ fn remote_keys_do_not_show_in_debug() {
     let registry = Registry::new(routing, framex_transport::Client::default());
     let shown = format!("{registry:?} {:?}", registry.routing());
     assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[tokio::test]
+async fn kwargs_are_read_one_by_one_naming_what_does_not_fit() {
+    let read = |text: &str| {
+        let kwargs = Kwargs::from_json(text.as_bytes().to_vec());
+        let mut reader = kwargs.reader()?;
+        let mut count: Option<u64> = None;
+        let mut label: Option<Option<String>> = None;
+        while let Some(name) = reader.next_name()? {
+            match name.as_ref() {
+                "count" => count = Some(reader.value("count")?),
+                "label" => label = Some(reader.value("label")?),
+                other => reader.unexpected(other)?,
+            }
+        }
+        reader.finish()?;
+        Ok::<_, HandlerError>((
+            super::required(count, "count")?,
+            super::required(label, "label")?,
+        ))
+    };
+    assert_eq!(read(r#"{"count": 3}"#).unwrap(), (3, None));
+    assert_eq!(
+        read(r#"{"count": 3, "label": "x"}"#).unwrap(),
+        (3, Some("x".into()))
+    );
+    for (text, message) in [
+        ("{}", "missing keyword argument `count`"),
+        (
+            r#"{"count": 1180591620717411303424}"#,
+            "keyword argument `count`: invalid value: integer 1180591620717411303424, expected u64",
+        ),
+        (
+            r#"{"count": NaN}"#,
+            "keyword argument `count`: invalid type: floating point `NaN`, expected u64",
+        ),
+        (
+            r#"{"count": 1, "x": [1], "y": 2}"#,
+            "unexpected keyword arguments `x`, `y`",
+        ),
+        (
+            "[1]",
+            "keyword arguments: expected a JSON object, found an array",
+        ),
+        (
+            r#"{"count": 1,}"#,
+            "keyword arguments: expected a string key, found '}' at byte 12",
+        ),
+    ] {
+        assert_eq!(
+            read(text).unwrap_err(),
+            HandlerError::Arguments(message.into()),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn kwargs_must_be_an_object() {
+    assert_eq!(
+        Kwargs::new(&json!([1, 2])).unwrap_err().to_string(),
+        "keyword arguments must be a JSON object, not an array"
+    );
+    assert_eq!(Kwargs::empty().as_json(), b"{}");
 }

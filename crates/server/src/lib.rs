@@ -2,11 +2,14 @@
 //! `GET /health`, `GET /api/v1/openapi.json`, and the application's own routes,
 //! all behind the `[auth] rules`.
 //!
-//! Errors answer with a real HTTP status and a FrameX envelope
-//! `{"status", "message", "timestamp"}`: 401 auth, 404 not registered, 413 too
-//! large, 422 undecodable body or bad arguments, 500 the function failed, 502/504
-//! when this instance relayed the call and the next hop failed or timed out, 508
-//! when a call has passed through too many instances.
+//! Errors answer with a FrameX envelope `{"status", "message", "timestamp"}`
+//! whose status says what failed: 401 auth, 404 not registered, 413 too large,
+//! 422 undecodable body or bad arguments, 500 the function failed, 502/504 when
+//! this instance relayed the call and the next hop failed or timed out, 508
+//! when a call has passed through too many instances. The HTTP status is the
+//! same, except on `POST /api/v1/proxy/remote` for a caller that does not send
+//! `x-framex-errors: http-status` (Python FrameX's client): HTTP 200, which is
+//! what makes Python FrameX raise (see `envelope_status.rs`).
 //!
 //! Requests pass a tower stack before any route: the `Authorization` header is
 //! marked sensitive, a panic answers 500 (tower-http `CatchPanic`), and
@@ -17,13 +20,17 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use framex_registry::{Registry, Routing, handler};
+//! use framex_registry::{Kwargs, Registry, Routing, handler};
 //! use framex_server::{Server, Settings};
 //! use serde_json::json;
 //!
+//! #[derive(serde::Deserialize)]
+//! struct Add { a: i64, b: i64 }
+//!
 //! let mut registry = Registry::new(Routing::default(), framex_transport::Client::default());
-//! registry.register("demo.add", handler(|kwargs| async move {
-//!     Ok(json!(kwargs["a"].as_i64().unwrap_or(0) + kwargs["b"].as_i64().unwrap_or(0)))
+//! registry.register("demo.add", handler(|kwargs: Kwargs| async move {
+//!     let Add { a, b } = kwargs.parse()?;
+//!     Ok(a + b)
 //! }))?;
 //! let server = Server::bind(Settings::default().with_address("127.0.0.1", 0), registry, Vec::new()).await?;
 //! let url = format!("http://{}", server.local_addr());
@@ -33,11 +40,10 @@
 //! }));
 //!
 //! // Any FrameX client, Rust or Python, calls it the same way.
-//! let kwargs = json!({"a": 2, "b": 3});
-//! let sum = framex_transport::Client::default()
-//!     .call(&url, None, "demo.add", kwargs.as_object().unwrap())
+//! let sum: i64 = framex_transport::Client::default()
+//!     .call_as(&url, None, "demo.add", &json!({"a": 2, "b": 3}))
 //!     .await?;
-//! assert_eq!(sum, json!(5));
+//! assert_eq!(sum, 5);
 //!
 //! let _ = stop.send(());
 //! serving.await?;
@@ -67,6 +73,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument as _;
 
+mod envelope_status;
 pub mod forward;
 mod proxy;
 
@@ -545,9 +552,11 @@ fn stack(
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, request).await) }
         }));
-    // Outermost: every request, refused ones included, runs in its trace and
-    // its log span and is logged once when answered.
-    service_fn(move |request: Request<Incoming>| {
+    // Outermost: a failed call to the proxy endpoint answers a caller that
+    // reads failures from the envelope with HTTP 200. Then every request,
+    // refused ones included, runs in its trace and its log span and is logged
+    // once when answered, with its real status.
+    let logged = service_fn(move |request: Request<Incoming>| {
         let inner = inner.clone();
         let trace = request
             .headers()
@@ -566,7 +575,10 @@ fn stack(
             started: Instant::now(),
         }
         .instrument(span)
-    })
+    });
+    ServiceBuilder::new()
+        .layer(envelope_status::EnvelopeStatusLayer)
+        .service(logged)
 }
 
 pin_project_lite::pin_project! {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use framex_registry::{CallError, Kwargs};
 use framex_transport::ErrorKind;
+use framex_transport::json;
 use framex_transport::trace::TraceContext;
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
 use http::{Request, Response, StatusCode};
@@ -22,7 +23,7 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(body) => body,
         Err(response) => return response,
     };
-    let call: CallBody = match serde_json::from_slice(&body) {
+    let call: CallBody = match json::from_slice(&body) {
         Ok(call) => call,
         Err(error) => {
             return envelope_response(
@@ -38,23 +39,20 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(name) => name,
         Err(error) => return undecodable("func_name", &error),
     };
-    let kwargs: serde_json::Value = match wire::decode_with_limit(&call.data, limit) {
-        Ok(kwargs) => kwargs,
-        Err(error) => return undecodable("data", &error),
-    };
-    let serde_json::Value::Object(kwargs) = kwargs else {
-        return envelope_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("keyword arguments of `{name}` must be a JSON object"),
-        );
-    };
-
     let routing = state.registry.routing();
     if let Some(remote) = routing.remote(&name) {
         // Boxed: its future holds a whole outgoing call, kilobytes that every
         // layer of the server's stack would otherwise move on every request.
+        // The arguments go on as they came, not decoded.
         return Box::pin(relay(state, &name, remote, call, hops)).await;
     }
+    // Decoded to their JSON text only: the function reads each argument from
+    // it into its parameter's type.
+    let kwargs = match wire::decode_json(&call.data, limit) {
+        Ok(kwargs) => Kwargs::from_json(kwargs),
+        Err(error) => return undecodable("data", &error),
+    };
+    drop(call);
     run_local(state, name, kwargs).await
 }
 
@@ -92,15 +90,15 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
         }
     };
     match result {
-        Ok(value) => envelope_json(
+        Ok(output) => envelope_json(
             StatusCode::OK,
-            &Envelope::success(wire::encode_value(&value)),
+            &Envelope::success(wire::encode_json(output.as_json())),
         ),
         Err(CallError::NotRegistered(name)) => {
             envelope_response(StatusCode::NOT_FOUND, &wire::not_registered_message(&name))
         }
-        Err(CallError::Arguments { detail, .. }) => {
-            envelope_response(StatusCode::UNPROCESSABLE_ENTITY, &detail)
+        Err(error @ CallError::Arguments { .. }) => {
+            envelope_response(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
         }
         Err(CallError::Failed { message, .. }) => {
             tracing::warn!(function = name, message, "proxy function failed");

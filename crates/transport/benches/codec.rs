@@ -51,13 +51,13 @@ fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     for (label, size) in [("100B", 100), ("1KiB", 1024), ("64KiB", 64 * 1024)] {
         let kwargs = kwargs(size);
-        let encoded = wire::encode_kwargs(&kwargs);
+        let encoded = wire::encode_kwargs(&kwargs).unwrap();
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("encode", label), &kwargs, |b, kwargs| {
-            b.iter(|| wire::encode_kwargs(black_box(kwargs)));
+            b.iter(|| wire::encode_kwargs(black_box(kwargs)).unwrap());
         });
         group.bench_with_input(BenchmarkId::new("decode", label), &encoded, |b, encoded| {
-            b.iter(|| wire::decode::<Map<String, Value>>(black_box(encoded)).unwrap());
+            b.iter(|| wire::decode::<framex_transport::json::Map>(black_box(encoded)).unwrap());
         });
         // What a Python FrameX client sends: the JSON deflated at zlib's
         // default level.
@@ -66,7 +66,9 @@ fn codec(c: &mut Criterion) {
             BenchmarkId::new("decode deflated", label),
             &deflated,
             |b, deflated| {
-                b.iter(|| wire::decode::<Map<String, Value>>(black_box(deflated)).unwrap());
+                b.iter(|| {
+                    wire::decode::<framex_transport::json::Map>(black_box(deflated)).unwrap()
+                });
             },
         );
         group.bench_with_input(
@@ -74,8 +76,8 @@ fn codec(c: &mut Criterion) {
             &kwargs,
             |b, kwargs| {
                 b.iter(|| {
-                    let encoded = wire::encode_kwargs(black_box(kwargs));
-                    wire::decode::<Map<String, Value>>(&encoded).unwrap()
+                    let encoded = wire::encode_kwargs(black_box(kwargs)).unwrap();
+                    wire::decode::<framex_transport::json::Map>(&encoded).unwrap()
                 });
             },
         );

@@ -9,39 +9,34 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use framex_transport::json::{Map, Value};
 use framex_transport::wire;
-use serde_json::{Map, Value, json};
 
 fn main() {
-    let mut kwargs: Map<String, Value> = json!({
-        "job_id": "j-1",
-        "count": 42,
-        "ratio": 0.5,
-        "flags": [true, false],
-    })
-    .as_object()
-    .expect("an object")
-    .clone();
+    let mut kwargs: Map = framex_transport::json::from_str(
+        r#"{"job_id": "j-1", "count": 42, "ratio": 0.5, "flags": [true, false]}"#,
+    )
+    .expect("an object");
     let filler: String = "lorem ipsum dolor sit amet, 0123456789 "
         .chars()
         .cycle()
         .take(1024 - 72)
         .collect();
-    kwargs.insert("text".to_owned(), Value::String(filler));
+    kwargs.insert("text", Value::String(filler));
 
     const BATCH: u32 = 2_000;
     let mut per_round_trip = Vec::new();
     for _ in 0..41 {
         let started = Instant::now();
         for _ in 0..BATCH {
-            let encoded = wire::encode_kwargs(black_box(&kwargs));
-            let decoded: Map<String, Value> = wire::decode(&encoded).expect("own encoding decodes");
+            let encoded = wire::encode_kwargs(black_box(&kwargs)).expect("an object encodes");
+            let decoded: Map = wire::decode(&encoded).expect("own encoding decodes");
             black_box(decoded);
         }
         per_round_trip.push(started.elapsed().as_nanos() / u128::from(BATCH));
     }
     per_round_trip.sort_unstable();
-    let json_len = serde_json::to_vec(&kwargs).expect("JSON").len();
+    let json_len = framex_transport::json::to_vec(&kwargs).expect("JSON").len();
     println!(
         "{{\"json_bytes\": {json_len}, \"median_ns\": {}}}",
         per_round_trip[per_round_trip.len() / 2]

@@ -5,12 +5,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use framex_json::Value;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use rustls_pki_types::CertificateDer;
 
@@ -22,6 +24,16 @@ use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
 
 /// The header that counts how many FrameX instances a call has passed through.
 pub const HOPS_HEADER: &str = "x-framex-hops";
+
+/// The header a caller sends, with the value [`ERRORS_BY_STATUS`], to be told
+/// of a failed call by the HTTP status as well as the envelope. Every FrameX
+/// for Rust client sends it. A FrameX for Rust server answers a caller that
+/// does not (Python FrameX's client, which raises only on an HTTP 200 whose
+/// envelope says otherwise) with HTTP 200 and the status in the envelope.
+pub const ERRORS_HEADER: &str = "x-framex-errors";
+
+/// The value of [`ERRORS_HEADER`].
+pub const ERRORS_BY_STATUS: &str = "http-status";
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -134,12 +146,12 @@ pub struct CallRequest<'a> {
 }
 
 impl<'a> CallRequest<'a> {
-    /// A call of `func_name` with keyword arguments `kwargs` on the instance at
-    /// base URL `url`.
-    pub fn new(
+    /// A call of `func_name` with keyword arguments `kwargs` (anything that
+    /// serializes to a JSON object) on the instance at base URL `url`.
+    pub fn new<A: Serialize + ?Sized>(
         url: &'a str,
         func_name: &'a str,
-        kwargs: &Map<String, Value>,
+        kwargs: &A,
     ) -> Result<CallRequest<'a>, Error> {
         let body = CallBody::encode(func_name, kwargs)
             .map_err(|e| Error::new(ErrorKind::Encode, url, func_name).with_source(e))?;
@@ -308,30 +320,63 @@ impl Client {
         &self.settings
     }
 
-    /// Calls `func_name` with keyword arguments `kwargs` on the FrameX instance at
-    /// base URL `url`, sending `key` if given, and returns the decoded result.
-    pub async fn call(
+    /// Calls `func_name` with keyword arguments `kwargs` (anything that
+    /// serializes to a JSON object: a struct, a map, an object [`Value`]) on
+    /// the FrameX instance at base URL `url`, sending `key` if given, and
+    /// returns the result as it came.
+    pub async fn call<A: Serialize + ?Sized>(
         &self,
         url: &str,
         key: Option<&str>,
         func_name: &str,
-        kwargs: &Map<String, Value>,
+        kwargs: &A,
     ) -> Result<Value, Error> {
         self.send(CallRequest::new(url, func_name, kwargs)?.key(key))
             .await
     }
 
-    /// Sends a prepared call and returns the decoded result.
+    /// [`Client::call`], with the result read into an `R` (a `dynamic_obj`
+    /// that Python FrameX sent is read as the object it wraps).
+    pub async fn call_as<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        url: &str,
+        key: Option<&str>,
+        func_name: &str,
+        kwargs: &A,
+    ) -> Result<R, Error> {
+        self.send_as(CallRequest::new(url, func_name, kwargs)?.key(key))
+            .await
+    }
+
+    /// Sends a prepared call and returns the result as it came.
     pub async fn send(&self, call: CallRequest<'_>) -> Result<Value, Error> {
+        self.send_as(call).await
+    }
+
+    /// Sends a prepared call and reads the result into an `R`.
+    pub async fn send_as<R: DeserializeOwned>(&self, call: CallRequest<'_>) -> Result<R, Error> {
+        let (url, func) = (call.url, call.func_name);
+        let json = self.send_json(call).await?;
+        framex_json::from_slice(&json).map_err(|e| {
+            let detail = "the result does not have the type the caller expects".to_owned();
+            Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
+        })
+    }
+
+    /// Sends a prepared call and returns the result's JSON, decoded from the
+    /// wire but not read.
+    pub async fn send_json(&self, call: CallRequest<'_>) -> Result<Vec<u8>, Error> {
         let (url, func) = (call.url, call.func_name);
         let encoded = self.send_encoded(call).await?;
-        match encoded {
-            Value::String(data) => wire::decode_with_limit(&data, self.settings.max_inflated_bytes)
-                .map_err(|e| decode_error(url, func, "the result does not decode").with_source(e)),
+        let json: Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> = match encoded {
+            Value::String(data) => {
+                wire::decode_json(&data, self.settings.max_inflated_bytes).map_err(Into::into)
+            }
             // Python FrameX hands back a `data` that is not an encoded string as it
             // is; so does FrameX for Rust.
-            other => Ok(other),
-        }
+            other => framex_json::to_vec(&other).map_err(Into::into),
+        };
+        json.map_err(|e| decode_error(url, func, "the result does not decode").with_source(e))
     }
 
     /// Sends a prepared call and returns the envelope's `data` still encoded, as a
@@ -376,11 +421,18 @@ impl Client {
             let headers = request.headers_mut();
             headers.insert(HOST, endpoint.host.clone());
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                const { http::HeaderName::from_static(ERRORS_HEADER) },
+                HeaderValue::from_static(ERRORS_BY_STATUS),
+            );
             if let Some(value) = &authorization {
                 headers.insert(AUTHORIZATION, value.clone());
             }
             if call.hops > 0 {
-                headers.insert(HOPS_HEADER, HeaderValue::from(call.hops));
+                headers.insert(
+                    const { http::HeaderName::from_static(HOPS_HEADER) },
+                    HeaderValue::from(call.hops),
+                );
             }
             headers.insert(TRACEPARENT, traceparent.clone());
             request
@@ -478,7 +530,7 @@ fn connector(settings: &ClientSettings) -> (HttpsConnector<HttpConnector>, Vec<t
 
 /// Turns an HTTP answer into the envelope's encoded data or an error.
 fn interpret(status: StatusCode, body: &[u8], url: &str, func: &str) -> Result<Value, Error> {
-    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+    let envelope: Option<Envelope> = framex_json::from_slice(body).ok();
     if !status.is_success() {
         let message = match &envelope {
             Some(envelope) if !envelope.message.is_empty() => envelope.message.clone(),

@@ -6,14 +6,18 @@
 //!
 //! ```
 //! use framex_transport::wire::{self, CallBody};
-//! use serde_json::json;
+//! use framex_transport::Value;
+//! use serde::Serialize;
+//!
+//! #[derive(Serialize)]
+//! struct BuildReport<'a> { job_id: &'a str }
 //!
 //! // What goes over the wire for `your_module.build_report(job_id="j-1")`.
-//! let kwargs = json!({ "job_id": "j-1" });
-//! let body = CallBody::encode("your_module.build_report", kwargs.as_object().unwrap())?;
+//! let body = CallBody::encode("your_module.build_report", &BuildReport { job_id: "j-1" })?;
 //! let name: String = wire::decode(&body.func_name)?;
-//! let decoded: serde_json::Value = wire::decode(&body.data)?;
-//! assert_eq!((name.as_str(), decoded), ("your_module.build_report", kwargs));
+//! let decoded: Value = wire::decode(&body.data)?;
+//! assert_eq!(name, "your_module.build_report");
+//! assert_eq!(decoded.to_string(), r#"{"job_id":"j-1"}"#);
 //! # Ok::<(), wire::WireError>(())
 //! ```
 //!
@@ -25,9 +29,10 @@
 //! use serde_json::json;
 //!
 //! let client = Client::new(ClientSettings::default());
+//! // Any `Serialize` that is a JSON object: a struct, a map, `json!({…})`.
 //! let kwargs = json!({ "job_id": "j-1" });
 //! let report = client
-//!     .call("http://remote-framex:8080", Some("proxy-key"), "your_module.build_report", kwargs.as_object().unwrap())
+//!     .call("http://remote-framex:8080", Some("proxy-key"), "your_module.build_report", &kwargs)
 //!     .await?;
 //! println!("{report}");
 //! # Ok(())
@@ -49,6 +54,9 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use client::{CallRequest, Client, ClientSettings, HOPS_HEADER};
+pub use client::{
+    CallRequest, Client, ClientSettings, ERRORS_BY_STATUS, ERRORS_HEADER, HOPS_HEADER,
+};
 pub use error::{Error, ErrorKind};
+pub use framex_json::{self as json, Value};
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -45,6 +45,81 @@ fn python_vectors_keep_big_integers_exact() {
     assert_eq!(decoded["neg"].as_i64(), Some(-7));
 }
 
+const DIALECT_VECTORS: &str = include_str!("../tests/fixtures/framex-0.4.2-dialect-vectors.json");
+
+#[test]
+fn python_dialect_vectors_decode_exactly() {
+    let file: Value = serde_json::from_str(DIALECT_VECTORS).unwrap();
+    for vector in file["vectors"].as_array().unwrap() {
+        let case = vector["case"].as_str().unwrap();
+        let encoded = vector["encoded"].as_str().unwrap();
+        // As Python wrote it, number texts, key order and wrappers included.
+        let value: framex_json::Value =
+            wire::decode(encoded).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(
+            value.to_string(),
+            vector["json_compact"].as_str().unwrap(),
+            "{case}"
+        );
+        // And encoded again, it decodes to the same text.
+        let again: framex_json::Value = wire::decode(&wire::encode(&value).unwrap()).unwrap();
+        assert_eq!(again, value, "{case}");
+    }
+}
+
+#[test]
+fn typed_decoding_of_python_values_is_exact_or_refused() {
+    let file: Value = serde_json::from_str(DIALECT_VECTORS).unwrap();
+    let encoded = |case: &str| {
+        file["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["case"] == case)
+            .unwrap()["encoded"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(wire::decode::<u128>(&encoded("2^64")).unwrap(), 1 << 64);
+    let error = wire::decode::<u64>(&encoded("2^64")).unwrap_err();
+    assert_eq!(
+        std::error::Error::source(&error).unwrap().to_string(),
+        "invalid value: integer 18446744073709551616, expected u64 at byte 0"
+    );
+    let floats: std::collections::BTreeMap<String, f64> =
+        wire::decode(&encoded("nan and the infinities")).unwrap();
+    assert!(floats["nan"].is_nan());
+    assert_eq!(
+        (floats["inf"], floats["-inf"]),
+        (f64::INFINITY, f64::NEG_INFINITY)
+    );
+    #[derive(serde::Deserialize)]
+    struct Point {
+        x: f64,
+        y: f64,
+    }
+    let point: Point = wire::decode(&encoded("a dataclass")).unwrap();
+    assert_eq!((point.x, point.y), (1.5, -2.0));
+}
+
+#[test]
+fn keyword_arguments_must_be_an_object() {
+    assert!(wire::encode_kwargs(&json!({"a": 1})).is_ok());
+    for (kwargs, found) in [
+        (json!([1]), "an array"),
+        (json!("a"), "a string"),
+        (json!(null), "null"),
+        (json!(1), "a number"),
+    ] {
+        let error = wire::encode_kwargs(&kwargs).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("keyword arguments must be a JSON object, not {found}")
+        );
+    }
+}
+
 #[test]
 fn encode_then_decode_is_identity() {
     let mut cases: Vec<Value> = vectors().into_iter().map(|(_, value, _)| value).collect();

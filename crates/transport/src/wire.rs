@@ -9,13 +9,15 @@
 //! `01234567890abcdefghijklmnopqrstuvwxyz`. This hides nothing: anyone who sees the
 //! bytes can decode them, so use TLS where the path is not trusted.
 
-use std::cell::RefCell;
-use std::convert::Infallible;
+//!
+//! The JSON is Python's dialect ([`framex_json`]): numbers of any size,
+//! `NaN` and the infinities, keys in order, deep nesting.
 
-mod json;
+use std::cell::RefCell;
 
 use base64_simd::STANDARD;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use framex_json::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +36,13 @@ pub const DEFAULT_MAX_INFLATED_BYTES: usize = 32 * 1024 * 1024;
 pub enum WireError {
     /// The value could not be written as JSON (a map with non-string keys, say).
     #[error("cannot encode the value as JSON")]
-    Encode(#[source] serde_json::Error),
+    Encode(#[source] framex_json::Error),
+    /// Keyword arguments that are not a JSON object.
+    #[error("keyword arguments must be a JSON object, not {found}")]
+    NotAnObject {
+        /// What they are instead: `an array`, `a string`, `null`…
+        found: &'static str,
+    },
     /// The text is not standard, padded base64.
     #[error("payload is not valid base64: {detail}")]
     Base64 {
@@ -52,7 +60,7 @@ pub enum WireError {
     },
     /// The inflated bytes are not UTF-8 JSON of the expected shape.
     #[error("payload is not the expected JSON")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] framex_json::Error),
 }
 
 /// Payloads up to this size travel as one stored (uncompressed) zlib block:
@@ -68,26 +76,33 @@ const STORED_PREFIX: usize = ZLIB_HEADER.len() + 5;
 
 /// Encodes a value as `E(value)`.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
-    encode_written(|bytes| serde_json::to_writer(bytes, value).map_err(WireError::Encode))
+    encode_written(|bytes| framex_json::append(bytes, value).map_err(WireError::Encode))
 }
 
-/// Encodes a JSON value as `E(value)`: the same text as [`encode`] gives, with
-/// less work, for the keyword arguments and results that calls carry.
-pub fn encode_value(value: &serde_json::Value) -> String {
-    let Ok(encoded) = encode_written::<Infallible>(|bytes| {
-        json::write_value(bytes, value);
-        Ok(())
-    });
-    encoded
+/// Encodes keyword arguments as `E(kwargs)`: `kwargs` must serialize to a
+/// JSON object (a struct, a map, an object [`Value`]).
+pub fn encode_kwargs<T: Serialize + ?Sized>(kwargs: &T) -> Result<String, WireError> {
+    encode_written(|bytes| {
+        framex_json::append(bytes, kwargs).map_err(WireError::Encode)?;
+        match bytes.get(STORED_PREFIX) {
+            Some(b'{') => Ok(()),
+            first => Err(WireError::NotAnObject {
+                found: json_kind(first.copied()),
+            }),
+        }
+    })
 }
 
-/// [`encode_value`] for keyword arguments.
-pub fn encode_kwargs(kwargs: &serde_json::Map<String, serde_json::Value>) -> String {
-    let Ok(encoded) = encode_written::<Infallible>(|bytes| {
-        json::write_map(bytes, kwargs);
-        Ok(())
-    });
-    encoded
+/// What JSON starting with `first` is, for messages.
+fn json_kind(first: Option<u8>) -> &'static str {
+    match first {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'{') => "an object",
+        _ => "a number",
+    }
 }
 
 /// `E(json)` of the JSON that `write` appends. It is written in the thread's
@@ -96,7 +111,10 @@ pub fn encode_kwargs(kwargs: &serde_json::Map<String, serde_json::Value>) -> Str
 fn encode_written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<String, E> {
     let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
-    write(&mut bytes)?;
+    if let Err(error) = write(&mut bytes) {
+        recycle(bytes);
+        return Err(error);
+    }
     let encoded = if bytes.len() - STORED_PREFIX > STORED_UP_TO {
         encode_compressed(&bytes[STORED_PREFIX..])
     } else {
@@ -111,10 +129,11 @@ pub fn encode_json(json: &[u8]) -> String {
     if json.len() > STORED_UP_TO {
         return encode_compressed(json);
     }
-    let mut bytes = Vec::with_capacity(STORED_PREFIX + json.len() + 4);
-    bytes.resize(STORED_PREFIX, 0);
-    bytes.extend_from_slice(json);
-    frame_stored(&mut bytes)
+    let Ok(encoded) = encode_written::<std::convert::Infallible>(|bytes| {
+        bytes.extend_from_slice(json);
+        Ok(())
+    });
+    encoded
 }
 
 /// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON
@@ -203,7 +222,7 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     max_inflated: usize,
 ) -> Result<T, WireError> {
     let inflated = inflate(encoded, max_inflated)?;
-    let value = serde_json::from_slice(inflated.json()).map_err(WireError::Json);
+    let value = framex_json::from_slice(inflated.json()).map_err(WireError::Json);
     inflated.recycle();
     value
 }
@@ -237,10 +256,12 @@ impl Inflated {
 
     fn into_json(self) -> Vec<u8> {
         match self {
-            Inflated::InPlace(mut bytes, range) => {
-                bytes.truncate(range.end);
-                bytes.drain(..range.start);
-                bytes
+            // Copied out, so that the thread keeps its buffer for the next
+            // payload.
+            Inflated::InPlace(bytes, range) => {
+                let json = bytes[range].to_vec();
+                recycle(bytes);
+                json
             }
             Inflated::Owned(json) => json,
         }
@@ -456,28 +477,42 @@ pub struct CallBody {
 }
 
 impl CallBody {
-    /// Encodes a call of `func_name` with keyword arguments `kwargs`.
-    pub fn encode(
+    /// Encodes a call of `func_name` with keyword arguments `kwargs`, which
+    /// must serialize to a JSON object.
+    pub fn encode<T: Serialize + ?Sized>(
         func_name: &str,
-        kwargs: &serde_json::Map<String, serde_json::Value>,
+        kwargs: &T,
     ) -> Result<CallBody, WireError> {
         Ok(CallBody {
             func_name: encode(func_name)?,
-            data: encode_kwargs(kwargs),
+            data: encode_kwargs(kwargs)?,
         })
     }
 
-    /// The request body as JSON: the bytes `serde_json::to_vec` gives, written
-    /// with less work (both fields are long base64 strings).
+    /// Encodes a call whose keyword arguments are already JSON (an object).
+    pub fn encode_json(func_name: &str, kwargs: &[u8]) -> Result<CallBody, WireError> {
+        Ok(CallBody {
+            func_name: encode(func_name)?,
+            data: encode_json(kwargs),
+        })
+    }
+
+    /// The request body as JSON: `{"func_name":…,"data":…}`, written without a
+    /// serializer (both fields are long base64 strings).
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.func_name.len() + self.data.len() + 28);
         out.extend_from_slice(b"{\"func_name\":");
-        json::write_str(&mut out, &self.func_name);
+        append_str(&mut out, &self.func_name);
         out.extend_from_slice(b",\"data\":");
-        json::write_str(&mut out, &self.data);
+        append_str(&mut out, &self.data);
         out.push(b'}');
         out
     }
+}
+
+/// Appends `text` as a JSON string.
+fn append_str(out: &mut Vec<u8>, text: &str) {
+    framex_json::append(out, text).expect("a string is always JSON");
 }
 
 /// The response envelope of a FrameX instance.
@@ -497,7 +532,7 @@ pub struct Envelope {
     pub timestamp: Option<String>,
     /// `E(result)` on success; absent on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<Value>,
 }
 
 impl Envelope {
@@ -507,7 +542,7 @@ impl Envelope {
             status: 200,
             message: "success".to_owned(),
             timestamp: Some(timestamp_now()),
-            data: Some(serde_json::Value::String(encoded_result)),
+            data: Some(Value::String(encoded_result)),
         }
     }
 
@@ -521,25 +556,30 @@ impl Envelope {
         }
     }
 
-    /// The envelope as JSON: the bytes `serde_json::to_vec` gives, written with
+    /// The envelope as JSON, the bytes its `Serialize` gives, written with
     /// less work (`data` is mostly a long base64 string).
     pub fn to_json(&self) -> Vec<u8> {
         let data = match &self.data {
-            Some(serde_json::Value::String(data)) => data.len(),
+            Some(Value::String(data)) => data.len(),
             _ => 64,
         };
         let mut out = Vec::with_capacity(self.message.len() + data + 80);
         out.extend_from_slice(b"{\"status\":");
         let _ = std::io::Write::write_fmt(&mut out, format_args!("{}", self.status));
         out.extend_from_slice(b",\"message\":");
-        json::write_str(&mut out, &self.message);
+        append_str(&mut out, &self.message);
         if let Some(timestamp) = &self.timestamp {
             out.extend_from_slice(b",\"timestamp\":");
-            json::write_str(&mut out, timestamp);
+            append_str(&mut out, timestamp);
         }
         if let Some(data) = &self.data {
             out.extend_from_slice(b",\"data\":");
-            json::write_value(&mut out, data);
+            // Only a value built by hand deeper than `framex_json::MAX_DEPTH`
+            // fails, and no reader would take it: every value read from the
+            // wire is within the limit.
+            if framex_json::append(&mut out, data).is_err() {
+                out.extend_from_slice(b"null");
+            }
         }
         out.push(b'}');
         out

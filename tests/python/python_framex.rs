@@ -1,0 +1,177 @@
+//! Starting a real Python FrameX (`framex-kit` 0.4.2 from PyPI) for tests:
+//! shared by the workspace's interoperability tests (`tests/python_interop.rs`)
+//! and the `framex` command's (`crates/cli/tests/python.rs`), which include
+//! this file.
+//!
+//! The virtual environment is made once under Cargo's `target/tmp` and kept.
+//! Each instance runs `framex run` in a working directory of its own with the
+//! plugin `interop_plugin.py`, and exits when its standard input closes, that
+//! is when the test process ends, however it ends. Python is required: without
+//! it these tests fail, they do not skip. `FRAMEX_TEST_PYTHON` names the
+//! interpreter (default `python3`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FRAMEX_KIT: &str = "framex-kit==0.4.2";
+/// The plugin every instance loads.
+pub const PLUGIN: &str = include_str!("interop_plugin.py");
+
+/// A running Python FrameX.
+pub struct PythonFramex {
+    /// Its base URL.
+    pub url: String,
+    /// Its process id, which its functions report.
+    pub pid: u32,
+    /// Kept so the pipe to its standard input stays open while tests run.
+    _child: Child,
+}
+
+/// Starts a Python FrameX in `target/tmp/NAME/PID` with `config` (a
+/// `config.toml` whose `[server] port` is `port`) and waits until it answers
+/// `/health`, for at most 90 seconds.
+pub fn start(tmp: &Path, name: &str, port: u16, config: &str) -> Result<PythonFramex, String> {
+    let framex = python_framex(tmp)?;
+    let runs = tmp.join(name);
+    remove_finished_runs(&runs);
+    let dir = runs.join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write(&dir.join("config.toml"), config)?;
+    write(&dir.join("interop_plugin.py"), PLUGIN)?;
+    let log = dir.join("python.log");
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let mut child = Command::new(&framex)
+        .arg("run")
+        .current_dir(&dir)
+        .env("PYTHONPATH", &dir)
+        .stdin(Stdio::piped())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", framex.display()))?;
+    let pid = child.id();
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "Python FrameX exited with {status} before serving; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        if health_answers(&address) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            return Err(format!(
+                "Python FrameX did not answer /health within 90 s; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(PythonFramex {
+        url: format!("http://{address}"),
+        pid,
+        _child: child,
+    })
+}
+
+/// Whether `GET /health` at `address` answers 200.
+fn health_answers(address: &str) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+/// `framex` of a virtual environment with `framex-kit` installed, made once and
+/// kept under `tmp`.
+fn python_framex(tmp: &Path) -> Result<PathBuf, String> {
+    let venv = tmp.join("framex-kit-0.4.2-venv");
+    let framex = venv.join("bin").join("framex");
+    let ready = venv.join(".framex-tests-ready");
+    if ready.exists() && framex.exists() {
+        return Ok(framex);
+    }
+    // Test processes may run side by side (cargo nextest, or two test
+    // crates): one builds, the others wait on the lock and then find the
+    // environment ready.
+    std::fs::create_dir_all(tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let lock_path = venv.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    if ready.exists() && framex.exists() {
+        return Ok(framex);
+    }
+    let python = std::env::var("FRAMEX_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new(&python).args(["-m", "venv"]).arg(&venv))
+        .map_err(|e| format!("cannot create a virtual environment with `{python}` (Python 3.11+ with venv is required; set FRAMEX_TEST_PYTHON to choose the interpreter): {e}"))?;
+    // framex-kit 0.4.2 imports `yaml` without declaring it.
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        FRAMEX_KIT,
+        "pyyaml",
+    ]))
+    .map_err(|e| format!("cannot install {FRAMEX_KIT}: {e}"))?;
+    // Written last: an environment without it is rebuilt.
+    write(&ready, FRAMEX_KIT)?;
+    Ok(framex)
+}
+
+/// Removes the working directories (configuration, plugin, log) of earlier test
+/// processes that have ended; a directory is named by its process id.
+fn remove_finished_runs(runs: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let alive = Path::new("/proc").join(&name).exists();
+        if !alive && name.to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} failed: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::File::create(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A free port on 127.0.0.1, for the Python instance, which binds its own.
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
