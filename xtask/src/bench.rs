@@ -230,8 +230,9 @@ fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBu
 }
 
 /// `--against FRAMEX`: (a) and (b) at concurrency 64 for this build and for the
-/// other, and (c), in turn in every round, with each build's CPU time per
-/// request on the instances that served it. Both builds meet the same noise.
+/// other, and (c), in turn in every round (the builds' order alternating), with
+/// each build's CPU time per request on the instances that served it. Both
+/// builds meet the same noise.
 fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) -> Result<()> {
     ensure!(
         other.is_file(),
@@ -257,11 +258,16 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     );
     for round in 1..=options.rounds {
         let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), 64, seconds)?;
-        let mut line = format!(
+        let line = format!(
             "round {round:>2}: (c) {:>8.0} rps",
             bare_figures.requests_per_second
         );
-        for (i, (name, (remote, local))) in builds.iter().enumerate() {
+        // Which build goes first alternates, so that neither always meets
+        // the machine just after (c) or just after the other.
+        let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        let mut cells = [String::new(), String::new()];
+        for i in order {
+            let (name, (remote, local)) = &builds[i];
             let direct_url = format!("{}/api/v1/proxy/remote", remote.url);
             let (direct, [direct_remote]) = measured(wrk, &post, &direct_url, seconds, [remote])?;
             let two_hops_url = format!("{}/api/v1/report?job_id=bench", local.url);
@@ -274,17 +280,17 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
                 two_hops_local,
                 two_hops_remote,
             ];
-            line.push_str(&format!(
+            cells[i] = format!(
                 "  | {name}: (a)/(c) {:>5.1}%, (b)/(c) {:>5.1}%",
                 row[0], row[2]
-            ));
+            );
             let failed = direct.errors + two_hops.errors;
             if failed > 0 {
-                line.push_str(&format!(" ({failed} failed)"));
+                cells[i].push_str(&format!(" ({failed} failed)"));
             }
             figures[i].push(row);
         }
-        println!("{line}");
+        println!("{line}{}{}", cells[0], cells[1]);
     }
     println!();
     for (i, (name, _)) in builds.iter().enumerate() {
