@@ -441,3 +441,155 @@ async fn a_slow_client_cannot_hold_a_connection() {
         .ok();
     good_call_succeeds(&url).await;
 }
+
+/// `{"value": [0,0,…]}` with `count` zeros, as a call body of `name`.
+fn zeros_call(name: &str, count: usize) -> Vec<u8> {
+    let mut kwargs = String::with_capacity(count * 2 + 16);
+    kwargs.push_str("{\"value\":[");
+    for i in 0..count {
+        if i > 0 {
+            kwargs.push(',');
+        }
+        kwargs.push('0');
+    }
+    kwargs.push_str("]}");
+    let call = CallBody::encode_json(name, kwargs.as_bytes()).unwrap();
+    call.to_json()
+}
+
+/// Arguments that would take far more memory to read than their JSON's size
+/// (a value every two bytes) are refused with 413, naming the function,
+/// before they take it; the same arguments spelled with room to spare are
+/// read. Python FrameX's caller learns it from the envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_that_would_take_many_times_their_size_are_refused_with_413() {
+    let url = start("", |_| {}).await;
+    // 2 MiB of JSON: a million values, well past 16 times 2 MiB once read.
+    let dense = zeros_call("bad.echo", 1024 * 1024);
+    for caller in [Caller::Rust, Caller::Python] {
+        let (status, body) = send_as(caller, &url, "POST", "/api/v1/proxy/remote", &dense).await;
+        let expected = match caller {
+            Caller::Rust => 413,
+            Caller::Python => 200,
+        };
+        assert_eq!(status, expected, "{caller:?}: {body}");
+        assert_eq!(body["status"], 413, "{caller:?}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the arguments of `bad.echo` are too large to read"),
+            "{message}"
+        );
+    }
+    // A thousand values are nothing.
+    let (status, body) = send(
+        &url,
+        "POST",
+        "/api/v1/proxy/remote",
+        &zeros_call("bad.echo", 1000),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    good_call_succeeds(&url).await;
+}
+
+/// `server.max_argument_memory` bounds what the arguments of all the calls in
+/// flight may take together: past it a call is refused with 503 at once, and
+/// once the calls holding it finish, calls are read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_max_argument_memory_are_refused_with_503_until_memory_is_free() {
+    let started = Arc::new(tokio::sync::Semaphore::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (running, waiting) = (started.clone(), release.clone());
+    // 2 MiB in all; a call of a 100 KB string may take 16 times that.
+    let url = start("max_argument_memory = 2097152\n", move |app| {
+        app.register_fn("bad.hold_value", move |_: Value| {
+            let (running, waiting) = (running.clone(), waiting.clone());
+            async move {
+                running.add_permits(1);
+                waiting.acquire().await.map(|permit| permit.forget()).ok();
+                Ok::<_, String>("released")
+            }
+        })
+        .unwrap();
+    })
+    .await;
+    let mut held = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let kwargs = json!({ "value": "a".repeat(100_000) });
+            send(
+                &url,
+                "POST",
+                "/api/v1/proxy/remote",
+                &encoded("bad.hold_value", &kwargs),
+            )
+            .await
+        })
+    };
+    tokio::select! {
+        _ = started.acquire() => {}
+        answer = &mut held => panic!("the held call was answered before it ran: {answer:?}"),
+    }
+    // Any call may take 1 MiB: that is more than is left.
+    let (status, body) = send(
+        &url,
+        "POST",
+        "/api/v1/proxy/remote",
+        &encoded("bad.add", &json!({"a": 1, "b": 1})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["message"],
+        "the arguments of the calls in flight here may take up to 2097152 bytes together, \
+         this instance's limit (server.max_argument_memory); retry later"
+    );
+    release.add_permits(1);
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    good_call_succeeds(&url).await;
+}
+
+/// A body declared larger than `server.max_body_bytes` is refused with 413
+/// from its headers, neither read nor waited for (the body read timeout here
+/// is a minute; the answer must come long before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_past_the_limit_is_refused_before_the_body() {
+    let url = start("max_body_bytes = 262144\nbody_read_timeout = 60\n", |app| {
+        app.route(
+            http::Method::POST,
+            "/api/v1/echo",
+            |request, _| async move { http::Response::new(request.into_body()) },
+        );
+    })
+    .await;
+    let address = url.trim_start_matches("http://").to_owned();
+    for path in ["/api/v1/proxy/remote", "/api/v1/echo"] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: x\r\nx-framex-errors: http-status\r\n\
+                     Content-Length: 1073741824\r\n\r\n{{\"fu"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = vec![0; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut response))
+            .await
+            .expect("the refusal comes without waiting for the body")
+            .unwrap();
+        let response = String::from_utf8_lossy(&response[..read]).into_owned();
+        assert!(
+            response.starts_with("HTTP/1.1 413 Payload Too Large"),
+            "{path}: {response}"
+        );
+        assert!(
+            response.contains("request body is larger than 262144 bytes"),
+            "{path}: {response}"
+        );
+    }
+    good_call_succeeds(&url).await;
+}

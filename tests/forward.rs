@@ -300,7 +300,7 @@ async fn a_path_under_two_upstreams_is_served_by_the_first_and_reported() {
     assert_eq!(
         report["skipped"],
         json!([format!(
-            "GET /api/v1/shared: the path is served by two upstreams, {} and {}; {} (listed first) serves it",
+            "GET /api/v1/shared: GET /api/v1/shared is published by two upstreams, {} and {}; {} (listed first) serves it",
             first.uri(),
             second.uri(),
             first.uri()
@@ -530,4 +530,260 @@ async fn the_routing_report_names_the_deciding_rule_for_each_route() {
              upstream http://127.0.0.1:9: cannot load http://127.0.0.1:9/api/v1/openapi.json: cannot connect to http://127.0.0.1:9\n"
         )
     );
+}
+
+/// An upstream publishing `/api/v1/public/{name}` (GET and POST) and
+/// `/api/v1/admin/{name}`, answering each with what it was asked for.
+async fn public_and_admin_upstream() -> MockServer {
+    let upstream = MockServer::start().await;
+    publish(
+        &upstream,
+        document(&[
+            ("get", "/api/v1/public/{name}"),
+            ("post", "/api/v1/public/{name}"),
+            ("get", "/api/v1/admin/{name}"),
+        ]),
+        None,
+    )
+    .await;
+    Mock::given(wiremock::matchers::path_regex("^/api/v1/.*"))
+        .respond_with(|request: &wiremock::Request| {
+            ResponseTemplate::new(200).set_body_string(format!(
+                "{} {}",
+                request.method,
+                request.url.path()
+            ))
+        })
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
+/// The requests `upstream` received, as `METHOD path`, its document's aside.
+async fn received(upstream: &MockServer) -> Vec<String> {
+    upstream
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() != "/api/v1/openapi.json")
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_encoding_of_a_protected_forwarded_path_escapes_its_auth_rule() {
+    let upstream = public_and_admin_upstream().await;
+    let url = start(&proxy_config(
+        &[(&upstream.uri(), "enable = [\"/api/v1/*\"]")],
+        "[auth]\nrules = { \"/api/v1/public/vip\" = [\"key\"], \"/api/v1/admin/*\" = [\"admin-key\"] }\n",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+    for path in [
+        "/api/v1/public/vip",
+        "/api/v1/public/%76ip",
+        "/api/v1/public/%76%69%70",
+        "/api/v1/%70ublic/vip",
+        "/api/v1/public/./vip",
+        "/api/v1/public/x/../vip",
+        "/api/v1/admin/users",
+        "/api/v1/%61dmin/users",
+        "/api/v1/public/%2e%2e/admin/users",
+    ] {
+        let (status, body) = send(&url, "GET", path, &[], b"").await;
+        assert_eq!(status, 401, "{path}: {}", text(&body));
+    }
+    assert_eq!(received(&upstream).await, Vec::<String>::new());
+    // With the key, the upstream gets the path as the rules saw it.
+    let (status, body) = send(
+        &url,
+        "GET",
+        "/api/v1/public/%76ip",
+        &[("authorization", "key")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "GET /api/v1/public/vip".to_owned())
+    );
+    // Two keys, one right: which one a server reads is anyone's guess, so
+    // the request is refused, whatever their order.
+    for keys in [
+        [("authorization", "key"), ("authorization", "wrong")],
+        [("authorization", "wrong"), ("authorization", "key")],
+    ] {
+        let (status, body) = send(&url, "GET", "/api/v1/public/vip", &keys, b"").await;
+        assert_eq!(status, 400, "{}", text(&body));
+        assert!(
+            text(&body).contains("more than one Authorization header"),
+            "{}",
+            text(&body)
+        );
+    }
+    assert_eq!(received(&upstream).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_upstream_route_is_out_of_reach_of_any_encoding() {
+    let upstream = public_and_admin_upstream().await;
+    let url = start(&proxy_config(
+        &[(
+            &upstream.uri(),
+            "enable = [\"/api/v1/public/*\"]\ndisable = [\"/api/v1/admin/*\"]",
+        )],
+        "",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+    for (path, status, message) in [
+        (
+            "/api/v1/public/..%2Fadmin%2Fsecret",
+            400,
+            "it holds an encoded `/` (`%2F`) inside a segment",
+        ),
+        (
+            "/api/v1/public/..%2fadmin",
+            400,
+            "it holds an encoded `/` (`%2F`) inside a segment",
+        ),
+        (
+            "/api/v1/public/..%252Fadmin%252Fsecret",
+            400,
+            "an encoding of an encoding",
+        ),
+        (
+            "/api/v1/public/..%5Cadmin%5Csecret",
+            400,
+            "is refused: it holds a `",
+        ),
+        (
+            "/api/v1/public/..\\admin\\secret",
+            400,
+            "is refused: it holds a `",
+        ),
+        ("/api/v1/public/%00", 400, "a control character"),
+        ("/api/v1/public//secret", 400, "an empty segment"),
+        // Resolved, and then it is the disabled route: not forwarded.
+        (
+            "/api/v1/public/%2e%2e/admin/secret",
+            404,
+            "no route /api/v1/admin/secret",
+        ),
+        (
+            "/api/v1/public/%2E%2E/admin/secret",
+            404,
+            "no route /api/v1/admin/secret",
+        ),
+        (
+            "/api/v1/public/../admin/secret",
+            404,
+            "no route /api/v1/admin/secret",
+        ),
+    ] {
+        let (got, body) = send(&url, "GET", path, &[], b"").await;
+        let body = text(&body);
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    assert_eq!(received(&upstream).await, Vec::<String>::new());
+    let (status, body) = send(&url, "GET", "/api/v1/public/a%20b", &[], b"").await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "GET /api/v1/public/a%20b".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_of_an_upstream_path_is_forwarded() {
+    let upstream = public_and_admin_upstream().await;
+    let url = start(&proxy_config(
+        &[(&upstream.uri(), "enable = [\"/api/v1/public/*\"]")],
+        "",
+    ))
+    .await;
+    let report = upstream_state(&url, 0, "ready").await;
+    assert_eq!(report["routes"], 2, "{report}");
+    assert_eq!(
+        report["skipped"],
+        json!(["GET /api/v1/admin/{name}: no enable rule matches"])
+    );
+    for method in ["GET", "POST"] {
+        let (status, body) = send(&url, method, "/api/v1/public/x", &[], b"").await;
+        assert_eq!(
+            (status, text(&body)),
+            (200, format!("{method} /api/v1/public/x"))
+        );
+    }
+    let (status, _) = send(&url, "DELETE", "/api/v1/public/x", &[], b"").await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_of_the_same_name_from_two_upstreams_stay_apart() {
+    let with_item = |path: &str, item: Value| {
+        json!({"openapi": "3.1.0",
+        "paths": {path: {"get": {"responses": {"200": {"description": "ok",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}}}}}},
+        "components": {"schemas": {
+            "Item": item,
+            "Shared": {"type": "string"},
+            "List": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}
+        }}})
+    };
+    let first = MockServer::start().await;
+    let second = MockServer::start().await;
+    publish(
+        &first,
+        with_item(
+            "/api/v1/a",
+            json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
+        ),
+        None,
+    )
+    .await;
+    publish(
+        &second,
+        with_item(
+            "/api/v1/b",
+            json!({"type": "object", "properties": {"b": {"type": "string"}}}),
+        ),
+        None,
+    )
+    .await;
+    let url = start(&proxy_config(
+        &[
+            (&first.uri(), "enable = [\"/api/v1/*\"]"),
+            (&second.uri(), "enable = [\"/api/v1/*\"]"),
+        ],
+        "",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+    upstream_state(&url, 1, "ready").await;
+    let (_, body) = send(&url, "GET", "/api/v1/openapi.json", &[], b"").await;
+    let document: Value = serde_json::from_slice(&body).unwrap();
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["Item"]["properties"],
+        json!({"a": {"type": "integer"}})
+    );
+    assert_eq!(
+        schemas["Item_2"]["properties"],
+        json!({"b": {"type": "string"}})
+    );
+    assert_eq!(schemas["Shared"], json!({"type": "string"}));
+    assert_eq!(schemas.get("Shared_2"), None, "equal schemas are shared");
+    assert_eq!(
+        schemas["List_2"]["items"]["$ref"],
+        "#/components/schemas/Item_2"
+    );
+    let reference = |path: &str| {
+        document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .clone()
+    };
+    assert_eq!(reference("/api/v1/a"), "#/components/schemas/Item");
+    assert_eq!(reference("/api/v1/b"), "#/components/schemas/Item_2");
 }

@@ -112,9 +112,80 @@ async fn calls_are_counted_by_function_location_and_outcome() {
     assert_eq!(
         sample(
             &remote_metrics,
-            "framex_calls_total{function=\"m.missing\",location=\"local\",outcome=\"not_registered\"}"
+            "framex_calls_total{function=\"(unregistered)\",location=\"local\",outcome=\"not_registered\"}"
         ),
         Some(1.0),
         "{remote_metrics}"
+    );
+}
+
+/// Posts a call of `name` to the proxy endpoint of `url`: the status and the
+/// answer's body.
+async fn call_named(url: &str, name: &str) -> (u16, Vec<u8>) {
+    use framex::transport::wire::CallBody;
+    let body = CallBody::encode(name, &json!({})).unwrap().to_json();
+    crate::support::send(
+        url,
+        "POST",
+        "/api/v1/proxy/remote",
+        &[("x-framex-errors", "http-status")],
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_from_callers_cannot_grow_the_metrics() {
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    app.register_fn("m.echo", |args: Value| async move { Ok::<_, String>(args) })
+        .unwrap();
+    let url = start(app, "names").await;
+    let (_, before) = get(&url, "/metrics").await;
+
+    // A name past the limit is refused before any lookup, quoted in part; a
+    // mebibyte of one letter is a few kilobytes on the wire.
+    for size in [257, 5_500, 1024 * 1024] {
+        let (status, body) = call_named(&url, &"n".repeat(size)).await;
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.len() < 300,
+            "the answer quotes only a prefix: {} bytes",
+            body.len()
+        );
+        assert!(
+            body.contains("the function name is longer than 256 bytes"),
+            "{body}"
+        );
+    }
+    // Names within the limit that nothing registered share one series.
+    for n in 0..2_000 {
+        let (status, _) = call_named(&url, &format!("m.made_up_{n}_{}", "x".repeat(200))).await;
+        assert_eq!(status, 404);
+    }
+    let (_, after) = get(&url, "/metrics").await;
+    assert!(!after.contains("made_up"), "no caller-made name is a label");
+    assert_eq!(
+        sample(
+            &after,
+            "framex_calls_total{function=\"(unregistered)\",location=\"local\",outcome=\"not_registered\"}"
+        ),
+        Some(2_000.0)
+    );
+    assert!(
+        after.len() < before.len() + 4096,
+        "/metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    // The name the limit allows is served.
+    assert_eq!(call_named(&url, &"n".repeat(256)).await.0, 404);
+}
+
+#[test]
+fn the_limits_that_two_crates_state_agree() {
+    assert_eq!(
+        framex::config::MAX_FUNCTION_NAME_BYTES,
+        framex::transport::wire::MAX_FUNCTION_NAME_BYTES
     );
 }

@@ -39,15 +39,7 @@ fn the_listed_function_routes_to_the_remote() {
 #[test]
 fn the_client_auth_rule_sends_proxy_key() {
     let config = seed();
-    let rules = auth::Rules::new(
-        config
-            .proxy()
-            .auth()
-            .rules()
-            .iter()
-            .map(|rule| (rule.path(), rule.keys().to_vec())),
-    )
-    .unwrap();
+    let rules = config.proxy().auth();
     let key = rules.key_for("/api/v1/proxy/remote").map(auth::Key::expose);
     assert_eq!(key, Some("proxy-key"));
     assert_eq!(rules.key_for("/api/v1/other"), None);

@@ -342,7 +342,7 @@ fn measured<const N: usize>(
 fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
     let (remote, local) = two_instances(&bin.join("framex"), dir, false)?;
     let (bare, post, get) = bare_and_scripts(bin, dir)?;
-    let idle = [rss(&remote)?, rss(&local)?];
+    let idle = [remote.rss()?, local.rss()?];
 
     let seconds = options.duration;
     let mut rows = Vec::new();
@@ -375,7 +375,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         }
         rows.push((concurrency, rounds));
     }
-    let peak = [peak_rss(&remote)?, peak_rss(&local)?];
+    let peak = [remote.peak_rss()?, local.peak_rss()?];
 
     println!();
     println!(
@@ -458,9 +458,9 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         let url = format!("{}/api/v1/proxy/remote", remote.url);
         let quarter = (options.soak / 4).max(1);
         let _ = wrk_run(wrk, &post, &url, 64, quarter)?;
-        let warm = rss(&remote)?;
+        let warm = remote.rss()?;
         let _ = wrk_run(wrk, &post, &url, 64, options.soak - quarter)?;
-        let end = rss(&remote)?;
+        let end = remote.rss()?;
         println!(
             "steady load on (a) at c=64 for {} s: remote RSS {:.1} MiB after {quarter} s, {:.1} MiB at the end ({:+.1}%)",
             options.soak,
@@ -574,18 +574,6 @@ fn wrk_run(
 }
 
 /// A `/proc/PID/status` field in bytes.
-fn status_field(instance: &Instance, field: &str) -> Result<u64> {
-    let path = format!("/proc/{}/status", instance.pid());
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("{path} has no {field}"))?;
-    Ok(kib * 1024)
-}
-
 /// User plus system CPU time of an instance so far, in seconds.
 fn cpu_seconds(instance: &Instance) -> Result<f64> {
     let path = format!("/proc/{}/stat", instance.pid());
@@ -604,14 +592,6 @@ fn cpu_seconds(instance: &Instance) -> Result<f64> {
     };
     let per_second = rustix::param::clock_ticks_per_second() as f64;
     Ok((ticks(11)? + ticks(12)?) / per_second)
-}
-
-fn rss(instance: &Instance) -> Result<u64> {
-    status_field(instance, "VmRSS:")
-}
-
-fn peak_rss(instance: &Instance) -> Result<u64> {
-    status_field(instance, "VmHWM:")
 }
 
 #[cfg(test)]

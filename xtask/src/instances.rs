@@ -33,6 +33,30 @@ impl Instance {
         self.child.id()
     }
 
+    /// A field of the process's `/proc/PID/status` that counts KiB, in bytes.
+    fn status_bytes(&self, field: &str) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .with_context(|| format!("{path} has no {field}"))?;
+        Ok(kib * 1024)
+    }
+
+    /// Its resident memory now, in bytes.
+    pub(crate) fn rss(&self) -> Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The most resident memory it has had, in bytes.
+    pub(crate) fn peak_rss(&self) -> Result<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub(crate) fn kill(&mut self) -> Result<()> {
         self.child

@@ -10,6 +10,7 @@ mod bench;
 mod e2e;
 mod instances;
 mod load;
+mod memory;
 mod routes;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -29,6 +30,9 @@ tasks:
           a bounded load run on loopback with a fault: the remote is killed
           and restarted mid-run; prints calls sent, succeeded, failed with a
           clear error, hung and lost (the last two must be 0)
+  memory  one call with 30 MiB of arguments of each costly shape (zeros,
+          empty objects, deep nesting…) to a fresh instance: peak memory
+          and what it keeps; fails past the documented bound
   routes [CONFIG]
           fetch each upstream's OpenAPI document and print every route it
           publishes: enabled or disabled, and the rule that decided it
@@ -62,6 +66,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("memory") => match memory::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("memory failed: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some("routes") => match routes::run(std::env::args().nth(2).map(Into::into)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

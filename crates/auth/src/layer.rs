@@ -2,7 +2,10 @@
 //!
 //! Every request's path is checked before the inner service sees it; a denied
 //! request is answered by the `on_denied` function and never reaches the inner
-//! service. The middleware does not allocate for an allowed or public request.
+//! service. The path is decided on percent-decoded, so that no encoding of a
+//! protected path (`/api/v1/%76ip` for `/api/v1/vip`) escapes its rule. The
+//! middleware does not allocate for an allowed or public request whose path
+//! has no percent sign.
 
 use std::fmt;
 use std::future::Future;
@@ -123,7 +126,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let path = request.uri().path();
+        let raw = request.uri().path();
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let path: &str = &decoded;
         match self.rules.check_headers(path, request.headers()) {
             crate::Decision::Denied { rule, reason } => {
                 ResponseFuture::denied((self.on_denied)(Denial { path, rule, reason }))

@@ -9,9 +9,15 @@
 //! * a path that no rule matches is public.
 //!
 //! The server side ([`Rules::check`]) compares the `Authorization` header against
-//! the winning rule's keys in constant time. The header carries the raw key, as
-//! Python FrameX sends it; `Bearer <key>` is accepted too. The client side
+//! the winning rule's keys in constant time: SHA-256 digests of the same length
+//! are compared, so not even a key's length shows in the time taken. The header
+//! carries the raw key, as Python FrameX sends it; `Bearer <key>` is accepted
+//! too; a request with two `Authorization` headers is refused. The client side
 //! ([`Rules::key_for`]) picks the key to send: the first key of the winning rule.
+//!
+//! A rule is an exact path or a prefix ending in `/*`; a `*` anywhere else is
+//! refused, since Python FrameX would take it as part of an exact path. Keys are
+//! printable ASCII without leading or trailing spaces, what a header carries.
 //!
 //! Keys never appear in `Debug` output, `Display` output or errors.
 //!
@@ -36,6 +42,7 @@ use std::fmt;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 mod layer;
@@ -57,34 +64,89 @@ pub enum Error {
         /// The path as written.
         path: String,
     },
+    /// A rule's path has a `*` that is not its whole last segment.
+    #[error(
+        "auth rule path `{path}`: `*` may only be a rule's whole last segment (`/api/v1/*` covers \
+         every path under `/api/v1/`); any other rule is an exact path"
+    )]
+    MisplacedWildcard {
+        /// The path as written.
+        path: String,
+    },
     /// A rule lists no key, so nobody could call its routes.
-    #[error("auth rule `{path}` lists no key")]
+    #[error("auth rule `{path}` lists no key; remove the rule to make the path public")]
     NoKeys {
         /// The rule's path.
         path: String,
     },
-    /// A rule lists an empty key.
-    #[error("auth rule `{path}` has an empty key at position {index}")]
-    EmptyKey {
+    /// A rule lists a key that an `Authorization` header cannot carry as it is.
+    #[error("auth rule `{path}`: the key at position {index} {problem}")]
+    InvalidKey {
         /// The rule's path.
         path: String,
         /// The key's position in the list, from 0.
         index: usize,
+        /// What is wrong with it (never the key itself).
+        problem: KeyProblem,
     },
+}
+
+/// What is wrong with a key; see [`Error::InvalidKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// It is empty.
+    Empty,
+    /// It starts or ends with a space, which a server trims from the header.
+    SurroundingSpace,
+    /// It holds a character that is not printable ASCII (a newline, a tab, a
+    /// non-ASCII letter).
+    NotPrintableAscii,
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyProblem::Empty => "is empty",
+            KeyProblem::SurroundingSpace => {
+                "starts or ends with a space, which the server trims from the header"
+            }
+            KeyProblem::NotPrintableAscii => {
+                "holds a character that is not printable ASCII, which an Authorization header cannot carry"
+            }
+        })
+    }
+}
+
+/// What is wrong with `key`, if anything.
+fn key_problem(key: &str) -> Option<KeyProblem> {
+    if key.is_empty() {
+        Some(KeyProblem::Empty)
+    } else if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Some(KeyProblem::NotPrintableAscii)
+    } else if key.starts_with(' ') || key.ends_with(' ') {
+        Some(KeyProblem::SurroundingSpace)
+    } else {
+        None
+    }
 }
 
 /// A proxy key. Its value is shown only through [`Key::expose`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key(String);
+pub struct Key {
+    text: String,
+    digest: [u8; 32],
+}
 
 impl Key {
     /// The key's value, to put in a request header. Never log it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    fn ct_eq(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
+    /// Whether `presented` is this key, in time that depends on neither.
+    fn ct_eq(&self, presented: &[u8; 32]) -> bool {
+        self.digest.ct_eq(presented).into()
     }
 }
 
@@ -102,6 +164,49 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule for `path` accepting `keys`: an exact path or a `/prefix/*`,
+    /// and at least one key, each printable ASCII without surrounding spaces.
+    pub fn new<P, K, S>(path: P, keys: K) -> Result<Rule, Error>
+    where
+        P: Into<String>,
+        K: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let path = path.into();
+        if path.is_empty() {
+            return Err(Error::EmptyPath);
+        }
+        if !path.starts_with('/') {
+            return Err(Error::RelativePath { path });
+        }
+        let body = path.strip_suffix("/*").unwrap_or(&path);
+        if body.contains('*') {
+            return Err(Error::MisplacedWildcard { path });
+        }
+        let mut collected = Vec::new();
+        for (index, key) in keys.into_iter().enumerate() {
+            let key = key.into();
+            if let Some(problem) = key_problem(&key) {
+                return Err(Error::InvalidKey {
+                    path,
+                    index,
+                    problem,
+                });
+            }
+            collected.push(Key {
+                digest: Sha256::digest(key.as_bytes()).into(),
+                text: key,
+            });
+        }
+        if collected.is_empty() {
+            return Err(Error::NoKeys { path });
+        }
+        Ok(Rule {
+            path,
+            keys: collected,
+        })
+    }
+
     /// The rule's path as written, for example `/api/v1/proxy/remote` or `/api/*`.
     pub fn path(&self) -> &str {
         &self.path
@@ -113,10 +218,11 @@ impl Rule {
     }
 
     fn accepts(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
         // Compare against every key, so the time taken does not say which one matched.
         self.keys
             .iter()
-            .fold(false, |found, key| key.ct_eq(presented) | found)
+            .fold(false, |found, key| key.ct_eq(&presented) | found)
     }
 }
 
@@ -172,6 +278,9 @@ pub enum DenyReason {
     EmptyKey,
     /// The header holds a key that the rule does not accept.
     WrongKey,
+    /// The request has more than one `Authorization` header, so which one
+    /// counts would depend on who reads it.
+    DuplicateHeader,
 }
 
 impl fmt::Display for DenyReason {
@@ -180,6 +289,7 @@ impl fmt::Display for DenyReason {
             DenyReason::MissingHeader => "missing Authorization header",
             DenyReason::EmptyKey => "empty key in Authorization header",
             DenyReason::WrongKey => "wrong key",
+            DenyReason::DuplicateHeader => "more than one Authorization header",
         })
     }
 }
@@ -193,9 +303,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Builds the rules from `(path, keys)` pairs.
-    ///
-    /// Fails on an empty or relative path, a rule without keys, or an empty key.
+    /// Builds the rules from `(path, keys)` pairs (see [`Rule::new`]).
     pub fn new<I, P, K, S>(rules: I) -> Result<Rules, Error>
     where
         I: IntoIterator<Item = (P, K)>,
@@ -203,31 +311,20 @@ impl Rules {
         K: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let rules: Result<Vec<Rule>, Error> = rules
+            .into_iter()
+            .map(|(path, keys)| Rule::new(path, keys))
+            .collect();
+        Ok(Rules::from_rules(rules?))
+    }
+
+    /// Builds the rules from rules already made; a later rule for the same
+    /// path replaces an earlier one.
+    pub fn from_rules(rules: impl IntoIterator<Item = Rule>) -> Rules {
         let mut built = Rules::default();
-        for (path, keys) in rules {
-            let path = path.into();
-            if path.is_empty() {
-                return Err(Error::EmptyPath);
-            }
-            if !path.starts_with('/') {
-                return Err(Error::RelativePath { path });
-            }
-            let mut collected = Vec::new();
-            for (index, key) in keys.into_iter().enumerate() {
-                let key = key.into();
-                if key.is_empty() {
-                    return Err(Error::EmptyKey { path, index });
-                }
-                collected.push(Key(key));
-            }
-            if collected.is_empty() {
-                return Err(Error::NoKeys { path });
-            }
-            let rule = Rule {
-                path,
-                keys: collected,
-            };
+        for rule in rules {
             if rule.path.ends_with("/*") {
+                built.prefixes.retain(|other| other.path != rule.path);
                 built.prefixes.push(rule);
             } else {
                 built.exact.insert(rule.path.clone(), rule);
@@ -239,7 +336,7 @@ impl Rules {
                 .cmp(&a.path.len())
                 .then_with(|| a.path.cmp(&b.path))
         });
-        Ok(built)
+        built
     }
 
     /// Whether there are no rules, so every path is public.
@@ -296,12 +393,20 @@ impl Rules {
         }
     }
 
-    /// [`Rules::check`] for a request's headers.
+    /// [`Rules::check`] for a request's headers; more than one `Authorization`
+    /// header on a protected path is refused.
     pub fn check_headers(&self, path: &str, headers: &HeaderMap) -> Decision<'_> {
-        self.check(
-            path,
-            headers.get(AUTHORIZATION).map(|value| value.as_bytes()),
-        )
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let first = values.next();
+        if values.next().is_some()
+            && let Some(rule) = self.rule_for(path)
+        {
+            return Decision::Denied {
+                rule,
+                reason: DenyReason::DuplicateHeader,
+            };
+        }
+        self.check(path, first.map(|value| value.as_bytes()))
     }
 
     /// Every rule: exact rules by path, then prefix rules, longest first.

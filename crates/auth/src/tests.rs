@@ -204,20 +204,84 @@ fn invalid_rules() {
         }
     );
     assert_eq!(
-        Rules::new([("/a", no_keys)]).unwrap_err(),
-        Error::NoKeys { path: "/a".into() }
+        Rules::new([("/a", no_keys)]).unwrap_err().to_string(),
+        "auth rule `/a` lists no key; remove the rule to make the path public"
     );
-    assert_eq!(
-        Rules::new([("/a", vec!["k", ""])]).unwrap_err(),
-        Error::EmptyKey {
-            path: "/a".into(),
-            index: 1
+    for (path, keys, message) in [
+        (
+            "/a",
+            vec!["k", ""],
+            "auth rule `/a`: the key at position 1 is empty",
+        ),
+        (
+            "/a",
+            vec![" k"],
+            "auth rule `/a`: the key at position 0 starts or ends with a space, which the server trims from the header",
+        ),
+        (
+            "/a",
+            vec!["k\n"],
+            "auth rule `/a`: the key at position 0 holds a character that is not printable ASCII, which an Authorization header cannot carry",
+        ),
+        (
+            "/a",
+            vec!["cl\u{e9}"],
+            "auth rule `/a`: the key at position 0 holds a character that is not printable ASCII, which an Authorization header cannot carry",
+        ),
+        (
+            "/api/*/remote",
+            vec!["k"],
+            "auth rule path `/api/*/remote`: `*` may only be a rule's whole last segment (`/api/v1/*` covers every path under `/api/v1/`); any other rule is an exact path",
+        ),
+        (
+            "/api/v1/admin*",
+            vec!["k"],
+            "auth rule path `/api/v1/admin*`: `*` may only be a rule's whole last segment (`/api/v1/*` covers every path under `/api/v1/`); any other rule is an exact path",
+        ),
+    ] {
+        assert_eq!(
+            Rules::new([(path, keys)]).unwrap_err().to_string(),
+            message,
+            "{path}"
+        );
+    }
+    // Keys are never in the message, only their position.
+    let error = Rules::new([("/a", vec!["secret\n"])]).unwrap_err();
+    assert!(!format!("{error} {error:?}").contains("secret"));
+    // A key with spaces inside is a valid header value.
+    assert!(Rules::new([("/a", vec!["two words"]), ("/*", vec!["k"])]).is_ok());
+}
+
+#[test]
+fn keys_of_any_length_are_compared_through_their_digests() {
+    let rules = Rules::new([("/p", vec!["abc"])]).unwrap();
+    for presented in ["ab", "abcd", "abd", "", "x".repeat(10_000).as_str()] {
+        assert!(
+            !rules.check("/p", Some(presented.as_bytes())).is_allowed(),
+            "{presented}"
+        );
+    }
+    assert!(rules.check("/p", Some(b"abc")).is_allowed());
+}
+
+#[test]
+fn two_authorization_headers_on_a_protected_path_are_refused() {
+    let rules = rules();
+    let mut headers = http::HeaderMap::new();
+    headers.append("authorization", "proxy-key".parse().unwrap());
+    headers.append("authorization", "wrong".parse().unwrap());
+    assert!(matches!(
+        rules.check_headers("/api/v1/proxy/remote", &headers),
+        Decision::Denied {
+            reason: DenyReason::DuplicateHeader,
+            ..
         }
-    );
-    assert_eq!(
-        Rules::new([("/a", vec!["k", ""])]).unwrap_err().to_string(),
-        "auth rule `/a` has an empty key at position 1"
-    );
+    ));
+    // A public path does not read the header.
+    assert!(matches!(
+        rules.check_headers("/health", &headers),
+        Decision::Public
+    ));
 }
 
 #[test]
@@ -314,6 +378,25 @@ fn the_layer_lets_allowed_and_public_requests_through_and_stops_the_rest() {
             (
                 401,
                 "/api/v1/jobs refused by auth rule `/api/v1/*`: wrong key",
+                0,
+            ),
+        ),
+        // Decided on the decoded path: no encoding escapes the rule.
+        (
+            "/%65xact",
+            None,
+            (
+                401,
+                "/exact refused by auth rule `/exact`: missing Authorization header",
+                0,
+            ),
+        ),
+        (
+            "/api/v1/proxy%2Fremote",
+            Some("v1-key"),
+            (
+                401,
+                "/api/v1/proxy/remote refused by auth rule `/api/v1/proxy/remote`: wrong key",
                 0,
             ),
         ),

@@ -311,3 +311,68 @@ fn sighup_moves_a_function_and_an_invalid_file_changes_nothing() {
     hangup(&here);
     wait_for("here");
 }
+
+/// `GET /health` on `url`: the status line's code, or `None` when nothing
+/// answers.
+fn health(url: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let address = url.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whoever reads `listening on` may signal at once: a reload must not end
+/// the process, and a stop must be the graceful one (exit 0), not the
+/// default action of the signal. Twenty instances at once, as a deployment
+/// tool starts and signals them.
+#[cfg(unix)]
+#[test]
+fn signals_sent_as_soon_as_listening_is_printed_are_handled() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let path = config_file(
+        "signalled.toml",
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_grace = 5\n",
+    );
+    let signal = |served: &Served, signal: Signal| {
+        let pid = Pid::from_raw(served.child.id() as i32).unwrap();
+        kill_process(pid, signal).unwrap();
+    };
+    let mut reloaded = Vec::new();
+    let mut stopped = Vec::new();
+    for index in 0..20 {
+        let served = serve_named(&path, &format!("signalled-{index}"));
+        if index % 2 == 0 {
+            signal(&served, Signal::HUP);
+            reloaded.push(served);
+        } else {
+            signal(&served, Signal::TERM);
+            stopped.push(served);
+        }
+    }
+    for served in &reloaded {
+        assert_eq!(
+            health(&served.url),
+            Some(200),
+            "{} died of a SIGHUP sent right after it was listening",
+            served.url
+        );
+    }
+    for served in &mut stopped {
+        let status = served.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "{} ended with {status} on a SIGTERM sent right after it was listening",
+            served.url
+        );
+    }
+}

@@ -18,7 +18,7 @@ pub struct Config {
     pub(crate) load_builtin_plugins: Vec<String>,
     pub(crate) load_plugins: Vec<String>,
     pub(crate) server: Server,
-    pub(crate) auth: AuthRules,
+    pub(crate) auth: framex_auth::Rules,
     pub(crate) proxy: Proxy,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -54,7 +54,7 @@ impl Config {
     }
 
     /// `[auth] rules`: the keys that callers of this instance must present.
-    pub fn auth(&self) -> &AuthRules {
+    pub fn auth(&self) -> &framex_auth::Rules {
         &self.auth
     }
 
@@ -94,13 +94,13 @@ impl Default for Config {
             load_builtin_plugins: Vec::new(),
             load_plugins: Vec::new(),
             server: Server::from(crate::walk::RawServer::default()),
-            auth: AuthRules::default(),
+            auth: framex_auth::Rules::default(),
             proxy: Proxy {
                 upstreams: Vec::new(),
                 functions: BTreeMap::new(),
                 timeout: Duration::from_secs(crate::DEFAULT_TIMEOUT_SECS),
                 force_stream_apis: Vec::new(),
-                auth: AuthRules::default(),
+                auth: framex_auth::Rules::default(),
                 ca_file: None,
             },
             warnings: Vec::new(),
@@ -119,6 +119,7 @@ pub struct Server {
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) max_in_flight: u64,
+    pub(crate) max_argument_memory: u64,
     pub(crate) shutdown_grace: Duration,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
@@ -169,6 +170,13 @@ impl Server {
         self.max_in_flight
     }
 
+    /// `max_argument_memory` (bytes): what reading the keyword arguments of
+    /// all calls in flight may take together (503 beyond); default 1 GiB.
+    /// FrameX for Rust only.
+    pub fn max_argument_memory(&self) -> u64 {
+        self.max_argument_memory
+    }
+
     /// `tls_cert` and `tls_key`: PEM files of the certificate chain and private
     /// key to serve HTTPS with, as written (see [`Config::resolve_path`]); `None`
     /// serves plain HTTP. FrameX for Rust only.
@@ -185,55 +193,6 @@ impl Server {
     }
 }
 
-/// A list of auth rules: each path with the keys it accepts.
-///
-/// The precedence between rules (exact path, then longest `/*` prefix) is
-/// `framex-auth`'s; this is the data it is built from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthRules {
-    pub(crate) rules: Vec<AuthRule>,
-}
-
-impl AuthRules {
-    /// The rules in configuration order.
-    pub fn rules(&self) -> &[AuthRule] {
-        &self.rules
-    }
-
-    /// Whether there are no rules.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-}
-
-/// One auth rule. Its `Debug` output leaves the keys out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AuthRule {
-    pub(crate) path: String,
-    pub(crate) keys: Vec<String>,
-}
-
-impl AuthRule {
-    /// The path or `/*` prefix the rule covers.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The keys, at least one, none empty. Never log them.
-    pub fn keys(&self) -> &[String] {
-        &self.keys
-    }
-}
-
-impl fmt::Debug for AuthRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthRule")
-            .field("path", &self.path)
-            .field("keys", &format_args!("<{} redacted>", self.keys.len()))
-            .finish()
-    }
-}
-
 /// `[plugins.proxy]`.
 #[derive(Debug, Clone)]
 pub struct Proxy {
@@ -242,7 +201,7 @@ pub struct Proxy {
     pub(crate) functions: BTreeMap<String, usize>,
     pub(crate) timeout: Duration,
     pub(crate) force_stream_apis: Vec<String>,
-    pub(crate) auth: AuthRules,
+    pub(crate) auth: framex_auth::Rules,
     pub(crate) ca_file: Option<PathBuf>,
 }
 
@@ -288,7 +247,7 @@ impl Proxy {
     }
 
     /// `[plugins.proxy.auth] rules`: the keys this instance sends to upstreams.
-    pub fn auth(&self) -> &AuthRules {
+    pub fn auth(&self) -> &framex_auth::Rules {
         &self.auth
     }
 }
@@ -396,12 +355,12 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
-fn write_rules(f: &mut fmt::Formatter<'_>, title: &str, rules: &AuthRules) -> fmt::Result {
+fn write_rules(f: &mut fmt::Formatter<'_>, title: &str, rules: &framex_auth::Rules) -> fmt::Result {
     if rules.is_empty() {
         return writeln!(f, "{title}: none");
     }
     writeln!(f, "{title}:")?;
-    for rule in rules.rules() {
+    for rule in rules.iter() {
         let count = rule.keys().len();
         let noun = if count == 1 { "key" } else { "keys" };
         writeln!(f, "  {} ({count} {noun})", rule.path())?;

@@ -50,7 +50,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use config::{AuthRule, AuthRules, Config, Proxy, Routes, Server, Upstream};
+pub use config::{Config, Proxy, Routes, Server, Upstream};
 pub use diagnostic::{Diagnostic, DiagnosticKind, Error, Location, Severity};
 
 use diagnostic::DiagnosticKind as Kind;
@@ -70,6 +70,8 @@ pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// The default `server.body_read_timeout`, in seconds.
 pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// The default `server.max_argument_memory`: 1 GiB.
+pub const DEFAULT_MAX_ARGUMENT_MEMORY: u64 = 1024 * 1024 * 1024;
 /// The default `server.max_in_flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 /// The default `server.shutdown_grace`, in seconds.
@@ -78,6 +80,17 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 pub const DEFAULT_DOCS_PATH: &str = "/api/v1/openapi.json";
 /// The route that serves proxy-function calls on every FrameX instance.
 pub const PROXY_FUNCTION_PATH: &str = "/api/v1/proxy/remote";
+/// The longest function name, in bytes: the transport's
+/// `wire::MAX_FUNCTION_NAME_BYTES`, which the facade's tests check it equals.
+pub const MAX_FUNCTION_NAME_BYTES: usize = 256;
+
+/// The longest duration, in seconds, that a timeout or grace period may be:
+/// 100 years. A deadline further off would overflow the runtime's clock.
+pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 60 * 60;
+
+/// The largest configuration file read: 16 MiB. Larger is refused unread.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The file read from the working directory when no path is given.
 pub const DEFAULT_FILE_NAME: &str = "config.toml";
 /// The prefix of environment overrides, followed by the key path joined with `__`.
@@ -202,18 +215,97 @@ impl Loader {
                 (dir.join(DEFAULT_FILE_NAME), false)
             }
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some((path, text))),
-            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(Box::new(Diagnostic::new(
+        let cannot_read = |message: String| {
+            Box::new(Diagnostic::new(
                 Severity::Error,
                 Kind::Io,
-                Location::Path { path },
+                Location::Path { path: path.clone() },
                 "",
-                format!("cannot read the configuration file: {error}"),
+                format!("cannot read the configuration file: {message}"),
+            ))
+        };
+        match read_regular_file(&path) {
+            Ok(text) => Ok(Some((path.clone(), text))),
+            Err(ReadError::Io(error))
+                if !required && error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(ReadError::Io(error)) => Err(cannot_read(error.to_string())),
+            Err(ReadError::NotRegular(kind)) => {
+                Err(cannot_read(format!("it is {kind}, not a regular file")))
+            }
+            Err(ReadError::TooLarge(size)) => Err(cannot_read(format!(
+                "it is {size} bytes, more than the {MAX_FILE_BYTES} bytes a configuration may be"
             ))),
         }
     }
+}
+
+/// Why a configuration file was not read.
+enum ReadError {
+    Io(std::io::Error),
+    /// A FIFO, a device, a directory: what it is.
+    NotRegular(&'static str),
+    /// Its size in bytes.
+    TooLarge(u64),
+}
+
+/// Reads `path` if it is a regular file of at most [`MAX_FILE_BYTES`]: a FIFO
+/// would block the loader (and every reload) until something writes to it,
+/// and `/dev/zero` never ends.
+fn read_regular_file(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    // Looked at before opening: opening a FIFO blocks.
+    let kind = |metadata: &std::fs::Metadata| -> Option<&'static str> {
+        let file_type = metadata.file_type();
+        if file_type.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt as _;
+            if file_type.is_fifo() {
+                return Some("a FIFO");
+            }
+            if file_type.is_char_device() {
+                return Some("a character device");
+            }
+            if file_type.is_block_device() {
+                return Some("a block device");
+            }
+            if file_type.is_socket() {
+                return Some("a socket");
+            }
+        }
+        Some(if file_type.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        })
+    };
+    let metadata = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if let Some(kind) = kind(&metadata) {
+        return Err(ReadError::NotRegular(kind));
+    }
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    // Looked at again on the open file, which cannot change under it.
+    let metadata = file.metadata().map_err(ReadError::Io)?;
+    if let Some(kind) = kind(&metadata) {
+        return Err(ReadError::NotRegular(kind));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(metadata.len()));
+    }
+    let mut text = String::new();
+    // Capped again while reading: the file may grow meanwhile.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(ReadError::Io)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(text.len() as u64));
+    }
+    Ok(text)
 }
 
 /// Applies every `FRAMEX__…` variable, in name order so the result does not depend

@@ -192,14 +192,14 @@ fn out_of_range_values() {
         "[plugins.proxy]\ntimeout = 0\n",
         &[],
         &[
-            "error: config.toml:2:11: `plugins.proxy.timeout`: timeout must be a positive number of seconds, not 0",
+            "error: config.toml:2:11: `plugins.proxy.timeout`: expected a number of seconds from 1 to 3153600000 (100 years), found 0",
         ],
     );
     check_errors(
         "[plugins.proxy]\ntimeout = -5\n",
         &[],
         &[
-            "error: config.toml:2:11: `plugins.proxy.timeout`: timeout must be a positive number of seconds, not -5",
+            "error: config.toml:2:11: `plugins.proxy.timeout`: expected a number of seconds from 1 to 3153600000 (100 years), found -5",
         ],
     );
 }
@@ -363,8 +363,8 @@ fn empty_names_keys_and_paths() {
         &[],
         &[
             "error: config.toml:2:11: `auth.rules.\"\"`: an auth rule path must not be empty",
-            "error: config.toml:2:31: `auth.rules.\"/a\"[0]`: a key must not be empty",
-            "error: config.toml:2:43: `auth.rules.\"/b\"`: an auth rule must list at least one key; remove the rule to make the path public",
+            "error: config.toml:2:31: `auth.rules.\"/a\"[0]`: auth rule `/a`: the key at position 0 is empty",
+            "error: config.toml:2:43: `auth.rules.\"/b\"`: auth rule `/b` lists no key; remove the rule to make the path public",
             "error: config.toml:2:47: `auth.rules.\"c/*\"`: auth rule path `c/*` must start with `/`",
         ],
     );
@@ -372,7 +372,18 @@ fn empty_names_keys_and_paths() {
         "[plugins.proxy.auth]\nrules = { \"/api/*\" = [\"\"] }\n",
         &[],
         &[
-            "error: config.toml:2:23: `plugins.proxy.auth.rules.\"/api/*\"[0]`: a key must not be empty",
+            "error: config.toml:2:23: `plugins.proxy.auth.rules.\"/api/*\"[0]`: auth rule `/api/*`: the key at position 0 is empty",
+        ],
+    );
+    // Rules that Python FrameX would take as exact paths, and keys that a
+    // header cannot carry as they are.
+    check_errors(
+        "[auth]\nrules = { \"/api/*/remote\" = [\"k\"], \"/api/v1/admin*\" = [\"k\"], \"/x\" = [\"ok\", \" padded\", \"line\\n\"] }\n",
+        &[],
+        &[
+            "error: config.toml:2:11: `auth.rules.\"/api/*/remote\"`: auth rule path `/api/*/remote`: `*` may only be a rule's whole last segment (`/api/v1/*` covers every path under `/api/v1/`); any other rule is an exact path",
+            "error: config.toml:2:36: `auth.rules.\"/api/v1/admin*\"`: auth rule path `/api/v1/admin*`: `*` may only be a rule's whole last segment (`/api/v1/*` covers every path under `/api/v1/`); any other rule is an exact path",
+            "error: config.toml:2:76: `auth.rules.\"/x\"[1]`: auth rule `/x`: the key at position 1 starts or ends with a space, which the server trims from the header",
         ],
     );
     check_errors(
@@ -644,7 +655,10 @@ fn debug_output_hides_keys() {
     let config = load("[auth]\nrules = { \"/a\" = [\"top-secret\"] }\n", &[]).unwrap();
     let shown = format!("{config:?} {}", config.summary());
     assert!(!shown.contains("top-secret"), "{shown}");
-    assert_eq!(config.auth().rules()[0].keys(), ["top-secret"]);
+    assert_eq!(
+        config.auth().key_for("/a").map(|k| k.expose()),
+        Some("top-secret")
+    );
 }
 
 #[test]
@@ -706,5 +720,133 @@ fn server_limits_have_defaults_and_take_positive_integers() {
             "error: config.toml:3:17: `server.max_in_flight`: expected a number of calls above 0, found -3",
             "error: config.toml:4:21: `server.body_read_timeout`: expected an integer, found a string",
         ],
+    );
+}
+
+#[test]
+fn durations_are_refused_past_what_a_deadline_can_hold() {
+    for key in [
+        "server.header_read_timeout",
+        "server.body_read_timeout",
+        "server.shutdown_grace",
+        "plugins.proxy.timeout",
+    ] {
+        let (table, name) = key.rsplit_once('.').unwrap();
+        for (value, accepted) in [
+            ("1", true),
+            ("3153600000", true),
+            ("3153600001", false),
+            ("9223372036854775807", false),
+            ("0", false),
+            ("-5", false),
+        ] {
+            let result = load(&format!("[{table}]\n{name} = {value}\n"), &[]);
+            match (result, accepted) {
+                (Ok(_), true) => {}
+                (Err(error), false) => assert_eq!(
+                    error.to_string(),
+                    format!(
+                        "invalid FrameX configuration (1 error)\n  error: config.toml:2:{}: `{key}`: expected a number of seconds from 1 to 3153600000 (100 years), found {value}",
+                        name.len() + 4
+                    ),
+                    "{key} = {value}"
+                ),
+                (result, _) => panic!("{key} = {value}: {result:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn only_regular_files_of_a_bounded_size_are_read() {
+    let dir = std::env::temp_dir().join(format!("framex-config-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let read = |path: &std::path::Path| {
+        Loader::default()
+            .file(path)
+            .env([("A", "B")])
+            .load()
+            .unwrap_err()
+            .to_string()
+    };
+    // A FIFO is refused, not opened: opening it would wait for a writer.
+    let fifo = dir.join("fifo.toml");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        read(&fifo)
+            .ends_with("cannot read the configuration file: it is a FIFO, not a regular file"),
+        "{}",
+        read(&fifo)
+    );
+    assert!(read(std::path::Path::new("/dev/zero")).ends_with(
+        "cannot read the configuration file: it is a character device, not a regular file"
+    ));
+    assert!(
+        read(&dir)
+            .ends_with("cannot read the configuration file: it is a directory, not a regular file")
+    );
+    // A file past the cap is refused without reading it (this one is sparse).
+    let large = dir.join("large.toml");
+    let file = std::fs::File::create(&large).unwrap();
+    file.set_len(super::MAX_FILE_BYTES + 1).unwrap();
+    assert!(read(&large).ends_with("cannot read the configuration file: it is 16777217 bytes, more than the 16777216 bytes a configuration may be"), "{}", read(&large));
+    // A link to a regular file is read.
+    let target = dir.join("target.toml");
+    std::fs::write(&target, "[server]\nport = 7\n").unwrap();
+    let link = dir.join("link.toml");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let config = Loader::default()
+        .file(&link)
+        .env([("A", "B")])
+        .load()
+        .unwrap();
+    assert_eq!(config.server().port(), 7);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn thousands_of_unlisted_urls_are_each_reported_and_only_the_first_get_a_hint() {
+    let listed: Vec<String> = (0..2000)
+        .map(|i| format!("\"http://listed{i}:8080\""))
+        .collect();
+    let functions: Vec<String> = (0..2000)
+        .map(|i| format!("\"http://listed{i}:8081\" = [\"m.f{i}\"]"))
+        .collect();
+    let toml = format!(
+        "{PROXY_ON}[plugins.proxy]\nproxy_urls = [{}]\nproxy_functions = {{ {} }}\n",
+        listed.join(", "),
+        functions.join(", ")
+    );
+    let error = load(&toml, &[]).unwrap_err();
+    let errors: Vec<String> = error.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2000);
+    let hinted = errors.iter().filter(|e| e.contains("did you mean")).count();
+    assert_eq!(hinted, 20);
+    assert!(
+        errors[0].ends_with("did you mean `http://listed0:8080`?"),
+        "{}",
+        errors[0]
+    );
+    // A column far into one long line is right.
+    assert!(
+        errors[1999].contains(&format!(
+            "config.toml:6:{}:",
+            toml.lines()
+                .nth(5)
+                .unwrap()
+                .find("\"http://listed1999:8081\"")
+                .unwrap()
+                + 1
+        )),
+        "{}",
+        errors[1999]
     );
 }

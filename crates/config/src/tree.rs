@@ -181,6 +181,11 @@ impl fmt::Display for KeyPath {
 pub(crate) struct Reporter<'a> {
     file: Option<(&'a std::path::Path, &'a str)>,
     line_starts: Vec<usize>,
+    /// The last offset a column was counted for, and that column: the next
+    /// offset on the same line counts on from there. Diagnostics come mostly in
+    /// file order, so a long line (a whole table inline) is counted once, not
+    /// once per diagnostic on it.
+    last_column: std::cell::Cell<(usize, usize)>,
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
@@ -195,6 +200,7 @@ impl<'a> Reporter<'a> {
         Reporter {
             file,
             line_starts,
+            last_column: std::cell::Cell::new((0, 1)),
             diagnostics: Vec::new(),
         }
     }
@@ -205,9 +211,17 @@ impl<'a> Reporter<'a> {
                 let offset = (*offset).min(text.len());
                 let line = self.line_starts.partition_point(|&start| start <= offset);
                 let start = self.line_starts[line - 1];
-                let column = text
-                    .get(start..offset)
-                    .map_or(1, |prefix| prefix.chars().count() + 1);
+                let (last_offset, last_column) = self.last_column.get();
+                let (from, column) = if (start..=offset).contains(&last_offset) {
+                    (last_offset, last_column)
+                } else {
+                    (start, 1)
+                };
+                let column = column
+                    + text
+                        .get(from..offset)
+                        .map_or(0, |between| between.chars().count());
+                self.last_column.set((offset, column));
                 Location::File {
                     path: path.to_owned(),
                     line,

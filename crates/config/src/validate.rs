@@ -1,16 +1,16 @@
 //! Lowers a [`RawConfig`] into a [`Config`]: the checks that need more than one
 //! value, and compiling each upstream's route rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use framex_filter::Decision;
 
-use crate::config::{AuthRule, AuthRules, Config, Proxy, Routes, Server, Upstream};
+use crate::config::{Config, Proxy, Routes, Server, Upstream};
 use crate::diagnostic::DiagnosticKind as Kind;
 use crate::tree::{KeyPath, Origin, Reporter};
-use crate::walk::{RawAuthRule, RawConfig, RawRoutes, RawServer, did_you_mean};
+use crate::walk::{RawConfig, RawRoutes, RawServer, did_you_mean};
 
 pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
     let load_builtin_plugins: Vec<String> = raw
@@ -27,8 +27,11 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
     // Where each upstream's disable rules are, to point at the one that blocks
     // the proxy-function endpoint.
     let mut raw_routes: Vec<Option<RawRoutes>> = Vec::with_capacity(proxy.upstreams.len());
+    // Each upstream's index by URL: looked up once per upstream and per listed
+    // URL, so that a file of thousands of them loads in linear time.
+    let mut index_of: HashMap<String, usize> = HashMap::with_capacity(proxy.upstreams.len());
     for upstream in proxy.upstreams {
-        if upstreams.iter().any(|u| u.url == upstream.url.value) {
+        if index_of.contains_key(&upstream.url.value) {
             reporter.warn(
                 Kind::NoEffect,
                 &upstream.url.origin,
@@ -41,6 +44,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             .routes
             .as_ref()
             .and_then(|routes| compile_routes(routes, reporter));
+        index_of.insert(upstream.url.value.clone(), upstreams.len());
         upstreams.push(Upstream {
             url: upstream.url.value,
             routes,
@@ -83,15 +87,21 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             ),
         );
     }
+    // Suggesting a URL compares it with every listed one: done for the first
+    // few unlisted URLs only, so that thousands of them stay linear.
+    let mut suggestions_left = MAX_URL_SUGGESTIONS;
+    let known: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
     for listed in &proxy.functions {
-        let Some(index) = upstreams.iter().position(|u| u.url == listed.url.value) else {
-            let known: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
+        let Some(&index) = index_of.get(&listed.url.value) else {
             let mut message = format!(
                 "URL `{}` is not listed in `plugins.proxy.proxy_urls`; every URL in `proxy_functions` must be listed there",
                 listed.url.value
             );
-            if let Some(close) = closest_url(&listed.url.value, &known) {
-                message.push_str(&format!("; did you mean `{close}`?"));
+            if suggestions_left > 0 {
+                suggestions_left -= 1;
+                if let Some(close) = closest_url(&listed.url.value, &known) {
+                    message.push_str(&format!("; did you mean `{close}`?"));
+                }
             }
             reporter.error(
                 Kind::UnknownUpstream,
@@ -133,13 +143,13 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
         load_builtin_plugins,
         load_plugins: raw.load_plugins,
         server: Server::from(raw.server),
-        auth: auth_rules(raw.auth_rules),
+        auth: framex_auth::Rules::from_rules(raw.auth_rules),
         proxy: Proxy {
             upstreams,
             functions,
             timeout: Duration::from_secs(proxy.timeout_secs),
             force_stream_apis: proxy.force_stream_apis,
-            auth: auth_rules(proxy.auth_rules),
+            auth: framex_auth::Rules::from_rules(proxy.auth_rules),
             ca_file: proxy.ca_file.map(|file| PathBuf::from(file.value)),
         },
         warnings: Vec::new(),
@@ -223,24 +233,14 @@ fn not_enabled_hint(what: &str, enable_proxy: bool, builtin: &[String]) -> Strin
     )
 }
 
+/// How many unlisted URLs get a "did you mean" hint.
+const MAX_URL_SUGGESTIONS: usize = 20;
+
 fn closest_url<'a>(url: &str, known: &'a [&'a str]) -> Option<&'a str> {
-    let lower = url.to_ascii_lowercase();
-    if let Some(same) = known.iter().find(|k| k.to_ascii_lowercase() == lower) {
+    if let Some(same) = known.iter().find(|k| k.eq_ignore_ascii_case(url)) {
         return Some(same);
     }
     did_you_mean(url, known.iter()).or_else(|| (known.len() == 1).then(|| known[0]))
-}
-
-fn auth_rules(raw: Vec<RawAuthRule>) -> AuthRules {
-    AuthRules {
-        rules: raw
-            .into_iter()
-            .map(|rule| AuthRule {
-                path: rule.path,
-                keys: rule.keys,
-            })
-            .collect(),
-    }
 }
 
 /// `tls_cert` and `tls_key` go together.
@@ -269,6 +269,7 @@ impl From<RawServer> for Server {
             header_read_timeout: Duration::from_secs(raw.header_read_timeout_secs),
             body_read_timeout: Duration::from_secs(raw.body_read_timeout_secs),
             max_in_flight: raw.max_in_flight,
+            max_argument_memory: raw.max_argument_memory,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             tls: match (raw.tls_cert, raw.tls_key) {
                 (Some(cert), Some(key)) => {

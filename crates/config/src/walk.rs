@@ -21,7 +21,7 @@ pub(crate) struct RawConfig {
     pub(crate) load_builtin_plugins: Vec<Item<String>>,
     pub(crate) load_plugins: Vec<String>,
     pub(crate) server: RawServer,
-    pub(crate) auth_rules: Vec<RawAuthRule>,
+    pub(crate) auth_rules: Vec<framex_auth::Rule>,
     pub(crate) proxy: RawProxy,
 }
 
@@ -35,6 +35,7 @@ pub(crate) struct RawServer {
     pub(crate) header_read_timeout_secs: u64,
     pub(crate) body_read_timeout_secs: u64,
     pub(crate) max_in_flight: u64,
+    pub(crate) max_argument_memory: u64,
     pub(crate) shutdown_grace_secs: u64,
     pub(crate) tls_cert: Option<Item<String>>,
     pub(crate) tls_key: Option<Item<String>>,
@@ -51,17 +52,12 @@ impl Default for RawServer {
             header_read_timeout_secs: crate::DEFAULT_HEADER_READ_TIMEOUT_SECS,
             body_read_timeout_secs: crate::DEFAULT_BODY_READ_TIMEOUT_SECS,
             max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
+            max_argument_memory: crate::DEFAULT_MAX_ARGUMENT_MEMORY,
             shutdown_grace_secs: crate::DEFAULT_SHUTDOWN_GRACE_SECS,
             tls_cert: None,
             tls_key: None,
         }
     }
-}
-
-#[derive(Debug)]
-pub(crate) struct RawAuthRule {
-    pub(crate) path: String,
-    pub(crate) keys: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -73,7 +69,7 @@ pub(crate) struct RawProxy {
     pub(crate) functions_origin: Option<Item<()>>,
     pub(crate) timeout_secs: u64,
     pub(crate) force_stream_apis: Vec<String>,
-    pub(crate) auth_rules: Vec<RawAuthRule>,
+    pub(crate) auth_rules: Vec<framex_auth::Rule>,
     pub(crate) ca_file: Option<Item<String>>,
 }
 
@@ -137,6 +133,7 @@ const SERVER: &[&str] = &[
     "header_read_timeout",
     "body_read_timeout",
     "max_in_flight",
+    "max_argument_memory",
     "shutdown_grace",
     "tls_cert",
     "tls_key",
@@ -253,13 +250,18 @@ impl Walker<'_, '_> {
                     }
                 }
                 "header_read_timeout" => {
-                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                    if let Some(n) = self.seconds(&entry.value, &path) {
                         server.header_read_timeout_secs = n;
                     }
                 }
                 "body_read_timeout" => {
-                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                    if let Some(n) = self.seconds(&entry.value, &path) {
                         server.body_read_timeout_secs = n;
+                    }
+                }
+                "max_argument_memory" => {
+                    if let Some(n) = self.positive(&entry.value, &path, "a number of bytes") {
+                        server.max_argument_memory = n;
                     }
                 }
                 "max_in_flight" => {
@@ -268,7 +270,7 @@ impl Walker<'_, '_> {
                     }
                 }
                 "shutdown_grace" => {
-                    if let Some(n) = self.positive(&entry.value, &path, "a number of seconds") {
+                    if let Some(n) = self.seconds(&entry.value, &path) {
                         server.shutdown_grace_secs = n;
                     }
                 }
@@ -280,7 +282,7 @@ impl Walker<'_, '_> {
         server
     }
 
-    fn auth(&mut self, node: &Node, path: &KeyPath) -> Vec<RawAuthRule> {
+    fn auth(&mut self, node: &Node, path: &KeyPath) -> Vec<framex_auth::Rule> {
         let mut rules = Vec::new();
         for entry in self.table(node, path).unwrap_or_default() {
             let path = path.child(&entry.key);
@@ -292,50 +294,35 @@ impl Walker<'_, '_> {
         rules
     }
 
-    fn auth_rules(&mut self, node: &Node, path: &KeyPath) -> Vec<RawAuthRule> {
+    /// Each rule, built and checked by `framex_auth` (one definition of what a
+    /// rule may be), its error reported at the part of the file it is about.
+    fn auth_rules(&mut self, node: &Node, path: &KeyPath) -> Vec<framex_auth::Rule> {
         let mut rules = Vec::new();
         for entry in self.table(node, path).unwrap_or_default() {
             let rule_path = path.child(&entry.key);
-            let mut valid = true;
-            if entry.key.is_empty() {
-                self.reporter.error(
-                    Kind::InvalidValue,
-                    &entry.key_origin,
-                    &rule_path,
-                    "an auth rule path must not be empty".into(),
-                );
-                valid = false;
-            } else if !entry.key.starts_with('/') {
-                self.reporter.error(
-                    Kind::InvalidValue,
-                    &entry.key_origin,
-                    &rule_path,
-                    format!("auth rule path `{}` must start with `/`", entry.key),
-                );
-                valid = false;
-            }
             let Some(keys) = self.string_items(&entry.value, &rule_path) else {
                 continue;
             };
-            if keys.is_empty() {
-                self.invalid(
-                    &entry.value,
-                    &rule_path,
-                    "an auth rule must list at least one key; remove the rule to make the path public".into(),
-                );
-                valid = false;
-            }
-            for key in &keys {
-                if key.value.is_empty() {
-                    self.invalid_item(key, "a key must not be empty".into());
-                    valid = false;
+            let values = keys.iter().map(|key| key.value.clone());
+            match framex_auth::Rule::new(entry.key.clone(), values) {
+                Ok(rule) => rules.push(rule),
+                Err(error) => {
+                    let message = error.to_string();
+                    match &error {
+                        framex_auth::Error::InvalidKey { index, .. } if *index < keys.len() => {
+                            self.invalid_item(&keys[*index], message);
+                        }
+                        framex_auth::Error::NoKeys { .. } => {
+                            self.invalid(&entry.value, &rule_path, message);
+                        }
+                        _ => self.reporter.error(
+                            Kind::InvalidValue,
+                            &entry.key_origin,
+                            &rule_path,
+                            message,
+                        ),
+                    }
                 }
-            }
-            if valid {
-                rules.push(RawAuthRule {
-                    path: entry.key.clone(),
-                    keys: keys.into_iter().map(|key| key.value).collect(),
-                });
             }
         }
         rules
@@ -380,17 +367,8 @@ impl Walker<'_, '_> {
                     proxy.functions = self.proxy_functions(&entry.value, &path);
                 }
                 "timeout" => {
-                    if let Some(timeout) = self.integer(&entry.value, &path) {
-                        match u64::try_from(timeout) {
-                            Ok(0) | Err(_) => self.invalid(
-                                &entry.value,
-                                &path,
-                                format!(
-                                    "timeout must be a positive number of seconds, not {timeout}"
-                                ),
-                            ),
-                            Ok(secs) => proxy.timeout_secs = secs,
-                        }
+                    if let Some(secs) = self.seconds(&entry.value, &path) {
+                        proxy.timeout_secs = secs;
                     }
                 }
                 "force_stream_apis" => {
@@ -511,6 +489,16 @@ impl Walker<'_, '_> {
             for name in names {
                 if name.value.is_empty() {
                     self.invalid_item(&name, "a function name must not be empty".into());
+                } else if name.value.len() > crate::MAX_FUNCTION_NAME_BYTES {
+                    let prefix: String = name.value.chars().take(32).collect();
+                    self.invalid_item(
+                        &name,
+                        format!(
+                            "function name `{prefix}…` is {} bytes, longer than the {} bytes FrameX accepts",
+                            name.value.len(),
+                            crate::MAX_FUNCTION_NAME_BYTES
+                        ),
+                    );
                 } else if name.value.chars().any(char::is_whitespace) {
                     self.invalid_item(
                         &name,
@@ -632,6 +620,26 @@ impl Walker<'_, '_> {
     }
 
     /// A positive integer: `what` says what it counts, for the message.
+    /// A duration in whole seconds, from 1 to [`crate::MAX_SECONDS`]: any
+    /// longer is no timeout a runtime can keep (its deadline would overflow).
+    fn seconds(&mut self, node: &Node, path: &KeyPath) -> Option<u64> {
+        let value = self.integer(node, path)?;
+        match u64::try_from(value) {
+            Ok(value @ 1..=crate::MAX_SECONDS) => Some(value),
+            _ => {
+                self.invalid(
+                    node,
+                    path,
+                    format!(
+                        "expected a number of seconds from 1 to {} (100 years), found {value}",
+                        crate::MAX_SECONDS
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn positive(&mut self, node: &Node, path: &KeyPath, what: &str) -> Option<u64> {
         let value = self.integer(node, path)?;
         match u64::try_from(value) {
@@ -688,15 +696,29 @@ impl Walker<'_, '_> {
 }
 
 /// The closest candidate to a misspelled key, if one is close enough to be meant.
+///
+/// Linear in the candidates and cheap for each: candidates whose length is too
+/// far off are not compared, and a key longer than any name FrameX uses is
+/// not compared at all, so a file of many long unknown keys stays fast.
 pub(crate) fn did_you_mean<'c>(
     key: &str,
     candidates: impl IntoIterator<Item = &'c &'c str>,
 ) -> Option<&'c str> {
+    const LONGEST_COMPARED: usize = 256;
+    if key.len() > LONGEST_COMPARED {
+        return None;
+    }
     let key = key.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| (strsim::damerau_levenshtein(&key, candidate), *candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .filter_map(|candidate| {
+            let allowed = (candidate.len() / 3).max(1);
+            if key.len().abs_diff(candidate.len()) > allowed {
+                return None;
+            }
+            let distance = strsim::osa_distance(&key, candidate);
+            (distance <= allowed).then_some((distance, *candidate))
+        })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }

@@ -303,7 +303,7 @@ impl App {
         let server = self.config.server();
         let mut settings = framex_server::Settings::default()
             .with_address(server.host(), server.port())
-            .with_auth(auth_rules(self.config.auth())?)
+            .with_auth(self.config.auth().clone())
             .with_instance_name(instance_name)
             .with_upstreams(upstreams(&self.config)?)
             .with_forward_timeout(self.config.proxy().timeout())
@@ -312,6 +312,7 @@ impl App {
             .with_header_read_timeout(server.header_read_timeout())
             .with_body_read_timeout(server.body_read_timeout())
             .with_max_in_flight(saturating_usize(server.max_in_flight()))
+            .with_max_argument_memory(saturating_usize(server.max_argument_memory()))
             .with_shutdown_grace(server.shutdown_grace());
         if let Some((cert, key)) = server.tls() {
             let certificates =
@@ -342,6 +343,7 @@ impl App {
         Ok(Bound {
             server,
             reloader,
+            signals: None,
             _installed: installed,
         })
     }
@@ -446,7 +448,7 @@ async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: Re
 
 /// Where each listed function runs, and the key sent there, from `config`.
 fn routing_of(config: &framex_config::Config) -> Result<framex_registry::Routing, Error> {
-    let client_auth = auth_rules(config.proxy().auth())?;
+    let client_auth = config.proxy().auth();
     let key = client_auth
         .key_for(framex_transport::wire::PROXY_FUNCTION_PATH)
         .map(|key| key.expose().to_owned());
@@ -559,7 +561,78 @@ fn result_as<R: DeserializeOwned>(name: &str, output: &Output) -> Result<R, Erro
 pub struct Bound {
     server: framex_server::Server,
     reloader: Reloader,
+    signals: Option<Signals>,
     _installed: Option<Installed>,
+}
+
+/// The signals [`Bound::serve`] acts on, listened for from the moment they
+/// are made: a signal that arrives before serving starts waits for it.
+#[cfg(unix)]
+struct Signals {
+    /// `None` when the handler could not be installed (logged).
+    hangup: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str, without: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for {name}: {without}");
+                None
+            }
+        };
+        Signals {
+            hangup: listen(
+                SignalKind::hangup(),
+                "SIGHUP",
+                "the configuration reloads only at restart",
+            ),
+            terminate: listen(
+                SignalKind::terminate(),
+                "SIGTERM",
+                "it stops without letting calls finish",
+            ),
+            interrupt: listen(
+                SignalKind::interrupt(),
+                "SIGINT",
+                "Ctrl-C stops without letting calls finish",
+            ),
+        }
+    }
+
+    /// Completes at the first SIGTERM or SIGINT.
+    async fn shutdown(
+        terminate: Option<tokio::signal::unix::Signal>,
+        interrupt: Option<tokio::signal::unix::Signal>,
+    ) {
+        async fn received(signal: Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Signals {
+        Signals
+    }
 }
 
 impl Bound {
@@ -580,56 +653,50 @@ impl Bound {
         self.reloader.clone()
     }
 
+    /// Installs the handlers for the signals [`Bound::serve`] acts on (SIGHUP,
+    /// SIGTERM, Ctrl-C) now rather than when serving starts, so that a
+    /// readiness message printed after this never invites a signal that would
+    /// still find the default action (ending the process) in place. A signal
+    /// received in between is acted on once serving starts. `serve` calls it
+    /// when it has not been; [`Bound::serve_until`] needs none of them.
+    pub fn install_signal_handlers(&mut self) {
+        if self.signals.is_none() {
+            self.signals = Some(Signals::install());
+        }
+    }
+
     /// Serves until Ctrl-C or SIGTERM, then lets calls in flight finish. On
     /// SIGHUP it loads its configuration again (the same file and `FRAMEX__…`
     /// variables) and applies it with [`Reloader::reload`]; an invalid one is
     /// refused, its errors logged, and the running one kept.
-    pub async fn serve(self) {
-        // Listening starts before serving, so a SIGHUP never finds the
-        // default action (terminate) in place once calls are answered.
+    pub async fn serve(mut self) {
+        let signals = self.signals.take().unwrap_or_else(Signals::install);
         #[cfg(unix)]
-        let reloading = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
-            Ok(hangups) => Some(tokio::spawn(reload_on_sighup(
-                hangups,
-                self.reloader.clone(),
-            ))),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP: the configuration reloads only at restart");
-                None
+            let reloading = signals
+                .hangup
+                .map(|hangups| tokio::spawn(reload_on_sighup(hangups, self.reloader.clone())));
+            self.server
+                .serve(Signals::shutdown(signals.terminate, signals.interrupt))
+                .await;
+            if let Some(reloading) = reloading {
+                reloading.abort();
             }
-        };
-        self.server.serve(shutdown_signal()).await;
-        #[cfg(unix)]
-        if let Some(reloading) = reloading {
-            reloading.abort();
+        }
+        #[cfg(not(unix))]
+        {
+            let Signals = signals;
+            self.server
+                .serve(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
         }
     }
 
     /// Serves until `shutdown` completes.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) {
         self.server.serve(shutdown).await;
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 
@@ -670,7 +737,7 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
         return Ok(Vec::new());
     }
     let proxy = config.proxy();
-    let keys = auth_rules(proxy.auth())?;
+    let keys = proxy.auth().clone();
     let roots = ca_certificates(config)?;
     Ok(proxy
         .upstreams()
@@ -686,13 +753,4 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
             )
         })
         .collect())
-}
-
-fn auth_rules(rules: &framex_config::AuthRules) -> Result<framex_auth::Rules, Error> {
-    Ok(framex_auth::Rules::new(
-        rules
-            .rules()
-            .iter()
-            .map(|rule| (rule.path(), rule.keys().to_vec())),
-    )?)
 }

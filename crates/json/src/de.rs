@@ -35,7 +35,20 @@ pub(crate) struct Deserializer<'de> {
     /// text, `dynamic_obj`s as they are.
     exact: bool,
     scratch: String,
+    /// What reading may still cost, in bytes, when it is bounded (see
+    /// [`Deserializer::charge`]).
+    budget: Option<usize>,
+    /// The bound it started with, for the message.
+    budget_limit: usize,
 }
+
+/// What a value read for a visitor that takes any value may cost: a `Value`
+/// is 32 bytes, and an array growing by doubling may hold as much again and
+/// its previous buffer at once.
+const ANY_VALUE_COST: usize = 96;
+/// What a number read for a numeric type may cost: the number and the spare
+/// room of the vector it goes into.
+const TYPED_NUMBER_COST: usize = 24;
 
 impl<'de> Deserializer<'de> {
     pub(crate) fn new(text: &'de str) -> Deserializer<'de> {
@@ -46,7 +59,29 @@ impl<'de> Deserializer<'de> {
             depth: 0,
             exact: false,
             scratch: String::new(),
+            budget: None,
+            budget_limit: 0,
         }
+    }
+
+    /// Bounds what reading may allocate to about `bytes`: each value costs
+    /// what the most expensive representation of it would (a `Value`, with
+    /// its array's spare room), each string its length; past the bound,
+    /// reading stops with an [`ErrorKind::TooLarge`](crate::ErrorKind) error.
+    pub(crate) fn limit_memory(&mut self, bytes: usize) {
+        self.budget = Some(bytes);
+        self.budget_limit = bytes;
+    }
+
+    #[inline]
+    fn charge(&mut self, cost: usize) -> Result<()> {
+        if let Some(left) = &mut self.budget {
+            match left.checked_sub(cost) {
+                Some(rest) => *left = rest,
+                None => return Err(Error::too_large(self.budget_limit, self.pos)),
+            }
+        }
+        Ok(())
     }
 
     /// The position, for errors.
@@ -310,8 +345,14 @@ impl<'de> Deserializer<'de> {
     /// Reads a whole string, for a visitor.
     fn visit_string<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
         match self.read_str()? {
-            Some(borrowed) => visitor.visit_borrowed_str(borrowed),
-            None => visitor.visit_str(&self.scratch),
+            Some(borrowed) => {
+                self.charge(borrowed.len())?;
+                visitor.visit_borrowed_str(borrowed)
+            }
+            None => {
+                self.charge(self.scratch.len())?;
+                visitor.visit_str(&self.scratch)
+            }
         }
     }
 
@@ -360,6 +401,7 @@ impl<'de> Deserializer<'de> {
             _ => return self.deserialize_any(visitor),
         }
         let start = self.pos;
+        self.charge(TYPED_NUMBER_COST)?;
         let (text, kind) = self.read_number()?;
         let result = match (kind, width) {
             (Kind::Integer, Width::Bits64) => match text.parse::<u64>() {
@@ -538,6 +580,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         let exact = std::mem::take(&mut self.exact);
         let start = self.pos;
+        self.charge(ANY_VALUE_COST)?;
         let result = match self.peek()? {
             b'n' => {
                 self.pos = number::literal(self.bytes, self.pos, b"null")?;
@@ -939,6 +982,12 @@ impl<'de> ObjectReader<'de> {
         de.pos += 1;
         de.depth = 1;
         Ok(ObjectReader { de, first: true })
+    }
+
+    /// Bounds what reading the values may allocate to about `bytes` (see
+    /// [`crate::from_slice_limited`]).
+    pub fn limit_memory(&mut self, bytes: usize) {
+        self.de.limit_memory(bytes);
     }
 
     /// The next key, or `None` after the last one (the rest of the input is

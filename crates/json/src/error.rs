@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Syntax,
     /// Arrays and objects nest deeper than [`crate::MAX_DEPTH`].
     Depth,
+    /// Reading the value would take more memory than it was allowed (see
+    /// [`crate::from_slice_limited`]).
+    TooLarge,
     /// The JSON is well formed but does not fit the type asked for (a
     /// missing field, a number too large for the type, a string for an
     /// integer), or a value cannot be written (a map key that is not text).
@@ -44,6 +47,14 @@ impl Error {
                 crate::MAX_DEPTH
             ),
             offset,
+        }
+    }
+
+    pub(crate) fn too_large(limit: usize, offset: usize) -> Error {
+        Error {
+            kind: ErrorKind::TooLarge,
+            message: format!("the value would take more than {limit} bytes of memory once read"),
+            offset: Some(offset),
         }
     }
 

@@ -69,6 +69,24 @@ pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Error
     from_str(utf8(bytes)?)
 }
 
+/// Reads a `T` from UTF-8 JSON bytes, allocating about `max_memory` bytes at
+/// most: each value is charged what its most expensive representation costs
+/// (a `Value` of 32 bytes with the spare room of the array it is in: 96
+/// bytes; a number read for a numeric type: 24), each string its length, and
+/// reading stops with an [`ErrorKind::TooLarge`] error once the charges pass
+/// the bound. For reading what a caller sent: `[0,0,0,…]` is two bytes a
+/// value and 96 bytes a value as a `Value`.
+pub fn from_slice_limited<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+    max_memory: usize,
+) -> Result<T, Error> {
+    let mut de = de::Deserializer::new(utf8(bytes)?);
+    de.limit_memory(max_memory);
+    let value = T::deserialize(&mut de).map_err(|e| e.at(de.pos()))?;
+    de.end()?;
+    Ok(value)
+}
+
 /// Reads a `T` from JSON text.
 pub fn from_str<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, Error> {
     let mut de = de::Deserializer::new(text);

@@ -579,3 +579,28 @@ fn unknown_fields_are_skipped_at_any_depth_and_still_checked() {
         assert_eq!(error::<Call>(text).to_string(), message, "{text}");
     }
 }
+
+#[test]
+fn reading_within_a_memory_bound_stops_where_the_bound_is_passed() {
+    let zeros = format!("[{}0]", "0,".repeat(9_999));
+    // As values: 96 bytes each, the array too.
+    assert!(crate::from_slice_limited::<Value>(zeros.as_bytes(), 10_001 * 96).is_ok());
+    let error = crate::from_slice_limited::<Value>(zeros.as_bytes(), 10_000 * 96).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::TooLarge);
+    assert_eq!(
+        error.message(),
+        "the value would take more than 960000 bytes of memory once read"
+    );
+    // As numbers of a type: 24 bytes each.
+    assert!(crate::from_slice_limited::<Vec<u8>>(zeros.as_bytes(), 96 + 10_000 * 24).is_ok());
+    // Strings cost their length too; skipped fields cost nothing.
+    #[derive(Debug, Deserialize)]
+    struct Named {
+        #[allow(dead_code)]
+        name: String,
+    }
+    let text = format!(r#"{{"name": "{}", "skipped": {zeros}}}"#, "a".repeat(1000));
+    // The object, its string and the two keys.
+    assert!(crate::from_slice_limited::<Named>(text.as_bytes(), 96 * 2 + 1000 + 11).is_ok());
+    assert!(crate::from_slice_limited::<Named>(text.as_bytes(), 96 * 2 + 1000 + 10).is_err());
+}

@@ -62,6 +62,12 @@ fn parse_name(attr: TokenStream2) -> Result<Option<LitStr>, Error> {
                     "the proxy function name must not be empty",
                 ));
             }
+            if text.len() > 256 {
+                return Err(Error::new(
+                    value.span(),
+                    "the proxy function name is longer than the 256 bytes FrameX accepts",
+                ));
+            }
             if text.chars().any(char::is_whitespace) {
                 return Err(Error::new(
                     value.span(),

@@ -20,6 +20,8 @@ use crate::HandlerError;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Kwargs {
     json: Vec<u8>,
+    /// What reading them may allocate, when bounded.
+    max_memory: Option<usize>,
 }
 
 impl fmt::Debug for Kwargs {
@@ -35,6 +37,7 @@ impl Default for Kwargs {
     fn default() -> Kwargs {
         Kwargs {
             json: b"{}".to_vec(),
+            max_memory: None,
         }
     }
 }
@@ -45,7 +48,10 @@ impl Kwargs {
     pub fn new<T: Serialize + ?Sized>(kwargs: &T) -> Result<Kwargs, KwargsError> {
         let json = json::to_vec(kwargs).map_err(KwargsError::Json)?;
         match json.first() {
-            Some(b'{') => Ok(Kwargs { json }),
+            Some(b'{') => Ok(Kwargs {
+                json,
+                max_memory: None,
+            }),
             _ => Err(KwargsError::NotAnObject {
                 found: json::from_slice::<json::Value>(&json)
                     .map_or("a value", |value| value.kind()),
@@ -56,7 +62,18 @@ impl Kwargs {
     /// Keyword arguments as they arrived, decoded from the wire; a handler
     /// refuses them if they are not a JSON object.
     pub fn from_json(json: Vec<u8>) -> Kwargs {
-        Kwargs { json }
+        Kwargs {
+            json,
+            max_memory: None,
+        }
+    }
+
+    /// Bounds what reading them may allocate to about `bytes` (see
+    /// `framex_json::from_slice_limited`): a caller's small payload of
+    /// `[0,0,0,…]` must not become gigabytes of values.
+    pub fn limit_memory(mut self, bytes: usize) -> Kwargs {
+        self.max_memory = Some(bytes);
+        self
     }
 
     /// No keyword arguments: `{}`.
@@ -72,13 +89,23 @@ impl Kwargs {
     /// Reads all the arguments into a `T` (a struct of the parameters, a map, a
     /// `Value`).
     pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, HandlerError> {
-        json::from_slice(&self.json).map_err(|e| HandlerError::Arguments(e.to_string()))
+        let read = match self.max_memory {
+            Some(bytes) => json::from_slice_limited(&self.json, bytes),
+            None => json::from_slice(&self.json),
+        };
+        read.map_err(|e| match e.kind() {
+            ErrorKind::TooLarge => HandlerError::TooLarge(e.to_string()),
+            _ => HandlerError::Arguments(e.to_string()),
+        })
     }
 
     /// Reads the arguments one by one, each into the type of its parameter.
     pub fn reader(&self) -> Result<KwargsReader<'_>, HandlerError> {
-        let reader = ObjectReader::new(&self.json)
+        let mut reader = ObjectReader::new(&self.json)
             .map_err(|e| HandlerError::Arguments(format!("keyword arguments: {}", problem(&e))))?;
+        if let Some(bytes) = self.max_memory {
+            reader.limit_memory(bytes);
+        }
         Ok(KwargsReader {
             reader,
             unexpected: Vec::new(),
@@ -119,8 +146,11 @@ impl<'a> KwargsReader<'a> {
 
     /// The value of the argument just named, as the parameter `name`'s type.
     pub fn value<T: Deserialize<'a>>(&mut self, name: &str) -> Result<T, HandlerError> {
-        self.reader.value().map_err(|e| {
-            HandlerError::Arguments(format!("keyword argument `{name}`: {}", problem(&e)))
+        self.reader.value().map_err(|e| match e.kind() {
+            ErrorKind::TooLarge => {
+                HandlerError::TooLarge(format!("keyword argument `{name}`: {e}"))
+            }
+            _ => HandlerError::Arguments(format!("keyword argument `{name}`: {}", problem(&e))),
         })
     }
 

@@ -80,6 +80,10 @@ pub enum HandlerError {
     /// The function ran and failed with this message.
     #[error("{0}")]
     Failed(String),
+    /// Reading the keyword arguments would take more memory than the call
+    /// may (see [`Kwargs::limit_memory`]).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Where calls of a name go: the remote URL and the key to send there. Its `Debug`
@@ -156,6 +160,12 @@ pub enum RegisterError {
     /// The name is empty.
     #[error("a proxy function name must not be empty")]
     EmptyName,
+    /// The name is longer than `wire::MAX_FUNCTION_NAME_BYTES`.
+    #[error(
+        "a proxy function name of {0} bytes is longer than the {max} bytes FrameX accepts",
+        max = framex_transport::wire::MAX_FUNCTION_NAME_BYTES
+    )]
+    NameTooLong(usize),
 }
 
 /// Why a call failed.
@@ -171,6 +181,14 @@ pub enum CallError {
         /// The function.
         name: String,
         /// What does not fit.
+        detail: String,
+    },
+    /// Reading the arguments would take more memory than the call may.
+    #[error("the arguments of `{name}` are too large to read: {detail}")]
+    TooLarge {
+        /// The function.
+        name: String,
+        /// The bound and what passed it.
         detail: String,
     },
     /// The local function failed.
@@ -263,6 +281,9 @@ impl Registry {
         if name.is_empty() {
             return Err(RegisterError::EmptyName);
         }
+        if name.len() > framex_transport::wire::MAX_FUNCTION_NAME_BYTES {
+            return Err(RegisterError::NameTooLong(name.len()));
+        }
         if self.inner.handlers.contains_key(&name) {
             return Err(RegisterError::Duplicate(name));
         }
@@ -333,13 +354,14 @@ impl Registry {
 
     /// Calls the local handler of `name`, ignoring the routing.
     pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Output, CallError> {
-        let call = async {
-            match self.inner.handlers.get(name) {
-                Some(handler) => call_handler(name, handler, kwargs).await,
-                None => Err(CallError::NotRegistered(name.to_owned())),
-            }
+        let Some(handler) = self.inner.handlers.get(name) else {
+            // Counted under one label: names that nothing registered come
+            // from callers, and must not grow the metrics.
+            let call = async { Err(CallError::NotRegistered(name.to_owned())) };
+            return self.traced(UNREGISTERED, LOCAL, outcome, call).await;
         };
-        self.traced(name, LOCAL, outcome, call).await
+        self.traced(name, LOCAL, outcome, call_handler(name, handler, kwargs))
+            .await
     }
 
     /// Passes on a call this instance received for `name`, its body still
@@ -399,12 +421,17 @@ fn call_span(name: &str, location: &str) -> tracing::Span {
 /// The `location` label of calls that run here.
 pub const LOCAL: &str = "local";
 
+/// The `function` label of calls of names that no handler has and no route
+/// lists.
+pub const UNREGISTERED: &str = "(unregistered)";
+
 /// How a call ended, for the metrics.
 pub fn outcome<T>(result: &Result<T, CallError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Ok,
         Err(CallError::NotRegistered(_)) => Outcome::NotRegistered,
         Err(CallError::Arguments { .. }) => Outcome::InvalidArguments,
+        Err(CallError::TooLarge { .. }) => Outcome::TooLarge,
         Err(CallError::Failed { .. }) => Outcome::Failed,
         Err(CallError::Remote(error)) => Outcome::of_transport_error(error),
     }
@@ -418,6 +445,10 @@ pub async fn call_handler(
 ) -> Result<Output, CallError> {
     handler(kwargs).await.map_err(|error| match error {
         HandlerError::Arguments(detail) => CallError::Arguments {
+            name: name.to_owned(),
+            detail,
+        },
+        HandlerError::TooLarge(detail) => CallError::TooLarge {
             name: name.to_owned(),
             detail,
         },

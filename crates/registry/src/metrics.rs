@@ -36,6 +36,8 @@ pub enum Outcome {
     Failed,
     /// The arguments did not fit the function.
     InvalidArguments,
+    /// The arguments would take more memory to read than a call may.
+    TooLarge,
     /// No instance along the way knew the function.
     NotRegistered,
     /// The remote refused the key.
@@ -57,6 +59,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Failed => "failed",
             Outcome::InvalidArguments => "invalid_arguments",
+            Outcome::TooLarge => "too_large",
             Outcome::NotRegistered => "not_registered",
             Outcome::Unauthorized => "unauthorized",
             Outcome::ConnectError => "connect_error",
@@ -75,6 +78,7 @@ impl Outcome {
             ErrorKind::Unauthorized { .. } => Outcome::Unauthorized,
             ErrorKind::NotRegistered => Outcome::NotRegistered,
             ErrorKind::Remote { status: 422, .. } => Outcome::InvalidArguments,
+            ErrorKind::Remote { status: 413, .. } => Outcome::TooLarge,
             ErrorKind::Remote { .. } => Outcome::Failed,
             _ => Outcome::TransportError,
         }

@@ -8,6 +8,7 @@
 //! the instance. Bodies (JSON, multipart with files, anything) pass through as
 //! bytes, streamed in both directions for the paths in the stream list.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{BoxError, ServerBody, boxed, envelope_response};
 
@@ -157,13 +158,23 @@ impl Upstream {
     }
 }
 
-/// An upstream's OpenAPI document, reduced to what forwarding needs.
+/// An upstream's OpenAPI document, reduced to what forwarding needs. Read
+/// with serde_json, whose depth limit (128) bounds the recursion of
+/// `rename_refs` over it.
+///
+/// Operation objects and schemas are held once, behind `Arc`s that the route
+/// table and the merged OpenAPI document share: a document of many small
+/// objects takes several times its size as `Value`s, and an upstream may
+/// send up to 32 MiB of it.
 #[derive(Debug, Clone, Default)]
 pub struct Document {
     operations: Vec<Operation>,
     skipped: Vec<Skipped>,
-    schemas: Map<String, Value>,
+    schemas: Schemas,
 }
+
+/// Schemas by name, as `components.schemas` lists them.
+pub(crate) type Schemas = BTreeMap<String, Arc<Value>>;
 
 impl Document {
     /// Every operation the document lists, in its order.
@@ -182,7 +193,7 @@ impl Document {
 pub struct Operation {
     template: Template,
     method: Method,
-    spec: Value,
+    spec: Arc<Value>,
 }
 
 impl Operation {
@@ -215,22 +226,26 @@ impl fmt::Display for Skipped {
 /// Reads an OpenAPI document. Fails only when the document as a whole is
 /// unusable; a path or operation that cannot be understood is skipped.
 pub fn parse_document(body: &[u8]) -> Result<Document, String> {
-    let document: Value = serde_json::from_slice(body)
+    let mut document: Value = serde_json::from_slice(body)
         .map_err(|e| format!("the OpenAPI document is not JSON: {e}"))?;
-    let paths = document
-        .get("paths")
-        .and_then(Value::as_object)
-        .ok_or("the OpenAPI document has no `paths` object")?;
+    // Taken out of the document, not copied: the operations and schemas are
+    // most of it.
+    let Some(Value::Object(paths)) = document.get_mut("paths").map(Value::take) else {
+        return Err("the OpenAPI document has no `paths` object".to_owned());
+    };
+    let schemas = match document.pointer_mut("/components/schemas").map(Value::take) {
+        Some(Value::Object(schemas)) => schemas
+            .into_iter()
+            .map(|(name, schema)| (name, Arc::new(schema)))
+            .collect(),
+        _ => Schemas::new(),
+    };
     let mut parsed = Document {
-        schemas: document
-            .pointer("/components/schemas")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        schemas,
         ..Document::default()
     };
     for (path, item) in paths {
-        let template = match Template::parse(path) {
+        let template = match Template::parse(&path) {
             Ok(template) => template,
             Err(reason) => {
                 parsed.skipped.push(Skipped {
@@ -240,7 +255,7 @@ pub fn parse_document(body: &[u8]) -> Result<Document, String> {
                 continue;
             }
         };
-        let Some(item) = item.as_object() else {
+        let Value::Object(item) = item else {
             parsed.skipped.push(Skipped {
                 path: path.clone(),
                 reason: "the path item is not an object".to_owned(),
@@ -248,7 +263,7 @@ pub fn parse_document(body: &[u8]) -> Result<Document, String> {
             continue;
         };
         for (key, spec) in item {
-            let Some((_, method)) = METHODS.iter().find(|(name, _)| name == key) else {
+            let Some((_, method)) = METHODS.iter().find(|(name, _)| *name == key) else {
                 if !PATH_ITEM_FIELDS.contains(&key.as_str()) && !key.starts_with("x-") {
                     parsed.skipped.push(Skipped {
                         path: format!("{key} {path}"),
@@ -267,7 +282,7 @@ pub fn parse_document(body: &[u8]) -> Result<Document, String> {
             parsed.operations.push(Operation {
                 template: template.clone(),
                 method: method.clone(),
-                spec: spec.clone(),
+                spec: Arc::new(spec),
             });
         }
     }
@@ -312,28 +327,6 @@ impl Template {
             segments,
         })
     }
-
-    fn matches(&self, path: &str) -> bool {
-        let Some(path) = path.strip_prefix('/') else {
-            return false;
-        };
-        let mut parts = path.split('/');
-        for segment in &self.segments {
-            match (segment, parts.next()) {
-                (Segment::Literal(literal), Some(part)) if literal == part => {}
-                (Segment::Parameter, Some(part)) if !part.is_empty() => {}
-                _ => return false,
-            }
-        }
-        parts.next().is_none()
-    }
-
-    fn parameters(&self) -> usize {
-        self.segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Parameter))
-            .count()
-    }
 }
 
 /// A route served here and forwarded to an upstream.
@@ -349,22 +342,48 @@ struct Route {
 struct Load {
     attempts: u32,
     last_error: Option<String>,
-    document: Option<Document>,
+    document: Option<Arc<Document>>,
     /// Routes of the document not served, and why (rules, conflicts).
     refused: Vec<Skipped>,
 }
 
-/// What the upstreams' documents make of the routes: rebuilt whenever one loads.
+/// What the upstreams' documents make of the routes: rebuilt whenever one
+/// loads, away from any request, and looked up by a router in time that does
+/// not grow with the number of routes.
 #[derive(Debug, Default)]
 struct Table {
+    /// Each path template to its entry in `paths`.
+    router: matchit::Router<usize>,
+    paths: Vec<PathRoutes>,
+    /// Routes served, per upstream.
+    served: Vec<usize>,
+    /// The forwarded operations and the schemas they refer to, merged for
+    /// this instance's OpenAPI document when the table is built.
+    openapi: Arc<ForwardedOpenApi>,
+    /// Counts the rebuilds, so that what is made from a table can be kept
+    /// until the next one.
+    generation: u64,
+}
+
+/// The routes of one path template: one per method.
+#[derive(Debug)]
+struct PathRoutes {
     routes: Vec<Route>,
+}
+
+impl Table {
+    fn path(&self, path: &str) -> Option<&PathRoutes> {
+        let found = self.router.at(path).ok()?;
+        self.paths.get(*found.value)
+    }
 }
 
 /// A forwarded route found for a request, with the table it was found in (the
 /// table may be rebuilt meanwhile).
 pub(crate) struct Found {
     table: Arc<Table>,
-    index: usize,
+    path: usize,
+    route: usize,
 }
 
 /// The forwarding side of a server.
@@ -374,7 +393,7 @@ pub(crate) struct Forwarding {
     timeout: Duration,
     max_body_bytes: usize,
     /// Routes this instance serves itself; never forwarded.
-    local: Vec<(Method, String)>,
+    local: HashSet<(Method, String)>,
     loads: Mutex<Vec<Load>>,
     table: RwLock<Arc<Table>>,
 }
@@ -401,7 +420,7 @@ impl Forwarding {
             client,
             timeout,
             max_body_bytes,
-            local,
+            local: local.into_iter().collect(),
             table: RwLock::new(Arc::new(Table::default())),
         }
     }
@@ -422,7 +441,7 @@ impl Forwarding {
                 load.attempts += 1;
                 match result {
                     Ok(document) => {
-                        load.document = Some(document);
+                        load.document = Some(Arc::new(document));
                         load.last_error = None;
                     }
                     Err(error) => load.last_error = Some(error),
@@ -449,32 +468,54 @@ impl Forwarding {
 
     /// Recomputes the routes from every loaded document, in the configuration's
     /// order of upstreams, so that the outcome does not depend on which loaded
-    /// first.
+    /// first. The documents are taken from under the lock and the table built
+    /// outside it, so `GET /health` and requests never wait for a rebuild.
     fn rebuild(&self) {
-        let Ok(mut loads) = self.loads.lock() else {
-            return;
+        let documents: Vec<Option<Arc<Document>>> = match self.loads.lock() {
+            Ok(loads) => loads.iter().map(|load| load.document.clone()).collect(),
+            Err(_) => return,
         };
-        let mut routes: Vec<Route> = Vec::new();
-        for (index, load) in loads.iter_mut().enumerate() {
-            load.refused.clear();
-            let Some(document) = &load.document else {
-                continue;
-            };
+        let (mut table, refused) = self.build_table(&documents);
+        table.openapi = Arc::new(merge_openapi(&table, &documents));
+        if let Ok(mut loads) = self.loads.lock() {
+            for (load, refused) in loads.iter_mut().zip(refused) {
+                load.refused = refused;
+            }
+        }
+        if let Ok(mut current) = self.table.write() {
+            table.generation = current.generation + 1;
+            *current = Arc::new(table);
+        }
+    }
+
+    /// The table of `documents` (by upstream), and per upstream what was not
+    /// served and why.
+    fn build_table(&self, documents: &[Option<Arc<Document>>]) -> (Table, Vec<Vec<Skipped>>) {
+        let mut table = Table {
+            served: vec![0; documents.len()],
+            ..Table::default()
+        };
+        let mut refused = vec![Vec::new(); documents.len()];
+        // Each template's entry, by the template's text.
+        let mut by_template: HashMap<String, usize> = HashMap::new();
+        for (index, document) in documents.iter().enumerate() {
+            let Some(document) = document else { continue };
             let upstream = &self.upstreams[index];
+            let refused = &mut refused[index];
             for operation in &document.operations {
                 let path = operation.path();
                 let label = format!("{} {path}", operation.method);
                 match upstream.rules.decide(path) {
                     framex_filter::Decision::Enabled(_) => {}
                     framex_filter::Decision::Disabled(rule) => {
-                        load.refused.push(Skipped {
+                        refused.push(Skipped {
                             path: label,
                             reason: format!("disabled by `{}`", rule.pattern()),
                         });
                         continue;
                     }
                     framex_filter::Decision::Unmatched => {
-                        load.refused.push(Skipped {
+                        refused.push(Skipped {
                             path: label,
                             reason: "no enable rule matches".to_owned(),
                         });
@@ -483,22 +524,47 @@ impl Forwarding {
                 }
                 if self
                     .local
-                    .iter()
-                    .any(|(method, local)| *method == operation.method && local == path)
+                    .contains(&(operation.method.clone(), path.to_owned()))
                 {
-                    load.refused.push(Skipped {
+                    refused.push(Skipped {
                         path: label,
                         reason: "this instance serves it itself".to_owned(),
                     });
                     continue;
                 }
-                if let Some(first) = routes.iter().find(|route| route.operation.path() == path) {
-                    load.refused.push(Skipped {
+                let entry = match by_template.get(path) {
+                    Some(&entry) => entry,
+                    None => {
+                        let entry = table.paths.len();
+                        if let Err(error) = table.router.insert(path, entry) {
+                            refused.push(Skipped {
+                                path: label,
+                                reason: format!("it cannot be routed beside the others: {error}"),
+                            });
+                            continue;
+                        }
+                        table.paths.push(PathRoutes { routes: Vec::new() });
+                        by_template.insert(path.to_owned(), entry);
+                        entry
+                    }
+                };
+                let routes = &mut table.paths[entry].routes;
+                if let Some(first) = routes
+                    .iter()
+                    .find(|r| r.operation.method == operation.method)
+                {
+                    let first_url = &self.upstreams[first.upstream].url;
+                    let reason = if first.upstream == index {
+                        "the document lists it twice".to_owned()
+                    } else {
+                        format!(
+                            "{} {path} is published by two upstreams, {first_url} and {}; {first_url} (listed first) serves it",
+                            operation.method, upstream.url
+                        )
+                    };
+                    refused.push(Skipped {
                         path: label,
-                        reason: format!(
-                            "the path is served by two upstreams, {} and {}; {} (listed first) serves it",
-                            self.upstreams[first.upstream].url, upstream.url, self.upstreams[first.upstream].url
-                        ),
+                        reason,
                     });
                     continue;
                 }
@@ -507,13 +573,10 @@ impl Forwarding {
                     operation: operation.clone(),
                     upstream: index,
                 });
+                table.served[index] += 1;
             }
         }
-        // Fixed paths before templated ones, otherwise in order.
-        routes.sort_by_key(|route| route.operation.template.parameters());
-        if let Ok(mut table) = self.table.write() {
-            *table = Arc::new(Table { routes });
-        }
+        (table, refused)
     }
 
     fn table(&self) -> Arc<Table> {
@@ -523,22 +586,23 @@ impl Forwarding {
             .unwrap_or_default()
     }
 
-    /// The forwarded route that serves `method` on `path`, if any: looked up
-    /// once, then handed to [`Forwarding::forward`].
+    /// The forwarded route that serves `method` on `path` (decoded, see
+    /// [`crate::path`]), if any: looked up once, then handed to
+    /// [`Forwarding::forward`].
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<Found> {
         let table = self.table();
-        let index = table.routes.iter().position(|route| {
-            route.operation.method == *method && route.operation.template.matches(path)
-        })?;
-        Some(Found { table, index })
+        let found = table.router.at(path).ok()?;
+        let path = *found.value;
+        let route = table.paths[path]
+            .routes
+            .iter()
+            .position(|route| route.operation.method == *method)?;
+        Some(Found { table, path, route })
     }
 
     /// Whether a forwarded route serves `path` with any method.
     pub(crate) fn knows_path(&self, path: &str) -> bool {
-        self.table()
-            .routes
-            .iter()
-            .any(|route| route.operation.template.matches(path))
+        self.table().path(path).is_some()
     }
 
     /// Forwards a request to the upstream of the route [`Forwarding::find`] found
@@ -553,7 +617,7 @@ impl Forwarding {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let route = &found.table.routes[found.index];
+        let route = &found.table.paths[found.path].routes[found.route];
         let upstream = &self.upstreams[route.upstream];
         self.send(upstream, route, request, hops).await
     }
@@ -689,7 +753,7 @@ impl Forwarding {
                     "state": state,
                     "attempts": load.attempts,
                     "error": load.last_error,
-                    "routes": table.routes.iter().filter(|r| r.upstream == index).count(),
+                    "routes": table.served.get(index).copied().unwrap_or(0),
                     "skipped": skipped,
                 })
             })
@@ -698,37 +762,181 @@ impl Forwarding {
     }
 
     /// The forwarded operations and the schemas they refer to, for this
-    /// instance's OpenAPI document.
-    pub(crate) fn openapi(&self) -> (Vec<OpenApiOperation>, Map<String, Value>) {
+    /// instance's OpenAPI document, and the generation of the table they
+    /// were merged for.
+    pub(crate) fn openapi(&self) -> (u64, Arc<ForwardedOpenApi>) {
         let table = self.table();
-        let operations = table
-            .routes
-            .iter()
-            .map(|route| {
-                (
-                    route.operation.path().to_owned(),
-                    route.operation.method.as_str().to_ascii_lowercase(),
-                    route.operation.spec.clone(),
-                )
-            })
-            .collect();
-        let mut schemas = Map::new();
-        if let Ok(loads) = self.loads.lock() {
-            for document in loads.iter().filter_map(|load| load.document.as_ref()) {
-                for (name, schema) in &document.schemas {
-                    schemas
-                        .entry(name.clone())
-                        .or_insert_with(|| schema.clone());
+        (table.generation, table.openapi.clone())
+    }
+}
+
+/// The operations of `table` and the schemas of `documents` (by upstream),
+/// merged for this instance's OpenAPI document.
+fn merge_openapi(table: &Table, documents: &[Option<Arc<Document>>]) -> ForwardedOpenApi {
+    // Schemas merged in the order of upstreams. Two upstreams that name
+    // different schemas alike keep them apart: the later one's is renamed
+    // (`Item_2`), and its operations and schemas refer to the new name.
+    // What no rename touches is shared with the documents, not copied.
+    let mut schemas = Schemas::new();
+    let mut renames: Vec<HashMap<String, String>> = vec![HashMap::new(); documents.len()];
+    for (index, document) in documents.iter().enumerate() {
+        let Some(document) = document else { continue };
+        let renames = &mut renames[index];
+        *renames = schema_renames(&schemas, &document.schemas);
+        for (name, schema) in &document.schemas {
+            let schema = renamed(schema, renames);
+            let name = renames.get(name).unwrap_or(name);
+            schemas.entry(name.clone()).or_insert(schema);
+        }
+    }
+    let no_renames = HashMap::new();
+    let operations = table
+        .paths
+        .iter()
+        .flat_map(|path| &path.routes)
+        .map(|route| {
+            let renames = renames.get(route.upstream).unwrap_or(&no_renames);
+            let spec = renamed(&route.operation.spec, renames);
+            (
+                route.operation.path().to_owned(),
+                route.operation.method.as_str().to_ascii_lowercase(),
+                spec,
+            )
+        })
+        .collect();
+    ForwardedOpenApi {
+        operations,
+        schemas,
+    }
+}
+
+/// Which of `incoming`'s schemas must be renamed to be merged into `merged`,
+/// and their new names: each that differs from the merged schema of its
+/// name, and then each that refers to a renamed one (its references change),
+/// found by walking who refers to whom once, so that a document of many
+/// schemas costs time in proportion to its size.
+fn schema_renames(merged: &Schemas, incoming: &Schemas) -> HashMap<String, String> {
+    let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, schema) in incoming {
+        let mut refs = Vec::new();
+        schema_refs(schema, &mut refs);
+        for target in refs {
+            referrers.entry(target).or_default().push(name);
+        }
+    }
+    let mut renamed: HashSet<&str> = incoming
+        .iter()
+        .filter(|(name, schema)| {
+            merged
+                .get(*name)
+                .is_some_and(|existing| !Arc::ptr_eq(existing, schema) && existing != *schema)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut pending: Vec<&str> = renamed.iter().copied().collect();
+    while let Some(target) = pending.pop() {
+        for &referrer in referrers.get(target).into_iter().flatten() {
+            if merged.contains_key(referrer) && renamed.insert(referrer) {
+                pending.push(referrer);
+            }
+        }
+    }
+    let mut renames = HashMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    // In the document's order, so that the new names do not depend on a hash.
+    for name in incoming
+        .keys()
+        .filter(|name| renamed.contains(name.as_str()))
+    {
+        let mut n = 2;
+        let new = loop {
+            let candidate = format!("{name}_{n}");
+            if !merged.contains_key(&candidate)
+                && !incoming.contains_key(&candidate)
+                && !taken.contains(&candidate)
+            {
+                break candidate;
+            }
+            n += 1;
+        };
+        taken.insert(new.clone());
+        renames.insert(name.clone(), new);
+    }
+    renames
+}
+
+/// The names of the schemas `value` refers to (`$ref` to
+/// `#/components/schemas/NAME`).
+fn schema_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map {
+                match item.as_str().and_then(|r| r.strip_prefix(SCHEMAS_PREFIX)) {
+                    Some(name) if key == "$ref" => refs.push(name),
+                    _ => schema_refs(item, refs),
                 }
             }
         }
-        (operations, schemas)
+        Value::Array(items) => items.iter().for_each(|item| schema_refs(item, refs)),
+        _ => {}
+    }
+}
+
+/// Where a `$ref` to a schema of the document points.
+const SCHEMAS_PREFIX: &str = "#/components/schemas/";
+
+/// `value` with every `$ref` to a schema in `renames` pointed at its new
+/// name: a copy when it has such a reference, else `value` itself.
+fn renamed(value: &Arc<Value>, renames: &HashMap<String, String>) -> Arc<Value> {
+    if renames.is_empty() {
+        return value.clone();
+    }
+    let mut refs = Vec::new();
+    schema_refs(value, &mut refs);
+    if !refs.iter().any(|name| renames.contains_key(*name)) {
+        return value.clone();
+    }
+    let mut value = Value::clone(value);
+    rename_refs(&mut value, renames);
+    Arc::new(value)
+}
+
+/// Points every `$ref` to a schema in `renames` at its new name.
+fn rename_refs(value: &mut Value, renames: &HashMap<String, String>) {
+    const PREFIX: &str = SCHEMAS_PREFIX;
+    if renames.is_empty() {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if key == "$ref"
+                    && let Some(name) = item.as_str().and_then(|r| r.strip_prefix(PREFIX))
+                    && let Some(new) = renames.get(name)
+                {
+                    *item = Value::String(format!("{PREFIX}{new}"));
+                } else {
+                    rename_refs(item, renames);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| rename_refs(item, renames)),
+        _ => {}
     }
 }
 
 /// A forwarded operation for this instance's OpenAPI document: path, lowercase
 /// method, the upstream's operation object.
-pub(crate) type OpenApiOperation = (String, String, Value);
+pub(crate) type OpenApiOperation = (String, String, Arc<Value>);
+
+/// What forwarding adds to this instance's OpenAPI document.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardedOpenApi {
+    /// Path, lowercase method and operation object, one per route.
+    pub(crate) operations: Vec<OpenApiOperation>,
+    /// The schemas those operations refer to, by their merged names.
+    pub(crate) schemas: Schemas,
+}
 
 /// The headers of a forwarded message: everything but the connection's own
 /// headers, `Host` and the caller's `Authorization`.
@@ -912,22 +1120,116 @@ async fn fetch_document_with(
 mod tests {
     use super::*;
 
+    /// A forwarding side with one upstream enabling every route, its table
+    /// built from `document`.
+    fn forwarding(document: &str, local: &[(Method, &str)]) -> Forwarding {
+        let upstream = Upstream::new(
+            "http://up:1",
+            framex_filter::Rules::new(["*"], Vec::<&str>::new()).unwrap(),
+        );
+        let forwarding = Forwarding::new(
+            vec![upstream],
+            Duration::from_secs(1),
+            1024,
+            local
+                .iter()
+                .map(|(m, p)| (m.clone(), (*p).to_owned()))
+                .collect(),
+        );
+        forwarding.loads.lock().unwrap()[0].document =
+            Some(Arc::new(parse_document(document.as_bytes()).unwrap()));
+        forwarding.rebuild();
+        forwarding
+    }
+
     #[test]
-    fn templates_match_whole_segments() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("/api/v1/items", "/api/v1/items", true),
-            ("/api/v1/items", "/api/v1/items/", false),
-            ("/api/v1/items/{id}", "/api/v1/items/7", true),
-            ("/api/v1/items/{id}", "/api/v1/items/", false),
-            ("/api/v1/items/{id}", "/api/v1/items/7/parts", false),
-            ("/api/v1/{a}/x/{b}", "/api/v1/q/x/r", true),
-            ("/api/v1/{a}/x/{b}", "/api/v1/q/y/r", false),
-            ("/", "/", true),
+    fn the_merged_openapi_document_shares_operations_and_schemas_with_the_upstreams() {
+        // An upstream may send a document of many small objects, each taking
+        // several times its JSON as a `Value`: the route table and the
+        // merged document hold the document's own, not copies.
+        let forwarding = forwarding(
+            r##"{"paths": {"/api/v1/items/{id}": {"get": {"responses": {"200": {"content":
+                    {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}}}}}},
+                "components": {"schemas": {"Item": {"type": "object"}}}}"##,
+            &[],
+        );
+        let document = forwarding.loads.lock().unwrap()[0]
+            .document
+            .clone()
+            .unwrap();
+        let table = forwarding.table();
+        let (_, merged) = forwarding.openapi();
+        let route = &table.paths[0].routes[0];
+        assert!(Arc::ptr_eq(
+            &route.operation.spec,
+            &document.operations[0].spec
+        ));
+        assert!(Arc::ptr_eq(
+            &merged.operations[0].2,
+            &document.operations[0].spec
+        ));
+        assert!(Arc::ptr_eq(
+            &merged.schemas["Item"],
+            &document.schemas["Item"]
+        ));
+    }
+
+    #[test]
+    fn routes_match_whole_segments_with_every_method() {
+        let forwarding = forwarding(
+            r#"{"paths": {
+                "/api/v1/items": {"get": {}},
+                "/api/v1/items/{id}": {"get": {}, "post": {}, "delete": {}},
+                "/api/v1/items/special": {"get": {}},
+                "/api/v1/{a}/x/{b}": {"put": {}},
+                "/": {"get": {}}
+            }}"#,
+            &[(Method::DELETE, "/api/v1/items/{id}")],
+        );
+        let cases: &[(Method, &str, Option<&str>)] = &[
+            (Method::GET, "/api/v1/items", Some("/api/v1/items")),
+            (Method::GET, "/api/v1/items/", None),
+            (Method::GET, "/api/v1/items/7", Some("/api/v1/items/{id}")),
+            (Method::POST, "/api/v1/items/7", Some("/api/v1/items/{id}")),
+            // Served here, so not forwarded.
+            (Method::DELETE, "/api/v1/items/7", None),
+            (
+                Method::GET,
+                "/api/v1/items/special",
+                Some("/api/v1/items/special"),
+            ),
+            (Method::GET, "/api/v1/items/7/parts", None),
+            (Method::PUT, "/api/v1/q/x/r", Some("/api/v1/{a}/x/{b}")),
+            (Method::PUT, "/api/v1/q/y/r", None),
+            (Method::GET, "/", Some("/")),
         ];
-        for (template, path, expected) in cases {
-            let template = Template::parse(template).unwrap();
-            assert_eq!(template.matches(path), *expected, "{template:?} {path}");
+        for (method, path, template) in cases {
+            let found = forwarding.find(method, path).map(|found| {
+                found.table.paths[found.path].routes[found.route]
+                    .operation
+                    .path()
+                    .to_owned()
+            });
+            assert_eq!(found.as_deref(), *template, "{method} {path}");
         }
+        assert!(forwarding.knows_path("/api/v1/items/7"));
+        assert!(!forwarding.knows_path("/api/v1/nothing"));
+        let refused = &forwarding.loads.lock().unwrap()[0].refused;
+        assert_eq!(
+            refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["DELETE /api/v1/items/{id}: this instance serves it itself"]
+        );
+    }
+
+    #[test]
+    fn thirty_thousand_routes_build_and_look_up() {
+        let paths: Vec<String> = (0..30_000)
+            .map(|i| format!("\"/api/v1/r{i}/{{id}}\": {{\"get\": {{}}, \"post\": {{}}}}"))
+            .collect();
+        let forwarding = forwarding(&format!("{{\"paths\": {{{}}}}}", paths.join(",")), &[]);
+        assert!(forwarding.find(&Method::POST, "/api/v1/r29999/7").is_some());
+        assert!(forwarding.find(&Method::GET, "/api/v1/nope").is_none());
+        assert_eq!(forwarding.table().served, [60_000]);
     }
 
     #[test]

@@ -52,6 +52,8 @@
 //! ```
 
 use std::any::Any;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,6 +77,8 @@ use tracing::Instrument as _;
 
 mod envelope_status;
 pub mod forward;
+mod normalize_path;
+pub mod path;
 mod proxy;
 
 use forward::Forwarding;
@@ -112,6 +116,7 @@ pub struct Settings {
     header_read_timeout: Duration,
     body_read_timeout: Duration,
     max_in_flight: usize,
+    max_argument_memory: usize,
     shutdown_grace: Duration,
     instance_name: String,
     upstreams: Vec<Upstream>,
@@ -131,6 +136,7 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_in_flight: 1024,
+            max_argument_memory: 1024 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             instance_name: "framex".to_owned(),
             upstreams: Vec::new(),
@@ -193,6 +199,15 @@ impl Settings {
         self
     }
 
+    /// What reading the keyword arguments of all the calls in flight may take
+    /// together, in bytes; a call that would pass it is answered 503 at once.
+    /// Each call may take 16 times the size of its arguments' JSON (at least
+    /// 1 MiB), no more. Default 1 GiB.
+    pub fn with_max_argument_memory(mut self, bytes: usize) -> Settings {
+        self.max_argument_memory = bytes.max(1024 * 1024);
+        self
+    }
+
     /// How long shutdown waits for calls in flight before it closes their
     /// connections anyway; default 30 s.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Settings {
@@ -236,6 +251,12 @@ pub(crate) struct State {
     pub(crate) forwarding: Arc<Forwarding>,
     /// One permit per call allowed in flight.
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// One permit per KiB that reading arguments may take, for all calls.
+    pub(crate) argument_memory: Arc<tokio::sync::Semaphore>,
+    /// `GET /api/v1/openapi.json` as last written, and the generation of the
+    /// forwarding table it was written for: written again only when the
+    /// forwarded routes change, not on every request.
+    pub(crate) openapi: std::sync::Mutex<Option<(u64, Bytes)>>,
 }
 
 /// A bound, not yet serving, server.
@@ -277,6 +298,10 @@ impl Server {
             listener,
             state: Arc::new(State {
                 in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+                openapi: std::sync::Mutex::new(None),
+                argument_memory: Arc::new(tokio::sync::Semaphore::new(
+                    (settings.max_argument_memory / 1024).min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 settings,
                 registry,
                 routes,
@@ -327,12 +352,14 @@ impl Server {
             "serving"
         );
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut accept_errors = AcceptErrors::default();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     // Out of file descriptors and the like: back off, keep serving.
-                    Err(_) => {
+                    Err(error) => {
+                        accept_errors.failed(&error, &self.state.settings.instance_name);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -384,6 +411,44 @@ impl Server {
             );
             connections.abort_all();
         }
+    }
+}
+
+/// Logs failures to accept a connection at most once per [`Self::EVERY`], with
+/// how many there were since, so that a listener out of file descriptors is
+/// seen in the log without the log itself being flooded.
+#[derive(Default)]
+struct AcceptErrors {
+    logged: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl AcceptErrors {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn failed(&mut self, error: &std::io::Error, instance: &str) {
+        self.since += 1;
+        let now = std::time::Instant::now();
+        if self
+            .logged
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            return;
+        }
+        let hint = match rustix::io::Errno::from_io_error(error) {
+            Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                ": out of file descriptors; raise the limit (ulimit -n) or lower server.max_in_flight"
+            }
+            _ => "",
+        };
+        tracing::error!(
+            instance,
+            %error,
+            failures = self.since,
+            "cannot accept connections{hint}"
+        );
+        self.logged = Some(now);
+        self.since = 0;
     }
 }
 
@@ -483,9 +548,15 @@ impl Api {
     /// Calls the route that serves `request`'s method and path. The answer of a
     /// missing route is a 404 (405 for a known path with another method) in the
     /// FrameX envelope, as over HTTP.
-    pub async fn call(&self, request: Request<Bytes>) -> Response<Bytes> {
+    pub async fn call(&self, mut request: Request<Bytes>) -> Response<Bytes> {
+        if let Err(error) = normalize_path::normalize_request(&mut request) {
+            return envelope_bytes(
+                StatusCode::BAD_REQUEST,
+                &format!("path `{}` is refused: {error}", request.uri().path()),
+            );
+        }
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        let path = decoded_path(&request);
         let mut path_known = false;
         for (route_method, route_path, handler) in &self.state.routes {
             if *route_path == path {
@@ -576,9 +647,29 @@ fn stack(
         }
         .instrument(span)
     });
+    // Outermost of all: the path made unambiguous, so that the auth rules,
+    // the routes and the upstream all decide on the same path.
     ServiceBuilder::new()
+        .layer(normalize_path::NormalizePathLayer::new(
+            refused_path as fn(&str, path::PathError) -> _,
+        ))
         .layer(envelope_status::EnvelopeStatusLayer)
         .service(logged)
+}
+
+/// The answer to a request whose path cannot be made unambiguous: 400, naming
+/// what in it was refused.
+fn refused_path(
+    path: &str,
+    error: path::PathError,
+) -> Response<tower_http::body::UnsyncBoxBody<Bytes, BoxError>> {
+    let shown: String = path.chars().take(200).collect();
+    tracing::warn!(path = shown, %error, "request refused: ambiguous path");
+    envelope_response(
+        StatusCode::BAD_REQUEST,
+        &format!("path `{shown}` is refused: {error}"),
+    )
+    .map(|body| tower_http::body::UnsyncBoxBody::new(body.map_err(|never| match never {})))
 }
 
 pin_project_lite::pin_project! {
@@ -635,7 +726,11 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
         "Invalid API Key for API({}): {}",
         denial.path, denial.reason
     );
-    boxed(envelope_response(StatusCode::UNAUTHORIZED, &message))
+    let status = match denial.reason {
+        framex_auth::DenyReason::DuplicateHeader => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    boxed(envelope_response(status, &message))
 }
 
 /// Where an instance serves its metrics, in the Prometheus text format.
@@ -657,7 +752,8 @@ fn is_builtin_read(path: &str) -> bool {
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
-    let path = request.uri().path().to_owned();
+    // The decoded path (see `path.rs`): what routes are matched against.
+    let path = decoded_path(&request);
     let method = request.method().clone();
     // `/health`, `/metrics` and the OpenAPI document answer even at the limit.
     let _permit = if method == Method::GET && is_builtin_read(&path) {
@@ -682,9 +778,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
         }
         (Method::GET, "/health") => boxed(json_response(StatusCode::OK, &health(state))),
         (Method::GET, METRICS_PATH) => boxed(metrics_response(state)),
-        (Method::GET, "/api/v1/openapi.json") => {
-            boxed(json_response(StatusCode::OK, &openapi(state)))
-        }
+        (Method::GET, "/api/v1/openapi.json") => boxed(openapi_response(state).map(Full::new)),
         _ => {
             let known = state.routes.iter().filter(|(_, p, _)| *p == path);
             let mut allowed = false;
@@ -731,21 +825,33 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
     }
 }
 
+/// The request's decoded path, which the normalizing layer put in its
+/// extensions; the path itself when it was plain already (and only then: both
+/// ways in, HTTP and [`Api::call`], normalize first).
+fn decoded_path<B>(request: &Request<B>) -> String {
+    match request.extensions().get::<normalize_path::DecodedPath>() {
+        Some(decoded) => decoded.0.clone(),
+        None => request.uri().path().to_owned(),
+    }
+}
+
 /// The answer when `max_in_flight` calls are already running: 503, and a hint to
 /// retry in a second.
 fn overloaded(state: &State) -> Response<ServerBody> {
-    let mut response = envelope_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &format!(
-            "this instance is running {} calls, its limit (server.max_in_flight); retry later",
-            state.settings.max_in_flight
-        ),
-    );
+    boxed(retry_later(&format!(
+        "this instance is running {} calls, its limit (server.max_in_flight); retry later",
+        state.settings.max_in_flight
+    )))
+}
+
+/// 503 with `message`, and a hint to retry in a second.
+pub(crate) fn retry_later(message: &str) -> Response<Full<Bytes>> {
+    let mut response = envelope_response(StatusCode::SERVICE_UNAVAILABLE, message);
     response.headers_mut().insert(
         http::header::RETRY_AFTER,
         http::HeaderValue::from_static("1"),
     );
-    boxed(response)
+    response
 }
 
 /// How many FrameX instances a request has already passed through; a header
@@ -798,12 +904,20 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, Response<Full<Bytes>>> {
     let limit = settings.max_body_bytes;
     let timeout = settings.body_read_timeout;
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(envelope_response(
+    let too_large = || {
+        envelope_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("request body is larger than {limit} bytes"),
-        )),
+        )
+    };
+    // A declared `Content-Length` past the limit is refused before a byte of
+    // the body is read or waited for.
+    if usize::try_from(hyper::body::Body::size_hint(&body).lower()).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(envelope_response(
             StatusCode::BAD_REQUEST,
             "request body could not be read",
@@ -815,35 +929,104 @@ pub(crate) async fn read_body(
     }
 }
 
-fn openapi(state: &State) -> serde_json::Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert(
-        "/health".to_owned(),
-        serde_json::json!({"get": {"operationId": "health", "responses": {"200": {"description": "the instance is up"}}}}),
+/// This instance's OpenAPI document, written once per forwarding table.
+fn openapi_response(state: &State) -> Response<Bytes> {
+    let (generation, forwarded) = state.forwarding.openapi();
+    let cached = |cache: &Option<(u64, Bytes)>| {
+        cache
+            .as_ref()
+            .filter(|(written_for, _)| *written_for == generation)
+            .map(|(_, body)| body.clone())
+    };
+    let body = match state.openapi.lock().ok().and_then(|cache| cached(&cache)) {
+        Some(body) => body,
+        None => {
+            let body = Bytes::from(
+                serde_json::to_vec(&openapi(state, &forwarded)).expect("JSON values serialize"),
+            );
+            if let Ok(mut cache) = state.openapi.lock() {
+                *cache = Some((generation, body.clone()));
+            }
+            body
+        }
+    };
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .expect("the header is valid")
+}
+
+/// This instance's OpenAPI document: `/health`, the application's routes and
+/// the forwarded ones with their schemas. Written straight from what
+/// `forwarded` shares with the upstreams' documents rather than through a
+/// `Value` of its own, which would copy every operation and schema (several
+/// times their JSON in memory, for a document of up to 32 MiB).
+fn openapi<'a>(state: &'a State, forwarded: &'a forward::ForwardedOpenApi) -> OpenApiDocument<'a> {
+    let mut paths: OpenApiPaths<'a> = BTreeMap::new();
+    paths.entry("/health").or_default().insert(
+        "get".to_owned(),
+        Cow::Owned(serde_json::json!({"operationId": "health", "responses": {"200": {"description": "the instance is up"}}})),
     );
     for (method, path, _) in &state.routes {
-        let entry = paths
-            .entry(path.clone())
-            .or_insert_with(|| serde_json::json!({}));
-        entry[method.as_str().to_ascii_lowercase()] = serde_json::json!({
-            "operationId": format!("{}_{}", method.as_str().to_ascii_lowercase(), path.trim_matches('/').replace('/', "_")),
+        let method = method.as_str().to_ascii_lowercase();
+        let operation = serde_json::json!({
+            "operationId": format!("{method}_{}", path.trim_matches('/').replace('/', "_")),
             "responses": {"200": {"description": "success"}}
         });
+        paths
+            .entry(path)
+            .or_default()
+            .insert(method, Cow::Owned(operation));
     }
-    let (forwarded, schemas) = state.forwarding.openapi();
-    for (path, method, operation) in forwarded {
-        let entry = paths.entry(path).or_insert_with(|| serde_json::json!({}));
-        entry[method] = operation;
+    for (path, method, operation) in &forwarded.operations {
+        paths
+            .entry(path)
+            .or_default()
+            .insert(method.clone(), Cow::Borrowed(&**operation));
     }
-    let mut document = serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": state.settings.instance_name, "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-    });
-    if !schemas.is_empty() {
-        document["components"] = serde_json::json!({ "schemas": schemas });
+    OpenApiDocument {
+        openapi: "3.1.0",
+        info: OpenApiInfo {
+            title: &state.settings.instance_name,
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        paths,
+        components: (!forwarded.schemas.is_empty()).then_some(OpenApiComponents {
+            schemas: SharedSchemas(&forwarded.schemas),
+        }),
     }
-    document
+}
+
+/// Paths, then lowercase methods, to operation objects, in order.
+type OpenApiPaths<'a> = BTreeMap<&'a str, BTreeMap<String, Cow<'a, serde_json::Value>>>;
+
+#[derive(serde::Serialize)]
+struct OpenApiDocument<'a> {
+    openapi: &'static str,
+    info: OpenApiInfo<'a>,
+    paths: OpenApiPaths<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    components: Option<OpenApiComponents<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OpenApiInfo<'a> {
+    title: &'a str,
+    version: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct OpenApiComponents<'a> {
+    schemas: SharedSchemas<'a>,
+}
+
+/// The merged schemas, written without copying them out of their `Arc`s.
+struct SharedSchemas<'a>(&'a forward::Schemas);
+
+impl serde::Serialize for SharedSchemas<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, schema)| (name, &**schema)))
+    }
 }
 
 /// The body of every answer: whole, or streamed from an upstream.

@@ -35,9 +35,9 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         }
     };
     let limit = state.settings.max_inflated_bytes;
-    let name: String = match wire::decode_with_limit(&call.func_name, limit) {
+    let name = match function_name(&call.func_name) {
         Ok(name) => name,
-        Err(error) => return undecodable("func_name", &error),
+        Err((status, message)) => return envelope_response(status, &message),
     };
     let routing = state.registry.routing();
     if let Some(remote) = routing.remote(&name) {
@@ -49,14 +49,80 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
     // Decoded to their JSON text only: the function reads each argument from
     // it into its parameter's type.
     let kwargs = match wire::decode_json(&call.data, limit) {
-        Ok(kwargs) => Kwargs::from_json(kwargs),
+        Ok(kwargs) => kwargs,
         Err(error) => return undecodable("data", &error),
     };
     drop(call);
-    run_local(state, name, kwargs).await
+    // What reading the arguments may take, bounded per call and, with their
+    // text and the calls in flight, in all. (Inflating is synchronous, so at
+    // most one text per worker thread exists before it is reserved for.)
+    let memory = (kwargs.len().saturating_mul(ARGUMENT_MEMORY_MULTIPLE))
+        .max(MIN_ARGUMENT_MEMORY)
+        .min(state.settings.max_argument_memory);
+    let reserved_bytes = memory
+        .saturating_add(kwargs.len())
+        .min(state.settings.max_argument_memory);
+    let permits = u32::try_from(reserved_bytes / 1024).unwrap_or(u32::MAX);
+    let Ok(reserved) = state
+        .argument_memory
+        .clone()
+        .try_acquire_many_owned(permits)
+    else {
+        tracing::warn!(
+            function = name,
+            memory = reserved_bytes,
+            limit = state.settings.max_argument_memory,
+            "call refused: the arguments of the calls in flight may take all the memory allowed"
+        );
+        return crate::retry_later(&format!(
+            "the arguments of the calls in flight here may take up to {} bytes together, this instance's limit (server.max_argument_memory); retry later",
+            state.settings.max_argument_memory
+        ));
+    };
+    let kwargs = Kwargs::from_json(kwargs).limit_memory(memory);
+    run_local(state, name, kwargs, reserved).await
 }
 
+/// The function name of a call: refused before any lookup when it is longer
+/// than `wire::MAX_FUNCTION_NAME_BYTES`, with a message that quotes only its
+/// beginning. Its payload is inflated no further than such a name could take
+/// (every character escaped as `\uXXXX`).
+fn function_name(encoded: &str) -> Result<String, (StatusCode, String)> {
+    const MAX: usize = wire::MAX_FUNCTION_NAME_BYTES;
+    let too_long = |what: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the function name is longer than {MAX} bytes: {what}"),
+        )
+    };
+    let name: String = match wire::decode_with_limit(encoded, MAX * 6 + 2) {
+        Ok(name) => name,
+        Err(WireError::TooLarge { .. }) => return Err(too_long("its encoding alone is longer")),
+        Err(error) => return Err(undecodable_status("func_name", &error)),
+    };
+    if name.len() > MAX {
+        let prefix: String = name.chars().take(32).collect();
+        return Err(too_long(&format!("`{prefix}…` ({} bytes)", name.len())));
+    }
+    Ok(name)
+}
+
+/// What reading a call's arguments may take, at most, per byte of their JSON:
+/// JSON as dense as `[0,0,0,…]` holds a value every two bytes, and a value
+/// may take 96 (see `framex_json::from_slice_limited`), so such arguments are
+/// refused at about a third of the size of arguments with values of typical
+/// length.
+const ARGUMENT_MEMORY_MULTIPLE: usize = 16;
+/// What reading a call's arguments may take however small they are.
+const MIN_ARGUMENT_MEMORY: usize = 1024 * 1024;
+
 fn undecodable(field: &str, error: &WireError) -> Response<Full<Bytes>> {
+    let (status, message) = undecodable_status(field, error);
+    envelope_response(status, &message)
+}
+
+/// The status and message of a call whose `field` does not decode.
+fn undecodable_status(field: &str, error: &WireError) -> (StatusCode, String) {
     let status = match error {
         WireError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -64,20 +130,30 @@ fn undecodable(field: &str, error: &WireError) -> Response<Full<Bytes>> {
     let cause = std::error::Error::source(error)
         .map(|source| format!(": {source}"))
         .unwrap_or_default();
-    envelope_response(
+    (
         status,
-        &format!("field `{field}` does not decode: {error}{cause}"),
+        format!("field `{field}` does not decode: {error}{cause}"),
     )
 }
 
 /// Runs the local handler in its own task, so that a panic in it answers 500 and
 /// leaves the server and other calls alone.
-async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full<Bytes>> {
+async fn run_local(
+    state: &State,
+    name: String,
+    kwargs: Kwargs,
+    reserved: tokio::sync::OwnedSemaphorePermit,
+) -> Response<Full<Bytes>> {
     let registry = state.registry.clone();
     let task_name = name.clone();
     // The task goes on with the request's trace and log span.
     let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
-    let call = trace.scope(async move { registry.call_local(&task_name, kwargs).await });
+    let call = trace.scope(async move {
+        let result = registry.call_local(&task_name, kwargs).await;
+        // The arguments are gone with the call: their memory is free again.
+        drop(reserved);
+        result
+    });
     let outcome = tokio::spawn(call.instrument(tracing::Span::current())).await;
     let result = match outcome {
         Ok(result) => result,
@@ -99,6 +175,10 @@ async fn run_local(state: &State, name: String, kwargs: Kwargs) -> Response<Full
         }
         Err(error @ CallError::Arguments { .. }) => {
             envelope_response(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string())
+        }
+        Err(error @ CallError::TooLarge { .. }) => {
+            tracing::warn!(function = name, %error, "call refused");
+            envelope_response(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string())
         }
         Err(CallError::Failed { message, .. }) => {
             tracing::warn!(function = name, message, "proxy function failed");

@@ -27,6 +27,10 @@ pub const PROXY_FUNCTION_PATH: &str = "/api/v1/proxy/remote";
 /// The XOR key of the encoding.
 const KEY: &[u8] = b"01234567890abcdefghijklmnopqrstuvwxyz";
 
+/// The longest function name, in bytes, that FrameX sends or accepts: names
+/// come from callers, and end up in messages, logs and metrics.
+pub const MAX_FUNCTION_NAME_BYTES: usize = 256;
+
 /// The default largest inflated payload [`decode`] accepts: 32 MiB.
 pub const DEFAULT_MAX_INFLATED_BYTES: usize = 32 * 1024 * 1024;
 
