@@ -335,15 +335,24 @@ async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_beyond_max_in_flight_are_refused_with_503() {
+/// An instance with `server` settings whose function `name` holds each call
+/// until released: a permit of the first semaphore for each call that started,
+/// and one of the second lets one call return "released". Permits, not a
+/// notification: a release cannot be missed by a handler that has not started
+/// waiting yet.
+async fn start_holding(
+    server: &str,
+    name: &'static str,
+) -> (
+    String,
+    Arc<tokio::sync::Semaphore>,
+    Arc<tokio::sync::Semaphore>,
+) {
     let started = Arc::new(tokio::sync::Semaphore::new(0));
-    // Permits, not a notification: a release cannot be missed by a handler
-    // that has not started waiting yet.
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let (running, waiting) = (started.clone(), release.clone());
-    let url = start("max_in_flight = 2\n", move |app| {
-        app.register_fn("bad.hold", move |_: Value| {
+    let url = start(server, move |app| {
+        app.register_fn(name, move |_: Value| {
             let (running, waiting) = (running.clone(), waiting.clone());
             async move {
                 running.add_permits(1);
@@ -354,6 +363,12 @@ async fn calls_beyond_max_in_flight_are_refused_with_503() {
         .unwrap();
     })
     .await;
+    (url, started, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_in_flight_are_refused_with_503() {
+    let (url, started, release) = start_holding("max_in_flight = 2\n", "bad.hold").await;
     let held: Vec<_> = (0..2)
         .map(|_| {
             let url = url.clone();
@@ -497,22 +512,9 @@ async fn arguments_that_would_take_many_times_their_size_are_refused_with_413() 
 /// once the calls holding it finish, calls are read again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_past_max_argument_memory_are_refused_with_503_until_memory_is_free() {
-    let started = Arc::new(tokio::sync::Semaphore::new(0));
-    let release = Arc::new(tokio::sync::Semaphore::new(0));
-    let (running, waiting) = (started.clone(), release.clone());
     // 2 MiB in all; a call of a 100 KB string may take 16 times that.
-    let url = start("max_argument_memory = 2097152\n", move |app| {
-        app.register_fn("bad.hold_value", move |_: Value| {
-            let (running, waiting) = (running.clone(), waiting.clone());
-            async move {
-                running.add_permits(1);
-                waiting.acquire().await.map(|permit| permit.forget()).ok();
-                Ok::<_, String>("released")
-            }
-        })
-        .unwrap();
-    })
-    .await;
+    let (url, started, release) =
+        start_holding("max_argument_memory = 2097152\n", "bad.hold_value").await;
     let mut held = {
         let url = url.clone();
         tokio::spawn(async move {

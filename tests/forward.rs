@@ -74,6 +74,22 @@ async fn upstream_state(url: &str, index: usize, state: &str) -> Value {
     panic!("upstream {index} of {url} never became {state}");
 }
 
+/// A local instance forwarding `/api/v1/*` of `first` and `second`, once both
+/// documents are loaded, and `GET /health`'s report on `second`.
+async fn start_forwarding_both(first: &MockServer, second: &MockServer) -> (String, Value) {
+    let url = start(&proxy_config(
+        &[
+            (&first.uri(), "enable = [\"/api/v1/*\"]"),
+            (&second.uri(), "enable = [\"/api/v1/*\"]"),
+        ],
+        "",
+    ))
+    .await;
+    upstream_state(&url, 0, "ready").await;
+    let report = upstream_state(&url, 1, "ready").await;
+    (url, report)
+}
+
 fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
@@ -287,16 +303,7 @@ async fn a_path_under_two_upstreams_is_served_by_the_first_and_reported() {
             .mount(upstream)
             .await;
     }
-    let url = start(&proxy_config(
-        &[
-            (&first.uri(), "enable = [\"/api/v1/*\"]"),
-            (&second.uri(), "enable = [\"/api/v1/*\"]"),
-        ],
-        "",
-    ))
-    .await;
-    upstream_state(&url, 0, "ready").await;
-    let report = upstream_state(&url, 1, "ready").await;
+    let (url, report) = start_forwarding_both(&first, &second).await;
     assert_eq!(
         report["skipped"],
         json!([format!(
@@ -752,16 +759,7 @@ async fn schemas_of_the_same_name_from_two_upstreams_stay_apart() {
         None,
     )
     .await;
-    let url = start(&proxy_config(
-        &[
-            (&first.uri(), "enable = [\"/api/v1/*\"]"),
-            (&second.uri(), "enable = [\"/api/v1/*\"]"),
-        ],
-        "",
-    ))
-    .await;
-    upstream_state(&url, 0, "ready").await;
-    upstream_state(&url, 1, "ready").await;
+    let (url, _) = start_forwarding_both(&first, &second).await;
     let (_, body) = send(&url, "GET", "/api/v1/openapi.json", &[], b"").await;
     let document: Value = serde_json::from_slice(&body).unwrap();
     let schemas = &document["components"]["schemas"];

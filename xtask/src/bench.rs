@@ -38,7 +38,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::instances::{Instance, kill_started_on_interrupt, spawn, start, work_dir, write};
+use crate::instances::{
+    Instance, build_release, kill_started_on_interrupt, spawn, start, work_dir, write,
+};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
@@ -114,17 +116,9 @@ struct Figures {
 
 pub(crate) fn run(options: &Options) -> Result<()> {
     let wrk = ensure_wrk()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?
-        .to_owned();
-    println!("building the framex command and the bare echo server (release)…");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
+    let root = build_release(
+        "the framex command and the bare echo server",
+        &[
             "-p",
             "framex-cli",
             "--bin",
@@ -137,10 +131,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "framex-transport",
             "--example",
             "codec_cost",
-        ])
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "the release build failed");
+        ],
+    )?;
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -131,6 +131,25 @@ pub(crate) fn kill_started_on_interrupt() -> Result<()> {
     Ok(())
 }
 
+/// Builds `targets` (cargo's `-p`/`--bin`/`--example` arguments) with the
+/// release profile, saying `what` is being built, and returns the workspace
+/// root.
+pub(crate) fn build_release(what: &str, targets: &[&str]) -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_owned();
+    println!("building {what} (release)…");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["build", "--quiet", "--release"])
+        .args(targets)
+        .status()
+        .context("cannot run cargo build")?;
+    ensure!(status.success(), "the release build failed");
+    Ok(root)
+}
+
 /// Builds the `framex` command once and returns its path.
 pub(crate) fn build_framex() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::instances::{Instance, kill_started_on_interrupt, spawn, work_dir, write};
+use crate::instances::{
+    Instance, build_release, kill_started_on_interrupt, spawn, work_dir, write,
+};
 
 /// What an instance may hold beyond a call's own bound: the runtime, the
 /// buffers of the answer, the body as it arrived.
@@ -26,25 +28,10 @@ const OVERHEAD: u64 = 128 * 1024 * 1024;
 const KEPT: u64 = 64 * 1024 * 1024;
 
 pub(crate) fn run() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?
-        .to_owned();
-    println!("building the framex command (release)…");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "framex-cli",
-            "--bin",
-            "framex",
-        ])
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "the release build failed");
+    let root = build_release(
+        "the framex command",
+        &["-p", "framex-cli", "--bin", "framex"],
+    )?;
     kill_started_on_interrupt()?;
     let dir = work_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
