@@ -106,6 +106,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
             ("post", "/api/v1/upload"),
             ("get", "/api/v1/internal/stats"),
             ("get", "/health"),
+            ("get", "/metrics"),
         ]),
         Some("docs-key"),
     )
@@ -146,7 +147,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
     let url = start(&proxy_config(
         &[(
             &upstream.uri(),
-            "enable = [\"/api/v1/*\", \"/health\"]\ndisable = [\"/api/v1/internal/*\"]",
+            "enable = [\"/api/v1/*\", \"/health\", \"/metrics\"]\ndisable = [\"/api/v1/internal/*\"]",
         )],
         "[plugins.proxy.auth]\nrules = { \"/api/v1/openapi.json\" = [\"docs-key\"], \"/api/v1/items/*\" = [\"items-key\"], \"/api/v1/*\" = [\"api-key\"] }\n",
     ))
@@ -164,6 +165,7 @@ async fn allowed_routes_are_forwarded_with_everything_a_request_carries() {
         [
             "GET /api/v1/internal/stats: disabled by `/api/v1/internal/*`",
             "GET /health: this instance serves it itself",
+            "GET /metrics: this instance serves it itself",
         ]
     );
 

@@ -181,11 +181,3 @@ async fn names_from_callers_cannot_grow_the_metrics() {
     // The name the limit allows is served.
     assert_eq!(call_named(&url, &"n".repeat(256)).await.0, 404);
 }
-
-#[test]
-fn the_limits_that_two_crates_state_agree() {
-    assert_eq!(
-        framex::config::MAX_FUNCTION_NAME_BYTES,
-        framex::transport::wire::MAX_FUNCTION_NAME_BYTES
-    );
-}

@@ -81,7 +81,7 @@ pub const DEFAULT_DOCS_PATH: &str = "/api/v1/openapi.json";
 /// The route that serves proxy-function calls on every FrameX instance.
 pub const PROXY_FUNCTION_PATH: &str = "/api/v1/proxy/remote";
 /// The longest function name, in bytes: the transport's
-/// `wire::MAX_FUNCTION_NAME_BYTES`, which the facade's tests check it equals.
+/// `wire::MAX_FUNCTION_NAME_BYTES`, which a test of the facade checks it equals.
 pub const MAX_FUNCTION_NAME_BYTES: usize = 256;
 
 /// The longest duration, in seconds, that a timeout or grace period may be:

@@ -754,3 +754,30 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The configuration crate states paths and limits of the server and
+    /// the transport without depending on either (it has no runtime): its
+    /// copies must not drift, or it would check names against another limit
+    /// and rules would decide on a path nothing serves.
+    #[test]
+    fn the_configuration_states_the_paths_and_limits_of_the_runtime() {
+        assert_eq!(
+            framex_config::PROXY_FUNCTION_PATH,
+            framex_transport::wire::PROXY_FUNCTION_PATH
+        );
+        assert_eq!(
+            framex_config::DEFAULT_DOCS_PATH,
+            framex_server::OPENAPI_PATH
+        );
+        assert_eq!(
+            framex_config::MAX_FUNCTION_NAME_BYTES,
+            framex_transport::wire::MAX_FUNCTION_NAME_BYTES
+        );
+        assert_eq!(
+            usize::try_from(framex_config::DEFAULT_MAX_INFLATED_BYTES).unwrap(),
+            framex_transport::wire::DEFAULT_MAX_INFLATED_BYTES
+        );
+    }
+}

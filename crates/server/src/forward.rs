@@ -101,7 +101,7 @@ impl Upstream {
     pub fn new(url: impl Into<String>, rules: framex_filter::Rules) -> Upstream {
         Upstream {
             url: url.into(),
-            docs_path: "/api/v1/openapi.json".to_owned(),
+            docs_path: crate::OPENAPI_PATH.to_owned(),
             rules,
             keys: framex_auth::Rules::default(),
             stream_paths: Vec::new(),

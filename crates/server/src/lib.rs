@@ -280,14 +280,11 @@ impl Server {
             .iter()
             .map(|(method, path, _)| (method.clone(), path.clone()))
             .collect();
-        local.extend([
-            (
-                Method::POST,
-                framex_transport::wire::PROXY_FUNCTION_PATH.to_owned(),
-            ),
-            (Method::GET, "/health".to_owned()),
-            (Method::GET, "/api/v1/openapi.json".to_owned()),
-        ]);
+        local.extend(
+            BUILTIN_ROUTES
+                .iter()
+                .map(|(method, path)| (method.clone(), (*path).to_owned())),
+        );
         let forwarding = Arc::new(Forwarding::new(
             settings.upstreams.clone(),
             settings.forward_timeout,
@@ -736,6 +733,23 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
 /// Where an instance serves its metrics, in the Prometheus text format.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Where an instance reports that it is up, and its upstreams' state.
+pub const HEALTH_PATH: &str = "/health";
+
+/// Where an instance serves its OpenAPI document, and where it looks for an
+/// upstream's unless told otherwise.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The routes every instance serves itself, ahead of the application's and
+/// the forwarded ones: an upstream's route on one of them is never forwarded
+/// (and `GET /health` says so). [`handle`] routes each of them.
+const BUILTIN_ROUTES: [(Method, &str); 4] = [
+    (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH),
+    (Method::GET, HEALTH_PATH),
+    (Method::GET, METRICS_PATH),
+    (Method::GET, OPENAPI_PATH),
+];
+
 fn metrics_response(state: &State) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(state.registry.metrics().render())));
     response.headers_mut().insert(
@@ -748,7 +762,7 @@ fn metrics_response(state: &State) -> Response<Full<Bytes>> {
 /// The instance's own `GET` paths: `/health`, `/metrics` and the OpenAPI
 /// document.
 fn is_builtin_read(path: &str) -> bool {
-    matches!(path, "/health" | METRICS_PATH | "/api/v1/openapi.json")
+    matches!(path, HEALTH_PATH | METRICS_PATH | OPENAPI_PATH)
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
@@ -776,9 +790,9 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
         (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
             boxed(proxy::handle(state, request).await)
         }
-        (Method::GET, "/health") => boxed(json_response(StatusCode::OK, &health(state))),
+        (Method::GET, HEALTH_PATH) => boxed(json_response(StatusCode::OK, &health(state))),
         (Method::GET, METRICS_PATH) => boxed(metrics_response(state)),
-        (Method::GET, "/api/v1/openapi.json") => boxed(openapi_response(state).map(Full::new)),
+        (Method::GET, OPENAPI_PATH) => boxed(openapi_response(state).map(Full::new)),
         _ => {
             let known = state.routes.iter().filter(|(_, p, _)| *p == path);
             let mut allowed = false;
@@ -963,7 +977,7 @@ fn openapi_response(state: &State) -> Response<Bytes> {
 /// times their JSON in memory, for a document of up to 32 MiB).
 fn openapi<'a>(state: &'a State, forwarded: &'a forward::ForwardedOpenApi) -> OpenApiDocument<'a> {
     let mut paths: OpenApiPaths<'a> = BTreeMap::new();
-    paths.entry("/health").or_default().insert(
+    paths.entry(HEALTH_PATH).or_default().insert(
         "get".to_owned(),
         Cow::Owned(serde_json::json!({"operationId": "health", "responses": {"200": {"description": "the instance is up"}}})),
     );
