@@ -36,6 +36,23 @@ fn config_file(name: &str, toml: &str) -> PathBuf {
 struct Served {
     child: Child,
     url: String,
+    /// The instance's log, line by line, as it writes it.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Waits for a log line containing `text`, up to 10 s, and returns it.
+    fn wait_for_log(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(error) => panic!("no log line with {text:?} within 10 s: {error}"),
+            }
+        }
+    }
 }
 
 impl Drop for Served {
@@ -55,9 +72,19 @@ fn serve_named(config: &PathBuf, name: &str) -> Served {
         .arg(config)
         .args(["--name", name])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read all along, so that the instance never blocks on a full pipe.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (lines, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -67,7 +94,7 @@ fn serve_named(config: &PathBuf, name: &str) -> Served {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    Served { child, url }
+    Served { child, url, log }
 }
 
 #[test]
@@ -304,7 +331,8 @@ fn sighup_moves_a_function_and_an_invalid_file_changes_nothing() {
     )
     .unwrap();
     hangup(&here);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let refused = here.wait_for_log("configuration not reloaded");
+    assert!(refused.contains("server.port"), "{refused}");
     assert_eq!(whoami(&here.url), "there", "an invalid file is refused");
 
     std::fs::write(&path, listing("")).unwrap();
