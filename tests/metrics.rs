@@ -23,11 +23,11 @@ async fn calls_are_counted_by_function_location_and_outcome() {
         .register_fn("m.echo", |args: Value| async move { Ok::<_, String>(args) })
         .unwrap();
     let remote = start(remote, "remote").await;
-    // Nothing listens on a port that was just released.
-    let gone = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    // A port held by a socket that does not listen: connecting is refused,
+    // and no other test can take the port meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let gone = format!("http://{}", held.local_addr().unwrap());
     let mut local = App::from_config(config(&format!(
         "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
          [plugins.proxy]\nproxy_urls = [\"{remote}\", \"{gone}\"]\nproxy_functions = {{ \"{remote}\" = [\"m.echo\", \"m.missing\"], \"{gone}\" = [\"m.gone\"] }}\n"

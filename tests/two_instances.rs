@@ -447,3 +447,36 @@ async fn shutdown_gives_up_on_a_call_after_the_grace_period() {
     let error = in_flight.await.unwrap().unwrap_err();
     assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
 }
+
+/// An app handed a listener serves there and never binds its configured
+/// address: here one that no interface has, which `bind` would fail on.
+#[tokio::test]
+async fn an_app_serves_on_the_listener_it_is_handed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.9:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let unusable = "[server]\nhost = \"192.0.2.1\"\nport = 8080\n";
+    let error = App::from_config(config(unusable))
+        .unwrap()
+        .isolated()
+        .bind("unusable")
+        .await
+        .err()
+        .expect("192.0.2.1 is on no interface");
+    assert!(error.to_string().contains("192.0.2.1:8080"), "{error}");
+
+    let mut app = App::from_config(config(unusable)).unwrap();
+    register_demo(&mut app, "handed");
+    let bound = app
+        .isolated()
+        .bind_listener(listener, "handed")
+        .await
+        .unwrap();
+    assert_eq!(bound.local_addr(), address);
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    let url = format!("http://{address}");
+    let result = Client::default()
+        .call(&url, None, "m.where", json!({"n": 1}).as_object().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(result, json!({"ran_on": "handed", "n": 1}));
+}

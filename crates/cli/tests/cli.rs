@@ -260,10 +260,11 @@ fn call_prints_the_result_or_the_error_of_a_running_instance() {
 
 #[test]
 fn call_to_nothing_listening_is_a_connect_error() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    // A port held by a socket that does not listen: connecting is refused,
+    // and no other test can take the port meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = format!("http://{}", held.local_addr().unwrap());
     let output = run(&["call", &closed, "demo.whoami", "--timeout", "5"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(

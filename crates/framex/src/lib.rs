@@ -300,6 +300,26 @@ impl App {
 
     /// Binds the configured address; serve with [`Bound::serve`].
     pub async fn bind(self, instance_name: &str) -> Result<Bound, Error> {
+        self.bind_on(None, instance_name).await
+    }
+
+    /// Serves on `listener`, which the caller bound, instead of the
+    /// configured `server.host` and `server.port`: bind port 0 once and keep
+    /// it, or take a socket handed over by a supervisor. Serve with
+    /// [`Bound::serve`].
+    pub async fn bind_listener(
+        self,
+        listener: tokio::net::TcpListener,
+        instance_name: &str,
+    ) -> Result<Bound, Error> {
+        self.bind_on(Some(listener), instance_name).await
+    }
+
+    async fn bind_on(
+        self,
+        listener: Option<tokio::net::TcpListener>,
+        instance_name: &str,
+    ) -> Result<Bound, Error> {
         let server = self.config.server();
         let mut settings = framex_server::Settings::default()
             .with_address(server.host(), server.port())
@@ -335,7 +355,12 @@ impl App {
             registry: self.registry.clone(),
             source: self.config.source().map(Arc::from),
         };
-        let server = framex_server::Server::bind(settings, self.registry, routes).await?;
+        let server = match listener {
+            Some(listener) => {
+                framex_server::Server::on_listener(listener, settings, self.registry, routes)
+            }
+            None => framex_server::Server::bind(settings, self.registry, routes).await?,
+        };
         let installed = match self.install_on_bind {
             true => Some(runtime::install(registry, Some(server.api()))?),
             false => None,

@@ -126,9 +126,11 @@ async fn listed_names_run_remotely_even_when_registered_here() {
 
 #[tokio::test]
 async fn remote_failures_stay_errors() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // A port held by a socket that does not listen: connecting is refused,
+    // and no other test can take the port meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", held.local_addr().unwrap());
     let routing = Routing::default().route("m.f", Remote::new(url.clone(), None));
     let registry = Registry::new(routing, framex_transport::Client::default());
     let error = registry.call("m.f", kwargs(json!({}))).await.unwrap_err();

@@ -276,6 +276,18 @@ impl Server {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| Error::Bind { address, source })?;
+        Ok(Server::on_listener(listener, settings, registry, routes))
+    }
+
+    /// Serves on `listener`, bound by the caller (the settings' address is
+    /// not used): a port bound once and kept, a socket handed over by a
+    /// supervisor, an address the caller chose its own way.
+    pub fn on_listener(
+        listener: TcpListener,
+        settings: Settings,
+        registry: framex_registry::Registry,
+        routes: Vec<(Method, String, RouteHandler)>,
+    ) -> Server {
         let mut local: Vec<(Method, String)> = routes
             .iter()
             .map(|(method, path, _)| (method.clone(), path.clone()))
@@ -291,7 +303,7 @@ impl Server {
             settings.max_body_bytes,
             local,
         ));
-        Ok(Server {
+        Server {
             listener,
             state: Arc::new(State {
                 in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
@@ -304,7 +316,7 @@ impl Server {
                 routes,
                 forwarding,
             }),
-        })
+        }
     }
 
     /// The address actually bound (the real port when 0 was asked for).

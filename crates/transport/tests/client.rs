@@ -257,9 +257,11 @@ async fn a_slow_remote_times_out_with_the_timeout_in_the_message() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // A port held by a socket that does not listen: connecting is refused,
+    // and no other test can take the port meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", held.local_addr().unwrap());
     let error = client()
         .call(&url, None, "m.f", &Map::new())
         .await
