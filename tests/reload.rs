@@ -10,33 +10,65 @@ use crate::support::{config, start};
 use framex::App;
 use serde_json::{Value, json};
 
-fn register(app: &mut App, name: &'static str) {
+/// An instance's `m.slow`: each call adds a permit to `started` when it
+/// runs, and returns once it takes one from `release`.
+#[derive(Clone)]
+struct Slow {
+    started: Arc<tokio::sync::Semaphore>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Slow {
+    fn default() -> Slow {
+        Slow {
+            started: Arc::new(tokio::sync::Semaphore::new(0)),
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+}
+
+impl Slow {
+    /// Waits until a call of `m.slow` runs.
+    async fn running(&self) {
+        self.started.acquire().await.unwrap().forget();
+    }
+}
+
+/// Registers `m.where` and `m.slow`, both answering `name`.
+fn register(app: &mut App, name: &'static str) -> Slow {
     app.register_fn("m.where", move |_: Value| async move {
         Ok::<_, String>(json!(name))
     })
     .unwrap();
-    app.register_fn("m.slow", move |_: Value| async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok::<_, String>(json!(name))
+    let slow = Slow::default();
+    let held = slow.clone();
+    app.register_fn("m.slow", move |_: Value| {
+        let held = held.clone();
+        async move {
+            held.started.add_permits(1);
+            held.release.acquire().await.unwrap().forget();
+            Ok::<_, String>(json!(name))
+        }
     })
     .unwrap();
+    slow
 }
 
-async fn remote() -> String {
+async fn remote() -> (String, Slow) {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    register(&mut app, "remote");
-    start(app, "remote").await
+    let slow = register(&mut app, "remote");
+    (start(app, "remote").await, slow)
 }
 
 /// Serves `app` as the local instance with the test functions; returns its
 /// registry, to call through, and its reloader.
-async fn local(mut app: App) -> (framex::registry::Registry, framex::Reloader) {
-    register(&mut app, "local");
+async fn local(mut app: App) -> (framex::registry::Registry, framex::Reloader, Slow) {
+    let slow = register(&mut app, "local");
     let registry = app.registry().clone();
     let bound = app.isolated().bind("local").await.unwrap();
     let reloader = bound.reloader();
     tokio::spawn(bound.serve_until(std::future::pending()));
-    (registry, reloader)
+    (registry, reloader, slow)
 }
 
 /// The local configuration, with `functions` listed for `remote`.
@@ -50,8 +82,8 @@ fn local_toml(remote: &str, functions: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipping_a_function_under_load_fails_no_call() {
-    let remote = remote().await;
-    let (registry, reloader) =
+    let (remote, _) = remote().await;
+    let (registry, reloader, _) =
         local(App::from_config(config(&local_toml(&remote, ""))).unwrap()).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -104,15 +136,16 @@ async fn flipping_a_function_under_load_fails_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_finishes_where_it_started() {
-    let remote = remote().await;
-    let (registry, reloader) =
+    let (remote, remote_slow) = remote().await;
+    let (registry, reloader, local_slow) =
         local(App::from_config(config(&local_toml(&remote, "\"m.slow\""))).unwrap()).await;
 
     let in_flight = tokio::spawn({
         let registry = registry.clone();
         async move { framex::call_on(&registry, "m.slow", json!({})).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Moved while the call runs on the remote, which holds it until then.
+    remote_slow.running().await;
     let moved = reloader.reload(&config(&local_toml(&remote, ""))).unwrap();
     assert_eq!(
         moved,
@@ -122,7 +155,9 @@ async fn a_call_in_flight_finishes_where_it_started() {
             to: "local".into()
         }]
     );
+    remote_slow.release.add_permits(1);
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("remote"));
+    local_slow.release.add_permits(1);
     assert_eq!(
         framex::call_on(&registry, "m.slow", json!({}))
             .await
@@ -133,12 +168,12 @@ async fn a_call_in_flight_finishes_where_it_started() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_file_is_refused_and_the_running_configuration_kept() {
-    let remote = remote().await;
+    let (remote, _) = remote().await;
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reload");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.toml");
     std::fs::write(&path, local_toml(&remote, "\"m.where\"")).unwrap();
-    let (registry, reloader) = local(App::load(Some(&path)).unwrap()).await;
+    let (registry, reloader, _) = local(App::load(Some(&path)).unwrap()).await;
     assert_eq!(
         framex::call_on(&registry, "m.where", json!({}))
             .await
