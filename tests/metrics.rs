@@ -86,7 +86,7 @@ async fn calls_are_counted_by_function_location_and_outcome() {
     assert_eq!(
         sample(
             &metrics,
-            &format!("framex_call_duration_seconds_bucket{{{histogram},le=\"+Inf\"}}")
+            &format!("framex_call_duration_seconds_bucket{{le=\"+Inf\",{histogram}}}")
         ),
         Some(3.0)
     );
@@ -180,4 +180,70 @@ async fn names_from_callers_cannot_grow_the_metrics() {
     );
     // The name the limit allows is served.
     assert_eq!(call_named(&url, &"n".repeat(256)).await.0, 404);
+}
+
+/// An application's own metrics, registered on the app, are served by
+/// `GET /metrics` beside FrameX's, in one OpenMetrics text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_metric_is_served_beside_framex_metrics() {
+    // The derive names the crate itself, so an application that labels its
+    // metrics depends on prometheus-client (the version FrameX uses).
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Kind {
+        kind: String,
+    }
+
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    let reports = Family::<Kind, Counter>::default();
+    app.metrics()
+        .register("reports_built", "Reports built, by kind", reports.clone());
+    let counting = reports.clone();
+    app.register_fn("m.report", move |args: Value| {
+        let counting = counting.clone();
+        async move {
+            let kind = args["kind"].as_str().unwrap_or("plain").to_owned();
+            counting.get_or_create(&Kind { kind }).inc();
+            Ok::<_, String>("built")
+        }
+    })
+    .unwrap();
+    let url = start(app, "metrics").await;
+    for _ in 0..2 {
+        let (status, _) = crate::support::send(
+            &url,
+            "POST",
+            "/api/v1/proxy/remote",
+            &[("content-type", "application/json")],
+            &framex::transport::wire::CallBody::encode_json("m.report", br#"{"kind":"pdf"}"#)
+                .unwrap()
+                .to_json(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    let (status, metrics) = get(&url, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&metrics, "reports_built_total{kind=\"pdf\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP reports_built Reports built, by kind.\n"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "framex_calls_total{function=\"m.report\",location=\"local\",outcome=\"ok\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 }

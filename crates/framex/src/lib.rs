@@ -58,6 +58,8 @@ pub use framex_transport as transport;
 /// keys in order, Python FrameX's `dynamic_obj`s as they came (see
 /// [`framex_json`]).
 pub use framex_json::Value;
+/// The metrics crate of [`App::metrics`], for the application's own metrics.
+pub use framex_registry::prometheus_client;
 
 pub use runtime::{Installed, is_installed};
 
@@ -204,6 +206,21 @@ impl App {
     /// The registry.
     pub fn registry(&self) -> &framex_registry::Registry {
         &self.registry
+    }
+
+    /// The instance's metrics registry, which `GET /metrics` serves: register
+    /// the application's own metrics here to have them scraped beside FrameX's
+    /// (`framex::prometheus_client` is the crate to make them with).
+    ///
+    /// ```
+    /// use framex::prometheus_client::metrics::counter::Counter;
+    ///
+    /// let app = framex::App::from_config(framex::config::Config::default()).unwrap();
+    /// let reports: Counter = Counter::default();
+    /// app.metrics().register("reports_built", "Reports built", reports.clone());
+    /// ```
+    pub fn metrics(&self) -> std::sync::MutexGuard<'_, prometheus_client::registry::Registry> {
+        self.registry.metrics().registry()
     }
 
     /// Registers an [`on_proxy`] function, so this instance runs it when called

@@ -48,6 +48,8 @@ mod tests;
 
 pub use json::{Kwargs, KwargsError, KwargsReader, Output, required};
 pub use metrics::{Metrics, Outcome};
+/// The metrics crate of [`Metrics::registry`], for the application's own metrics.
+pub use prometheus_client;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

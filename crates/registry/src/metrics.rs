@@ -1,4 +1,5 @@
-//! Call metrics of an instance, rendered in the Prometheus text format.
+//! Call metrics of an instance, in a prometheus-client registry that the
+//! application can add its own metrics to.
 //!
 //! Every call that goes through the registry or an instance's proxy endpoint is
 //! counted by function, where it ran (`local` or the remote's URL) and outcome,
@@ -6,12 +7,19 @@
 //! connections to each upstream (calls that end with
 //! [`Outcome::ConnectError`]) a counter. An `#[on_proxy]` function called in
 //! process and run locally is a plain function call and is not counted.
+//! [`Metrics::render`] writes the whole registry, FrameX's metrics and the
+//! application's, in the OpenMetrics text format that `GET /metrics` serves.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Upper bounds of the duration histogram's buckets, in seconds.
 const BUCKETS: [f64; 13] = [
@@ -26,8 +34,11 @@ pub const MAX_SERIES: usize = 1000;
 /// The function label of calls past [`MAX_SERIES`].
 pub const OTHER_FUNCTIONS: &str = "(other)";
 
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// How a call ended, the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
     /// It returned a result.
@@ -85,28 +96,137 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Default)]
-struct Series {
-    outcomes: BTreeMap<Outcome, u64>,
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
+/// The labels of a call: its series and how it ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    function: Arc<str>,
+    location: Arc<str>,
+    outcome: Outcome,
+}
+
+/// The labels of a series: a function and where it ran.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeriesLabels {
+    function: Arc<str>,
+    location: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UrlLabels {
+    url: Arc<str>,
+}
+
+/// The label values seen so far, each kept once: a call of a known series
+/// looks its labels up by `&str` and copies nothing.
 #[derive(Debug, Default)]
-struct Recorded {
+struct Names {
     /// By function, then location.
-    calls: BTreeMap<String, BTreeMap<String, Series>>,
-    series: usize,
-    connect_errors: BTreeMap<String, u64>,
+    series: HashMap<String, HashMap<String, SeriesLabels>>,
+    count: usize,
+    /// Upstream URLs with connect errors.
+    urls: HashMap<String, UrlLabels>,
+}
+
+impl Names {
+    /// The labels of (`function`, `location`), made on first sight, or of
+    /// [`OTHER_FUNCTIONS`] at `location` past [`MAX_SERIES`].
+    fn series(&mut self, function: &str, location: &str) -> SeriesLabels {
+        if let Some(labels) = self.series.get(function).and_then(|l| l.get(location)) {
+            return labels.clone();
+        }
+        let function = if self.count < MAX_SERIES {
+            function
+        } else {
+            OTHER_FUNCTIONS
+        };
+        let count = &mut self.count;
+        self.series
+            .entry(function.to_owned())
+            .or_default()
+            .entry(location.to_owned())
+            .or_insert_with(|| {
+                *count += 1;
+                SeriesLabels {
+                    function: Arc::from(function),
+                    location: Arc::from(location),
+                }
+            })
+            .clone()
+    }
+
+    /// The labels of upstream `url`, or `None` past [`MAX_SERIES`] URLs.
+    fn url(&mut self, url: &str) -> Option<UrlLabels> {
+        if let Some(labels) = self.urls.get(url) {
+            return Some(labels.clone());
+        }
+        if self.urls.len() >= MAX_SERIES {
+            return None;
+        }
+        let labels = UrlLabels {
+            url: Arc::from(url),
+        };
+        self.urls.insert(url.to_owned(), labels.clone());
+        Some(labels)
+    }
 }
 
 /// The metrics of one instance. Shared by reference count; see the module
 /// documentation for what is counted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    recorded: Mutex<Recorded>,
-    in_flight: AtomicI64,
+    registry: Mutex<Registry>,
+    names: Mutex<Names>,
+    calls: Family<CallLabels, Counter>,
+    durations: Family<SeriesLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    connect_errors: Family<UrlLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        fn histogram() -> Histogram {
+            Histogram::new(BUCKETS)
+        }
+        let metrics = Metrics {
+            registry: Mutex::new(Registry::default()),
+            names: Mutex::new(Names::default()),
+            calls: Family::default(),
+            durations: Family::new_with_constructor(histogram),
+            in_flight: Gauge::default(),
+            connect_errors: Family::default(),
+        };
+        {
+            let mut registry = metrics.registry();
+            registry.register(
+                "framex_calls",
+                "Proxy-function calls by function, where they ran and outcome",
+                metrics.calls.clone(),
+            );
+            registry.register_with_unit(
+                "framex_call_duration",
+                "How long proxy-function calls took, by function and where they ran",
+                Unit::Seconds,
+                metrics.durations.clone(),
+            );
+            registry.register(
+                "framex_calls_in_flight",
+                "Proxy-function calls started and not yet ended",
+                metrics.in_flight.clone(),
+            );
+            registry.register(
+                "framex_upstream_connect_errors",
+                "Failed connections to each upstream FrameX instance",
+                metrics.connect_errors.clone(),
+            );
+        }
+        metrics
+    }
 }
 
 /// A call being counted: in flight until [`InFlight::finish`], or counted as
@@ -134,7 +254,7 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.dec();
         if !self.finished {
             // Dropped while unwinding: the function panicked.
             let outcome = match std::thread::panicking() {
@@ -155,7 +275,7 @@ impl Metrics {
     /// Starts counting a call of `function` running at `location` (`local` or a
     /// URL).
     pub fn start<'a>(&'a self, function: &'a str, location: &'a str) -> InFlight<'a> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.inc();
         InFlight {
             metrics: self,
             function,
@@ -167,141 +287,62 @@ impl Metrics {
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> i64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.get()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The registry that [`Metrics::render`] writes: register the
+    /// application's own metrics here to have `GET /metrics` serve them beside
+    /// FrameX's (names starting `framex_` are FrameX's).
+    ///
+    /// ```
+    /// use framex_registry::Metrics;
+    /// use framex_registry::prometheus_client::metrics::counter::Counter;
+    ///
+    /// let metrics = Metrics::default();
+    /// let reports: Counter = Counter::default();
+    /// metrics
+    ///     .registry()
+    ///     .register("reports_built", "Reports built.", reports.clone());
+    /// reports.inc();
+    /// assert!(metrics.render().contains("reports_built_total 1"));
+    /// ```
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn record(&self, function: &str, location: &str, outcome: Outcome, took: Duration) {
-        let mut recorded = self.lock();
-        let recorded = &mut *recorded;
-        // A connect error is a call that could not reach its location.
-        if outcome == Outcome::ConnectError {
-            if let Some(count) = recorded.connect_errors.get_mut(location) {
-                *count += 1;
-            } else if recorded.connect_errors.len() < MAX_SERIES {
-                recorded.connect_errors.insert(location.to_owned(), 1);
-            }
-        }
-        let known = recorded
-            .calls
-            .get(function)
-            .is_some_and(|locations| locations.contains_key(location));
-        let function = if known || recorded.series < MAX_SERIES {
-            function
-        } else {
-            OTHER_FUNCTIONS
-        };
-        if !known {
-            // Names are copied only for a series not seen before.
-            let locations = match recorded.calls.get_mut(function) {
-                Some(locations) => locations,
-                None => recorded.calls.entry(function.to_owned()).or_default(),
+        let (series, url) = {
+            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            // A connect error is a call that could not reach its location.
+            let url = match outcome {
+                Outcome::ConnectError => names.url(location),
+                _ => None,
             };
-            if !locations.contains_key(location) {
-                locations.insert(location.to_owned(), Series::default());
-                recorded.series += 1;
-            }
+            (names.series(function, location), url)
+        };
+        if let Some(url) = url {
+            self.connect_errors.get_or_create(&url).inc();
         }
-        let series = recorded
-            .calls
-            .get_mut(function)
-            .and_then(|locations| locations.get_mut(location))
-            .expect("the series exists or was just added");
-        *series.outcomes.entry(outcome).or_default() += 1;
-        let seconds = took.as_secs_f64();
-        for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        series.count += 1;
-        series.sum_seconds += seconds;
+        self.durations
+            .get_or_create(&series)
+            .observe(took.as_secs_f64());
+        self.calls
+            .get_or_create(&CallLabels {
+                function: series.function,
+                location: series.location,
+                outcome,
+            })
+            .inc();
     }
 
-    /// The metrics in the Prometheus text exposition format (version 0.0.4).
+    /// Every metric of the registry, FrameX's and the application's, in the
+    /// OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let recorded = self.lock();
         let mut out = String::new();
-        out.push_str(
-            "# HELP framex_calls_total Proxy-function calls by function, where they ran and outcome.\n\
-             # TYPE framex_calls_total counter\n",
-        );
-        for (function, locations) in &recorded.calls {
-            for (location, series) in locations {
-                for (outcome, count) in &series.outcomes {
-                    let _ = writeln!(
-                        out,
-                        "framex_calls_total{{function=\"{}\",location=\"{}\",outcome=\"{}\"}} {count}",
-                        escape(function),
-                        escape(location),
-                        outcome.as_str()
-                    );
-                }
-            }
-        }
-        out.push_str(
-            "# HELP framex_call_duration_seconds How long proxy-function calls took, by function and where they ran.\n\
-             # TYPE framex_call_duration_seconds histogram\n",
-        );
-        for (function, locations) in &recorded.calls {
-            for (location, series) in locations {
-                let labels = format!(
-                    "function=\"{}\",location=\"{}\"",
-                    escape(function),
-                    escape(location)
-                );
-                for (count, bound) in series.buckets.iter().zip(BUCKETS) {
-                    let _ = writeln!(
-                        out,
-                        "framex_call_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "framex_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
-                     framex_call_duration_seconds_sum{{{labels}}} {}\n\
-                     framex_call_duration_seconds_count{{{labels}}} {}",
-                    series.count, series.sum_seconds, series.count
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP framex_calls_in_flight Proxy-function calls started and not yet ended.\n\
-             # TYPE framex_calls_in_flight gauge\n\
-             framex_calls_in_flight {}",
-            self.in_flight()
-        );
-        out.push_str(
-            "# HELP framex_upstream_connect_errors_total Failed connections to each upstream FrameX instance.\n\
-             # TYPE framex_upstream_connect_errors_total counter\n",
-        );
-        for (url, count) in &recorded.connect_errors {
-            let _ = writeln!(
-                out,
-                "framex_upstream_connect_errors_total{{url=\"{}\"}} {count}",
-                escape(url)
-            );
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.registry())
+            .expect("writing to a String does not fail");
         out
     }
-}
-
-/// A label value as the text format wants it: backslash, quote and newline
-/// escaped.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return std::borrow::Cow::Borrowed(value);
-    }
-    std::borrow::Cow::Owned(
-        value
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n"),
-    )
 }
 
 #[cfg(test)]
@@ -320,14 +361,14 @@ mod tests {
         let bucket = |le: &str| {
             line(
                 &rendered,
-                &format!("framex_call_duration_seconds_bucket{{function=\"f\",location=\"local\",le=\"{le}\"}}"),
+                &format!("framex_call_duration_seconds_bucket{{le=\"{le}\",function=\"f\",location=\"local\"}}"),
             )
             .and_then(|line| line.rsplit(' ').next())
             .map(str::to_owned)
         };
         assert_eq!(bucket("0.0025").as_deref(), Some("0"));
         assert_eq!(bucket("0.005").as_deref(), Some("1"));
-        assert_eq!(bucket("10").as_deref(), Some("1"));
+        assert_eq!(bucket("10.0").as_deref(), Some("1"));
         assert_eq!(bucket("+Inf").as_deref(), Some("1"));
     }
 
@@ -346,10 +387,10 @@ mod tests {
     #[test]
     fn a_call_unwound_by_a_panic_counts_as_failed() {
         let metrics = Metrics::default();
-        let _ = std::panic::catch_unwind(|| {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _counting = metrics.start("f", "local");
             panic!("the function panicked");
-        });
+        }));
         assert_eq!(metrics.in_flight(), 0);
         assert!(metrics.render().contains(
             "framex_calls_total{function=\"f\",location=\"local\",outcome=\"failed\"} 1"

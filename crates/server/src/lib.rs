@@ -742,7 +742,7 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
     boxed(envelope_response(status, &message))
 }
 
-/// Where an instance serves its metrics, in the Prometheus text format.
+/// Where an instance serves its metrics, in the OpenMetrics text format.
 pub const METRICS_PATH: &str = "/metrics";
 
 /// Where an instance reports that it is up, and its upstreams' state.
@@ -766,7 +766,7 @@ fn metrics_response(state: &State) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(state.registry.metrics().render())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        http::HeaderValue::from_static(framex_registry::metrics::CONTENT_TYPE),
     );
     response
 }
