@@ -619,7 +619,6 @@ impl Walker<'_, '_> {
         })
     }
 
-    /// A positive integer: `what` says what it counts, for the message.
     /// A duration in whole seconds, from 1 to [`crate::MAX_SECONDS`]: any
     /// longer is no timeout a runtime can keep (its deadline would overflow).
     fn seconds(&mut self, node: &Node, path: &KeyPath) -> Option<u64> {
@@ -640,6 +639,7 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// A positive integer: `what` says what it counts, for the message.
     fn positive(&mut self, node: &Node, path: &KeyPath, what: &str) -> Option<u64> {
         let value = self.integer(node, path)?;
         match u64::try_from(value) {

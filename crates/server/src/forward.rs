@@ -289,42 +289,31 @@ pub fn parse_document(body: &[u8]) -> Result<Document, String> {
     Ok(parsed)
 }
 
-/// A path with `{parameter}` segments.
+/// A path with `{parameter}` segments, as the router takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Template {
     text: String,
-    segments: Vec<Segment>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Parameter,
 }
 
 impl Template {
+    /// `text` if the router can match it: it starts with `/`, and each
+    /// parameter is a whole segment.
     fn parse(text: &str) -> Result<Template, String> {
         if !text.starts_with('/') {
             return Err("the path does not start with `/`".to_owned());
         }
-        let segments = text[1..]
-            .split('/')
-            .map(|segment| {
-                let inner = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
-                match inner {
-                    Some(name) if !name.is_empty() && !name.contains(['{', '}']) => {
-                        Ok(Segment::Parameter)
-                    }
-                    _ if segment.contains(['{', '}']) => Err(format!(
-                        "segment `{segment}`: a path parameter must be a whole segment"
-                    )),
-                    _ => Ok(Segment::Literal(segment.to_owned())),
-                }
-            })
-            .collect::<Result<_, _>>()?;
+        for segment in text[1..].split('/') {
+            let inner = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let parameter =
+                inner.is_some_and(|name| !name.is_empty() && !name.contains(['{', '}']));
+            if !parameter && segment.contains(['{', '}']) {
+                return Err(format!(
+                    "segment `{segment}`: a path parameter must be a whole segment"
+                ));
+            }
+        }
         Ok(Template {
             text: text.to_owned(),
-            segments,
         })
     }
 }
@@ -372,9 +361,9 @@ struct PathRoutes {
 }
 
 impl Table {
-    fn path(&self, path: &str) -> Option<&PathRoutes> {
-        let found = self.router.at(path).ok()?;
-        self.paths.get(*found.value)
+    /// The index in `paths` of the template that matches `path`.
+    fn entry(&self, path: &str) -> Option<usize> {
+        self.router.at(path).ok().map(|found| *found.value)
     }
 }
 
@@ -591,8 +580,7 @@ impl Forwarding {
     /// [`Forwarding::forward`].
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<Found> {
         let table = self.table();
-        let found = table.router.at(path).ok()?;
-        let path = *found.value;
+        let path = table.entry(path)?;
         let route = table.paths[path]
             .routes
             .iter()
@@ -602,7 +590,7 @@ impl Forwarding {
 
     /// Whether a forwarded route serves `path` with any method.
     pub(crate) fn knows_path(&self, path: &str) -> bool {
-        self.table().path(path).is_some()
+        self.table().entry(path).is_some()
     }
 
     /// Forwards a request to the upstream of the route [`Forwarding::find`] found

@@ -771,10 +771,13 @@ fn metrics_response(state: &State) -> Response<Full<Bytes>> {
     response
 }
 
-/// The instance's own `GET` paths: `/health`, `/metrics` and the OpenAPI
-/// document.
+/// Whether `path` is one of the instance's own `GET` routes (`/health`,
+/// `/metrics`, the OpenAPI document), which answer even at the in-flight
+/// limit.
 fn is_builtin_read(path: &str) -> bool {
-    matches!(path, HEALTH_PATH | METRICS_PATH | OPENAPI_PATH)
+    BUILTIN_ROUTES
+        .iter()
+        .any(|(method, builtin)| *method == Method::GET && *builtin == path)
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
