@@ -219,3 +219,53 @@ fn a_log_format_other_than_human_or_json_is_refused_by_name() {
         "{error}"
     );
 }
+
+/// The `call routed` events captured, as `location=…` values.
+fn routed(captured: &Captured) -> Vec<String> {
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    logs.lines()
+        .filter(|line| line.contains("call routed"))
+        .map(|line| {
+            let location = line.split("location=").nth(1).expect("a location field");
+            let value = location.split_whitespace().next().unwrap();
+            value.trim_matches('"').to_owned()
+        })
+        .collect()
+}
+
+// One thread: both instances' tasks run where the subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_is_routed_once_on_each_instance_it_passes() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = capture_with(subscriber);
+
+    let remote = serve("[server]\nport = 0\n").await;
+    let config = crate::support::config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n[plugins.proxy]\nproxy_urls = [\"{remote}\"]\n\
+         proxy_functions = {{ \"{remote}\" = [\"l.f\"] }}\n"
+    ));
+    let app = App::from_config(config).unwrap();
+    let registry = app.registry().clone();
+    let local = start(app, "local").await;
+
+    // A call made here: decided by this instance, then by the remote.
+    let result = framex::call_on(&registry, "l.f", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(result, framex::Value::from(1));
+    assert_eq!(routed(&captured), [remote.as_str(), "local"]);
+
+    // A call that arrives here and is relayed: decided once here, once there.
+    captured.0.lock().unwrap().clear();
+    let result: i64 = Client::default()
+        .call_as(&local, None, "l.f", &serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(result, 1);
+    assert_eq!(routed(&captured), [remote.as_str(), "local"]);
+}

@@ -428,15 +428,15 @@ impl Reloader {
     /// moved, by name.
     pub fn reload(&self, config: &framex_config::Config) -> Result<Vec<Moved>, Error> {
         let routing = routing_of(config)?;
-        let before = self.registry.routing();
+        let before = self.registry.set_routing(routing.clone());
         let mut names: std::collections::BTreeSet<&str> =
             before.iter().map(|(name, _)| name).collect();
         names.extend(routing.iter().map(|(name, _)| name));
         let place = |routing: &framex_registry::Routing, name: &str| {
-            routing
-                .remote(name)
-                .map_or(framex_registry::LOCAL, framex_registry::Remote::url)
-                .to_owned()
+            routing.remote(name).map_or_else(
+                || framex_registry::Location::Local.to_string(),
+                |remote| remote.url().to_owned(),
+            )
         };
         let moved: Vec<Moved> = names
             .into_iter()
@@ -447,7 +447,6 @@ impl Reloader {
             })
             .filter(|moved| moved.from != moved.to)
             .collect();
-        self.registry.set_routing(routing);
         // `#[on_proxy]` call sites look where their function runs again.
         runtime::routing_changed();
         Ok(moved)
@@ -535,7 +534,8 @@ async fn call_installed(name: &str, kwargs: Kwargs) -> Result<Output, Error> {
     let Some(definition) = runtime::definition_named(name) else {
         return Err(framex_registry::CallError::NotRegistered(name.to_owned()).into());
     };
-    Ok(framex_registry::call_handler(name, &definition.handler(), kwargs).await?)
+    let result = (definition.handler())(kwargs).await;
+    Ok(result.map_err(|error| error.for_function(name))?)
 }
 
 /// Calls a route of the instance this process serves, the counterpart of

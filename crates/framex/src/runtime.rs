@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
-use framex_registry::{HandlerError, Kwargs, Output, Registry};
+use framex_registry::{HandlerError, Kwargs, Output, Registry, Target};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -194,15 +194,15 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static ProxyDefinition> {
 #[doc(hidden)]
 pub type HandlerFuture = framex_registry::BoxFuture<Result<Output, HandlerError>>;
 
-/// A call that configuration sends to a remote instance.
+/// A call that configuration sends to a remote instance, decided once.
 #[doc(hidden)]
 pub struct RemoteCall {
-    registry: Registry,
+    target: Target<'static>,
 }
 
 impl RemoteCall {
-    /// Sends `name` with `kwargs` (a struct of the parameters) where the registry
-    /// routes it.
+    /// Sends `name` with `kwargs` (a struct of the parameters) to the remote
+    /// the registry routed it to.
     ///
     /// The future is boxed: the generated function holds it only on the remote
     /// path, and an unboxed one would make every local call's future as large
@@ -220,7 +220,8 @@ impl RemoteCall {
                 return Box::pin(std::future::ready(Err(error)));
             }
         };
-        Box::pin(async move { Ok(self.registry.call(name, kwargs).await?) })
+        debug_assert_eq!(self.target.name(), name);
+        Box::pin(async move { Ok(self.target.call(kwargs).await?) })
     }
 }
 
@@ -289,7 +290,7 @@ where
 /// Where a call of `name` goes: `None` runs the body here.
 #[doc(hidden)]
 #[inline(always)]
-pub fn remote(site: &CallSite, name: &str) -> Option<RemoteCall> {
+pub fn remote(site: &CallSite, name: &'static str) -> Option<RemoteCall> {
     // The fast path: two atomic loads. While the runtime this site last looked
     // at is still the installed one (or none was ever installed) and it runs
     // the function here, nothing else is read.
@@ -304,18 +305,18 @@ pub fn remote(site: &CallSite, name: &str) -> Option<RemoteCall> {
 /// Looks the runtime up and remembers the answer for `site`.
 #[cold]
 #[inline(never)]
-fn remote_slow(site: &CallSite, name: &str, generation: u64) -> Option<RemoteCall> {
+fn remote_slow(site: &CallSite, name: &'static str, generation: u64) -> Option<RemoteCall> {
     let guard = RUNTIME.load();
+    // The one routing decision of this call: the target it returns runs it.
     let routed = guard
         .as_ref()
-        .and_then(|runtime| runtime.registry.routing().remote(name).map(|_| runtime));
+        .map(|runtime| runtime.registry.target(name))
+        .filter(|target| target.remote().is_some());
     site.state.store(
         generation << 1 | u64::from(routed.is_some()),
         Ordering::Release,
     );
-    routed.map(|runtime| RemoteCall {
-        registry: runtime.registry.clone(),
-    })
+    routed.map(|target| RemoteCall { target })
 }
 
 /// What an `#[on_proxy]` function returns: `Result<T, E>` with a serde `T` and an

@@ -54,7 +54,13 @@ fn dispatch(c: &mut Criterion) {
         b.iter(|| ready(registry.call(black_box("bench.local_31"), kwargs.clone())).unwrap());
     });
     group.bench_function("handler called directly", |b| {
-        let handler = registry.local_handler("bench.local_31").unwrap().clone();
+        let handler = handler(|kwargs: Kwargs| async move {
+            #[derive(serde::Deserialize)]
+            struct A {
+                a: i64,
+            }
+            Ok(kwargs.parse::<A>()?.a)
+        });
         b.iter(|| ready(handler(black_box(kwargs.clone()))).unwrap());
     });
     group.bench_function("location of a name", |b| {

@@ -28,6 +28,7 @@
 //! # }).unwrap();
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use framex_transport::wire::CallBody;
-use framex_transport::{CallRequest, Client, Value};
+use framex_transport::{CallRequest, Client, Endpoint, Value};
 use serde::Serialize;
 use tracing::Instrument as _;
 
@@ -90,10 +91,14 @@ pub enum HandlerError {
 
 /// Where calls of a name go: the remote URL and the key to send there. Its `Debug`
 /// output leaves the key out.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Remote {
     url: String,
     key: Option<String>,
+    /// The endpoint of `url`, resolved when the routing is handed to a
+    /// registry, so that a call looks nothing up by URL; `None` until then,
+    /// and for a URL that is not one (its calls fail naming it).
+    endpoint: Option<Endpoint>,
 }
 
 impl Remote {
@@ -102,6 +107,7 @@ impl Remote {
         Remote {
             url: url.into(),
             key,
+            endpoint: None,
         }
     }
 
@@ -114,7 +120,25 @@ impl Remote {
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
+
+    /// A call of `name` there with `body`.
+    fn request<'a>(&'a self, name: &'a str, body: CallBody) -> CallRequest<'a> {
+        match &self.endpoint {
+            Some(endpoint) => CallRequest::to(endpoint, name, body),
+            // Looked up by URL, which fails naming it and the function.
+            None => CallRequest::encoded(&self.url, name, body),
+        }
+        .key(self.key())
+    }
 }
+
+impl PartialEq for Remote {
+    fn eq(&self, other: &Remote) -> bool {
+        self.url == other.url && self.key == other.key
+    }
+}
+
+impl Eq for Remote {}
 
 impl fmt::Debug for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,26 +153,40 @@ impl fmt::Debug for Remote {
 /// locally.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
-    remote: HashMap<String, Remote>,
+    remote: HashMap<String, Arc<Remote>>,
 }
 
 impl Routing {
     /// Sends calls of `name` to `remote`.
     pub fn route(mut self, name: impl Into<String>, remote: Remote) -> Routing {
-        self.remote.insert(name.into(), remote);
+        self.remote.insert(name.into(), Arc::new(remote));
         self
     }
 
     /// Where `name` runs: `Some(remote)`, or `None` for here. Does not allocate.
     pub fn remote(&self, name: &str) -> Option<&Remote> {
-        self.remote.get(name)
+        self.remote.get(name).map(|remote| &**remote)
     }
 
     /// Every remote route.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Remote)> {
         self.remote
             .iter()
-            .map(|(name, remote)| (name.as_str(), remote))
+            .map(|(name, remote)| (name.as_str(), &**remote))
+    }
+
+    /// The routing with each remote's endpoint resolved by `client`, every
+    /// remote of one URL sharing one endpoint and its connections.
+    fn resolved(self, client: &Client) -> Routing {
+        let remote = self
+            .remote
+            .into_iter()
+            .map(|(name, mut remote)| {
+                Arc::make_mut(&mut remote).endpoint = client.endpoint(&remote.url).ok();
+                (name, remote)
+            })
+            .collect();
+        Routing { remote }
     }
 }
 
@@ -204,6 +242,9 @@ pub enum CallError {
     /// The call went to a remote instance and failed there or on the way.
     #[error(transparent)]
     Remote(#[from] framex_transport::Error),
+    /// A call was handed on to relay, but configuration runs it here.
+    #[error("proxy function `{0}` runs here and is not relayed")]
+    NotRelayed(String),
 }
 
 /// Where a name runs.
@@ -263,6 +304,7 @@ impl fmt::Debug for Registry {
 impl Registry {
     /// An empty registry that routes by `routing` and calls remotes with `client`.
     pub fn new(routing: Routing, client: Client) -> Registry {
+        let routing = routing.resolved(&client);
         Registry {
             inner: Arc::new(Inner {
                 handlers: HashMap::new(),
@@ -295,16 +337,12 @@ impl Registry {
         Ok(())
     }
 
-    /// The routing the registry follows now.
-    pub fn routing(&self) -> Arc<Routing> {
-        self.inner.routing.load_full()
-    }
-
-    /// Replaces the routing for this registry and all its clones. A call that
-    /// has already looked up where it runs finishes there; calls that start
-    /// after this follow `routing`.
-    pub fn set_routing(&self, routing: Routing) {
-        self.inner.routing.store(Arc::new(routing));
+    /// Replaces the routing for this registry and all its clones, and returns
+    /// the one it replaces. A call that has already looked up where it runs
+    /// finishes there; calls that start after this follow `routing`.
+    pub fn set_routing(&self, routing: Routing) -> Arc<Routing> {
+        let routing = routing.resolved(&self.inner.client);
+        self.inner.routing.swap(Arc::new(routing))
     }
 
     /// The client used for remote calls.
@@ -317,7 +355,7 @@ impl Registry {
         &self.inner.metrics
     }
 
-    /// Where `name` runs.
+    /// Where `name` runs now.
     pub fn location(&self, name: &str) -> Location {
         match self.inner.routing.load().remote(name) {
             Some(remote) => Location::Remote(remote.url.clone()),
@@ -326,65 +364,30 @@ impl Registry {
         }
     }
 
-    /// The local handler of `name`, whatever the routing says.
-    pub fn local_handler(&self, name: &str) -> Option<&Handler> {
-        self.inner.handlers.get(name)
+    /// Decides where a call of `name` runs: the one routing decision of a
+    /// call on this instance. The [`Target`] runs it there, whatever a
+    /// reconfiguration does meanwhile: a listed name goes to its remote even
+    /// when it is also registered here; any other name runs its handler.
+    pub fn target<'n>(&self, name: &'n str) -> Target<'n> {
+        let place = match self.inner.routing.load().remote.get(name) {
+            Some(remote) => Place::Remote(remote.clone()),
+            None => match self.inner.handlers.get(name) {
+                Some(handler) => Place::Local(handler.clone()),
+                None => Place::Unknown,
+            },
+        };
+        let target = Target {
+            name: Cow::Borrowed(name),
+            registry: self.clone(),
+            place,
+        };
+        tracing::trace!(function = name, location = target.label(), "call routed");
+        target
     }
 
     /// Calls `name` where configuration says it runs.
     pub async fn call(&self, name: &str, kwargs: Kwargs) -> Result<Output, CallError> {
-        // Looked up once: the call finishes where it started, whatever a
-        // reconfiguration does meanwhile.
-        let routing = self.inner.routing.load_full();
-        let Some(remote) = routing.remote(name) else {
-            return self.call_local(name, kwargs).await;
-        };
-        let call = async {
-            let body = CallBody::encode_json(name, kwargs.as_json()).map_err(|e| {
-                CallError::Arguments {
-                    name: name.to_owned(),
-                    detail: e.to_string(),
-                }
-            })?;
-            let request = CallRequest::encoded(&remote.url, name, body).key(remote.key());
-            Ok(Output::from_json(
-                self.inner.client.send_json(request).await?,
-            ))
-        };
-        self.traced(name, &remote.url, outcome, call).await
-    }
-
-    /// Calls the local handler of `name`, ignoring the routing.
-    pub async fn call_local(&self, name: &str, kwargs: Kwargs) -> Result<Output, CallError> {
-        let Some(handler) = self.inner.handlers.get(name) else {
-            // Counted under one label: names that nothing registered come
-            // from callers, and must not grow the metrics.
-            let call = async { Err(CallError::NotRegistered(name.to_owned())) };
-            return self.traced(UNREGISTERED, LOCAL, outcome, call).await;
-        };
-        self.traced(name, LOCAL, outcome, call_handler(name, handler, kwargs))
-            .await
-    }
-
-    /// Passes on a call this instance received for `name`, its body still
-    /// encoded, to `remote` as the `hops`-th instance on its way, and returns
-    /// the answer's data still encoded. Counted and traced like any call.
-    pub async fn relay(
-        &self,
-        name: &str,
-        remote: &Remote,
-        body: framex_transport::wire::CallBody,
-        hops: u32,
-    ) -> Result<Value, framex_transport::Error> {
-        let request = CallRequest::encoded(&remote.url, name, body)
-            .key(remote.key())
-            .hops(hops);
-        let call = self.inner.client.send_encoded(request);
-        let outcome = |result: &Result<Value, framex_transport::Error>| match result {
-            Ok(_) => Outcome::Ok,
-            Err(error) => Outcome::of_transport_error(error),
-        };
-        self.traced(name, &remote.url, outcome, call).await
+        self.target(name).call(kwargs).await
     }
 
     /// Runs one call of `name` at `location` in its `proxy_call` span and
@@ -408,6 +411,129 @@ impl Registry {
     }
 }
 
+/// Where one call runs, decided once by [`Registry::target`]: here by its
+/// handler, on a remote instance, or nowhere.
+pub struct Target<'n> {
+    name: Cow<'n, str>,
+    registry: Registry,
+    place: Place,
+}
+
+enum Place {
+    Local(Handler),
+    Remote(Arc<Remote>),
+    Unknown,
+}
+
+impl fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("function", &self.name)
+            .field("location", &self.label())
+            .finish()
+    }
+}
+
+impl<'n> Target<'n> {
+    /// The function.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same target, owning the function's name: for a call that runs on
+    /// a task of its own.
+    pub fn into_owned(self) -> Target<'static> {
+        Target {
+            name: Cow::Owned(self.name.into_owned()),
+            registry: self.registry,
+            place: self.place,
+        }
+    }
+
+    /// The remote instance the call goes to, if it does not run here.
+    pub fn remote(&self) -> Option<&Remote> {
+        match &self.place {
+            Place::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// Whether a handler registered here runs the call.
+    pub fn is_local(&self) -> bool {
+        matches!(self.place, Place::Local(_))
+    }
+
+    /// Whether neither a handler nor a route has the name: calling it fails
+    /// with [`CallError::NotRegistered`].
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.place, Place::Unknown)
+    }
+
+    /// The `location` label of the call: `local`, the remote's URL, or
+    /// `unknown`.
+    fn label(&self) -> &str {
+        match &self.place {
+            Place::Local(_) => LOCAL,
+            Place::Remote(remote) => &remote.url,
+            Place::Unknown => "unknown",
+        }
+    }
+
+    /// Runs the call with `kwargs` where it was decided to run.
+    pub async fn call(&self, kwargs: Kwargs) -> Result<Output, CallError> {
+        let (name, registry) = (self.name(), &self.registry);
+        match &self.place {
+            Place::Local(handler) => {
+                let call = async {
+                    handler(kwargs)
+                        .await
+                        .map_err(|error| error.for_function(name))
+                };
+                registry.traced(name, LOCAL, outcome, call).await
+            }
+            Place::Remote(remote) => {
+                let call = async {
+                    let body = CallBody::encode_json(name, kwargs.as_json()).map_err(|e| {
+                        CallError::Arguments {
+                            name: name.to_owned(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    let json = registry.client().send_json(remote.request(name, body));
+                    Ok(Output::from_json(json.await?))
+                };
+                registry.traced(name, &remote.url, outcome, call).await
+            }
+            Place::Unknown => {
+                // Counted under one label: names that nothing registered come
+                // from callers, and must not grow the metrics.
+                let call = async { Err(CallError::NotRegistered(name.to_owned())) };
+                registry.traced(UNREGISTERED, LOCAL, outcome, call).await
+            }
+        }
+    }
+
+    /// Passes on a call this instance received, its body still encoded, as the
+    /// `hops`-th instance on its way, and returns the answer's data still
+    /// encoded. Counted and traced like any call; a call that does not go to a
+    /// remote is not relayed (it fails as [`CallError::NotRegistered`] when
+    /// the name is unknown, [`CallError::NotRelayed`] when it runs here).
+    pub async fn relay(&self, body: CallBody, hops: u32) -> Result<Value, CallError> {
+        let (name, registry) = (self.name(), &self.registry);
+        let Place::Remote(remote) = &self.place else {
+            return Err(match self.place {
+                Place::Unknown => CallError::NotRegistered(name.to_owned()),
+                _ => CallError::NotRelayed(name.to_owned()),
+            });
+        };
+        let call = async {
+            let request = remote.request(name, body).hops(hops);
+            Ok(registry.client().send_encoded(request).await?)
+        };
+        registry.traced(name, &remote.url, outcome, call).await
+    }
+}
+
 /// The span of one proxy call: the function and where it runs; the outcome and
 /// the duration are recorded on it when the call ends.
 fn call_span(name: &str, location: &str) -> tracing::Span {
@@ -421,42 +547,40 @@ fn call_span(name: &str, location: &str) -> tracing::Span {
 }
 
 /// The `location` label of calls that run here.
-pub const LOCAL: &str = "local";
+const LOCAL: &str = "local";
 
 /// The `function` label of calls of names that no handler has and no route
 /// lists.
 pub const UNREGISTERED: &str = "(unregistered)";
 
 /// How a call ended, for the metrics.
-pub fn outcome<T>(result: &Result<T, CallError>) -> Outcome {
+fn outcome<T>(result: &Result<T, CallError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Ok,
         Err(CallError::NotRegistered(_)) => Outcome::NotRegistered,
         Err(CallError::Arguments { .. }) => Outcome::InvalidArguments,
         Err(CallError::TooLarge { .. }) => Outcome::TooLarge,
-        Err(CallError::Failed { .. }) => Outcome::Failed,
+        Err(CallError::Failed { .. } | CallError::NotRelayed(_)) => Outcome::Failed,
         Err(CallError::Remote(error)) => Outcome::of_transport_error(error),
     }
 }
 
-/// Runs `handler` as the function `name`, naming it in the errors.
-pub async fn call_handler(
-    name: &str,
-    handler: &Handler,
-    kwargs: Kwargs,
-) -> Result<Output, CallError> {
-    handler(kwargs).await.map_err(|error| match error {
-        HandlerError::Arguments(detail) => CallError::Arguments {
-            name: name.to_owned(),
-            detail,
-        },
-        HandlerError::TooLarge(detail) => CallError::TooLarge {
-            name: name.to_owned(),
-            detail,
-        },
-        HandlerError::Failed(message) => CallError::Failed {
-            name: name.to_owned(),
-            message,
-        },
-    })
+impl HandlerError {
+    /// The error of a call of the function `name` whose handler failed so.
+    pub fn for_function(self, name: &str) -> CallError {
+        match self {
+            HandlerError::Arguments(detail) => CallError::Arguments {
+                name: name.to_owned(),
+                detail,
+            },
+            HandlerError::TooLarge(detail) => CallError::TooLarge {
+                name: name.to_owned(),
+                detail,
+            },
+            HandlerError::Failed(message) => CallError::Failed {
+                name: name.to_owned(),
+                message,
+            },
+        }
+    }
 }

@@ -108,7 +108,7 @@ async fn listed_names_run_remotely_even_when_registered_here() {
             ResponseTemplate::new(200)
                 .set_body_json(framex_transport::wire::Envelope::success(encoded)),
         )
-        .expect(1)
+        .expect(2)
         .mount(&server)
         .await;
     let routing =
@@ -119,8 +119,22 @@ async fn listed_names_run_remotely_even_when_registered_here() {
     assert_eq!(registry.location("m.f"), Location::Remote(server.uri()));
     let result = registry.call("m.f", kwargs(json!({"a": 1}))).await.unwrap();
     assert_eq!(value(result), json!({"ran": "remote"}));
-    // The local handler is still reachable on purpose.
-    let local = registry.call_local("m.f", kwargs(json!({}))).await.unwrap();
+    // Decided once: the target runs where it was decided, after the routing
+    // moved the name back here.
+    let target = registry.target("m.f");
+    assert_eq!(
+        target.remote().map(Remote::url),
+        Some(server.uri().as_str())
+    );
+    let previous = registry.set_routing(Routing::default());
+    assert_eq!(
+        previous.remote("m.f").map(Remote::url),
+        Some(server.uri().as_str())
+    );
+    assert!(registry.target("m.f").is_local());
+    let result = target.call(kwargs(json!({"a": 1}))).await.unwrap();
+    assert_eq!(value(result), json!({"ran": "remote"}));
+    let local = registry.call("m.f", kwargs(json!({}))).await.unwrap();
     assert_eq!(value(local)["ran"], Value::from("local"));
 }
 
@@ -144,7 +158,7 @@ async fn remote_failures_stay_errors() {
 fn remote_keys_do_not_show_in_debug() {
     let routing = Routing::default().route("m.f", Remote::new("http://a:1", Some("secret".into())));
     let registry = Registry::new(routing, framex_transport::Client::default());
-    let shown = format!("{registry:?} {:?}", registry.routing());
+    let shown = format!("{registry:?} {:?}", registry.target("m.f"));
     assert!(!shown.contains("secret"), "{shown}");
 }
 

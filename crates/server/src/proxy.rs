@@ -2,7 +2,7 @@
 //! instance that configuration names, and answer in the FrameX envelope.
 
 use bytes::Bytes;
-use framex_registry::{CallError, Kwargs};
+use framex_registry::{CallError, Kwargs, Target};
 use framex_transport::ErrorKind;
 use framex_transport::json;
 use framex_transport::trace::TraceContext;
@@ -39,12 +39,17 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         Ok(name) => name,
         Err((status, message)) => return envelope_response(status, &message),
     };
-    let routing = state.registry.routing();
-    if let Some(remote) = routing.remote(&name) {
+    // The one routing decision of this call here.
+    let target = state.registry.target(&name);
+    if target.remote().is_some() {
         // Boxed: its future holds a whole outgoing call, kilobytes that every
         // layer of the server's stack would otherwise move on every request.
         // The arguments go on as they came, not decoded.
-        return Box::pin(relay(state, &name, remote, call, hops)).await;
+        return Box::pin(relay(state, &target, call, hops)).await;
+    }
+    if target.is_unknown() {
+        // Refused without reading the arguments, and counted as such.
+        return answer(&name, target.call(Kwargs::empty()).await);
     }
     // Decoded to their JSON text only: the function reads each argument from
     // it into its parameter's type.
@@ -80,7 +85,7 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         ));
     };
     let kwargs = Kwargs::from_json(kwargs).limit_memory(memory);
-    run_local(state, name, kwargs, reserved).await
+    run_local(target, kwargs, reserved).await
 }
 
 /// The function name of a call: refused before any lookup when it is longer
@@ -139,32 +144,35 @@ fn undecodable_status(field: &str, error: &WireError) -> (StatusCode, String) {
 /// Runs the local handler in its own task, so that a panic in it answers 500 and
 /// leaves the server and other calls alone.
 async fn run_local(
-    state: &State,
-    name: String,
+    target: Target<'_>,
     kwargs: Kwargs,
     reserved: tokio::sync::OwnedSemaphorePermit,
 ) -> Response<Full<Bytes>> {
-    let registry = state.registry.clone();
-    let task_name = name.clone();
+    let name = target.name().to_owned();
+    let target = target.into_owned();
     // The task goes on with the request's trace and log span.
     let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
     let call = trace.scope(async move {
-        let result = registry.call_local(&task_name, kwargs).await;
+        let result = target.call(kwargs).await;
         // The arguments are gone with the call: their memory is free again.
         drop(reserved);
         result
     });
     let outcome = tokio::spawn(call.instrument(tracing::Span::current())).await;
-    let result = match outcome {
-        Ok(result) => result,
+    match outcome {
+        Ok(result) => answer(&name, result),
         Err(_) => {
             tracing::error!(function = name, "proxy function panicked");
-            return envelope_response(
+            envelope_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("proxy function `{name}` panicked"),
-            );
+            )
         }
-    };
+    }
+}
+
+/// The answer to a call of `name` that ran here (or was refused here).
+fn answer(name: &str, result: Result<framex_registry::Output, CallError>) -> Response<Full<Bytes>> {
     match result {
         Ok(output) => envelope_json(
             StatusCode::OK,
@@ -191,11 +199,11 @@ async fn run_local(
 /// Passes a call on to the instance that configuration names, body unchanged.
 async fn relay(
     state: &State,
-    name: &str,
-    remote: &framex_registry::Remote,
+    target: &Target<'_>,
     call: CallBody,
     hops: u32,
 ) -> Response<Full<Bytes>> {
+    let name = target.name();
     let next = hops.saturating_add(1);
     if next > state.settings.max_hops {
         return envelope_response(
@@ -206,7 +214,7 @@ async fn relay(
             ),
         );
     }
-    let result = state.registry.relay(name, remote, call, next).await;
+    let result = target.relay(call, next).await;
     match result {
         Ok(data) => envelope_json(
             StatusCode::OK,
@@ -215,8 +223,8 @@ async fn relay(
                 ..Envelope::success(String::new())
             },
         ),
-        Err(error) => {
-            tracing::warn!(function = name, url = remote.url(), %error, "relaying a call failed");
+        Err(CallError::Remote(error)) => {
+            tracing::warn!(function = name, url = error.url(), %error, "relaying a call failed");
             let status = match error.kind() {
                 ErrorKind::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ErrorKind::NotRegistered => StatusCode::NOT_FOUND,
@@ -233,5 +241,6 @@ async fn relay(
             };
             envelope_response(status, &message)
         }
+        Err(error) => envelope_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     }
 }

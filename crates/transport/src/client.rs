@@ -139,6 +139,8 @@ impl ClientSettings {
 #[derive(Debug, Clone)]
 pub struct CallRequest<'a> {
     url: &'a str,
+    /// The target resolved already ([`CallRequest::to`]): no lookup by URL.
+    endpoint: Option<&'a Endpoint>,
     func_name: &'a str,
     body: CallBody,
     key: Option<&'a str>,
@@ -163,6 +165,21 @@ impl<'a> CallRequest<'a> {
     pub fn encoded(url: &'a str, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
         CallRequest {
             url,
+            endpoint: None,
+            func_name,
+            body,
+            key: None,
+            hops: 0,
+        }
+    }
+
+    /// A call whose body is already encoded to an endpoint resolved once
+    /// ([`Client::endpoint`]), as a caller that calls the same instance again
+    /// and again holds it.
+    pub fn to(endpoint: &'a Endpoint, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
+        CallRequest {
+            url: endpoint.url(),
+            endpoint: Some(endpoint),
             func_name,
             body,
             key: None,
@@ -195,13 +212,28 @@ impl<'a> CallRequest<'a> {
 pub struct Client {
     connector: HttpsConnector<HttpConnector>,
     settings: Arc<ClientSettings>,
-    endpoints: Arc<RwLock<HashMap<Box<str>, Arc<Endpoint>>>>,
+    endpoints: Arc<RwLock<HashMap<Box<str>, Endpoint>>>,
 }
 
-/// The proxy-function endpoint of one instance, the `Host` header that goes with
-/// it, and the idle connections to it.
+/// The proxy-function endpoint of one instance, parsed once, and its idle
+/// connections: what [`Client::endpoint`] resolves a base URL to. Cloning it
+/// shares the connections.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub(crate) inner: Arc<EndpointInner>,
+}
+
+impl Endpoint {
+    /// The base URL it was resolved from.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Endpoint {
+pub(crate) struct EndpointInner {
+    /// The base URL, for messages.
+    url: Box<str>,
     /// The whole URL, which the connector connects to.
     pub(crate) uri: Uri,
     /// Its path, which the request line carries.
@@ -249,9 +281,17 @@ impl Client {
         }
     }
 
-    /// The proxy-function endpoint of the instance at base URL `url`, parsed
-    /// once per URL: calls go to a handful of instances, again and again.
-    pub(crate) fn endpoint(&self, url: &str, func: &str) -> Result<Arc<Endpoint>, Error> {
+    /// The proxy-function endpoint of the instance at base URL `url`, which
+    /// calls of it ([`CallRequest::to`]) go to without looking the URL up.
+    /// Every endpoint of one URL shares its idle connections. The error is an
+    /// [`ErrorKind::InvalidUrl`] naming the URL.
+    pub fn endpoint(&self, url: &str) -> Result<Endpoint, Error> {
+        self.lookup(url, "")
+    }
+
+    /// The endpoint of `url`, parsed once per URL: calls go to a handful of
+    /// instances, again and again.
+    pub(crate) fn lookup(&self, url: &str, func: &str) -> Result<Endpoint, Error> {
         if let Some(endpoint) = self
             .endpoints
             .read()
@@ -303,12 +343,15 @@ impl Client {
         }
         // Bounded, for a program that calls ever new URLs.
         let remembered = endpoints.len() < MAX_REMEMBERED_ENDPOINTS;
-        let endpoint = Arc::new(Endpoint {
-            uri,
-            path,
-            host,
-            idle: remembered.then(Arc::default),
-        });
+        let endpoint = Endpoint {
+            inner: Arc::new(EndpointInner {
+                url: url.into(),
+                uri,
+                path,
+                host,
+                idle: remembered.then(Arc::default),
+            }),
+        };
         if remembered {
             endpoints.insert(url.into(), endpoint.clone());
         }
@@ -395,7 +438,14 @@ impl Client {
 
     async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
         let (url, func) = (call.url, call.func_name);
-        let endpoint = self.endpoint(url, func)?;
+        let looked_up;
+        let endpoint = match call.endpoint {
+            Some(endpoint) => &endpoint.inner,
+            None => {
+                looked_up = self.lookup(url, func)?;
+                &looked_up.inner
+            }
+        };
         let authorization = call
             .key
             .map(|key| {
@@ -445,7 +495,7 @@ impl Client {
         };
         let mut connection = match pooled {
             Some(connection) => connection,
-            None => self.open(&endpoint, url, func).await?,
+            None => self.open(endpoint, url, func).await?,
         };
         let interrupted =
             |error: hyper::Error| Error::new(ErrorKind::Interrupted, url, func).with_source(error);
@@ -454,7 +504,7 @@ impl Client {
             // The call is sent once more on a new connection (see
             // `ClientSettings::with_retry_closed_connection`).
             Err(error) if self.settings.retry_closed_connection && closed_before_answer(&error) => {
-                connection = match self.open(&endpoint, url, func).await {
+                connection = match self.open(endpoint, url, func).await {
                     Ok(connection) => connection,
                     // The instance is gone: the first failure says more.
                     Err(_) => return Err(interrupted(error)),
@@ -489,7 +539,12 @@ impl Client {
     }
 
     /// A new connection to `endpoint`.
-    async fn open(&self, endpoint: &Endpoint, url: &str, func: &str) -> Result<Connection, Error> {
+    async fn open(
+        &self,
+        endpoint: &EndpointInner,
+        url: &str,
+        func: &str,
+    ) -> Result<Connection, Error> {
         Connection::open(&self.connector, &endpoint.uri)
             .await
             .map_err(|e| Error::new(ErrorKind::Connect, url, func).with_source(e))

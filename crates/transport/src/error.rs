@@ -122,6 +122,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (url, func) = (&self.url, &self.func_name);
         match &self.kind {
+            // Resolved before any function is called (`Client::endpoint`).
+            ErrorKind::InvalidUrl if func.is_empty() => {
+                write!(f, "`{url}` is not a usable http base URL")
+            }
             ErrorKind::InvalidUrl => write!(
                 f,
                 "cannot call `{func}`: `{url}` is not a usable http base URL"

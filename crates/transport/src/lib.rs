@@ -55,7 +55,7 @@ pub mod wire;
 mod tests;
 
 pub use client::{
-    CallRequest, Client, ClientSettings, ERRORS_BY_STATUS, ERRORS_HEADER, HOPS_HEADER,
+    CallRequest, Client, ClientSettings, ERRORS_BY_STATUS, ERRORS_HEADER, Endpoint, HOPS_HEADER,
 };
 pub use error::{Error, ErrorKind};
 pub use framex_json::{self as json, Value};
