@@ -488,7 +488,7 @@ fn codec_cost(bin: &Path) -> Result<f64> {
 }
 
 /// The median of some figures (the mean of the middle two for an even count).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -567,7 +567,7 @@ fn wrk_run(
 
 /// A `/proc/PID/status` field in bytes.
 /// User plus system CPU time of an instance so far, in seconds.
-fn cpu_seconds(instance: &Instance) -> Result<f64> {
+pub(crate) fn cpu_seconds(instance: &Instance) -> Result<f64> {
     let path = format!("/proc/{}/stat", instance.pid());
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     // Fields after the command name, which ends with the last ')'.

@@ -11,6 +11,7 @@ mod e2e;
 mod instances;
 mod load;
 mod memory;
+mod payload;
 mod routes;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -33,6 +34,10 @@ tasks:
   memory  one call with 30 MiB of arguments of each costly shape (zeros,
           empty objects, deep nesting…) to a fresh instance: peak memory
           and what it keeps; fails past the documented bound
+  payload [--rounds N]
+          the serving instance's CPU per echo call of about 64 KiB and
+          1 MiB of JSON (sent as Python FrameX sends it), beside the floor
+          of the same payload work done plainly in one process
   routes [CONFIG]
           fetch each upstream's OpenAPI document and print every route it
           publishes: enabled or disabled, and the rule that decided it
@@ -73,6 +78,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("payload") => {
+            match payload::Options::parse(std::env::args().skip(2)).and_then(|o| payload::run(&o)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("payload failed: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("routes") => match routes::run(std::env::args().nth(2).map(Into::into)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
