@@ -12,10 +12,40 @@ use framex::registry::CallError;
 use framex::transport::ErrorKind;
 use serde_json::{Value, json};
 
-/// A remote on `port` (0 for any) whose `f.work` waits `work` and answers its
-/// argument; returns its URL and the sender that stops it.
+/// A loopback address that stays this test's while remotes come and go on it:
+/// a bound socket that never listens holds the port (a connection to it is
+/// refused while no remote listens), and each remote listens on it beside
+/// that socket (`SO_REUSEPORT`). No other test can take the port meanwhile.
+struct Address {
+    _holder: tokio::net::TcpSocket,
+    address: std::net::SocketAddr,
+}
+
+impl Address {
+    fn new() -> Address {
+        let holder = tokio::net::TcpSocket::new_v4().unwrap();
+        holder.set_reuseport(true).unwrap();
+        holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = holder.local_addr().unwrap();
+        Address {
+            _holder: holder,
+            address,
+        }
+    }
+
+    /// A listener on the address.
+    fn listen(&self) -> tokio::net::TcpListener {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseport(true).unwrap();
+        socket.bind(self.address).unwrap();
+        socket.listen(1024).unwrap()
+    }
+}
+
+/// A remote listening on `address` whose `f.work` waits `work` and answers
+/// its argument; returns its URL and the sender that stops it.
 async fn remote(
-    port: u16,
+    address: &Address,
     work: Duration,
     running: Arc<AtomicUsize>,
 ) -> (
@@ -23,7 +53,7 @@ async fn remote(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut app = App::from_config(config(&format!("[server]\nport = {port}\n"))).unwrap();
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
     app.register_fn("f.work", move |args: Value| {
         let running = running.clone();
         async move {
@@ -33,7 +63,11 @@ async fn remote(
         }
     })
     .unwrap();
-    let bound = app.isolated().bind("remote").await.unwrap();
+    let bound = app
+        .isolated()
+        .bind_listener(address.listen(), "remote")
+        .await
+        .unwrap();
     let url = format!("http://{}", bound.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(bound.serve_until(async {
@@ -104,8 +138,8 @@ async fn run(app: &Arc<App>, count: usize, patience: Duration) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_that_stops_mid_run_and_returns_loses_and_hangs_nothing() {
     let running = Arc::new(AtomicUsize::new(0));
-    let (url, stop, serving) = remote(0, Duration::from_millis(20), running.clone()).await;
-    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let address = Address::new();
+    let (url, stop, serving) = remote(&address, Duration::from_millis(20), running.clone()).await;
     let app = local(&url, 5);
 
     let load = {
@@ -130,7 +164,7 @@ async fn a_remote_that_stops_mid_run_and_returns_loses_and_hangs_nothing() {
 
     // The remote comes back on the same address: calls succeed again, with
     // nothing restarted here.
-    let (_, _stop, _serving) = remote(port, Duration::ZERO, running).await;
+    let (_, _stop, _serving) = remote(&address, Duration::ZERO, running).await;
     let outcome = run(&app, 50, Duration::from_secs(8)).await;
     assert_eq!(
         (outcome.succeeded, outcome.failed, outcome.hung),
@@ -140,8 +174,12 @@ async fn a_remote_that_stops_mid_run_and_returns_loses_and_hangs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_remote_times_out_at_the_configured_timeout() {
-    let (url, _stop, _serving) =
-        remote(0, Duration::from_secs(30), Arc::new(AtomicUsize::new(0))).await;
+    let (url, _stop, _serving) = remote(
+        &Address::new(),
+        Duration::from_secs(30),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
     let app = local(&url, 1);
     let error = tokio::time::timeout(Duration::from_secs(10), app.call("f.work", json!({"n": 1})))
         .await
@@ -165,7 +203,8 @@ async fn a_slow_remote_times_out_at_the_configured_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_load_finishes_every_call_in_flight() {
     let running = Arc::new(AtomicUsize::new(0));
-    let (url, stop, serving) = remote(0, Duration::from_millis(300), running.clone()).await;
+    let (url, stop, serving) =
+        remote(&Address::new(), Duration::from_millis(300), running.clone()).await;
     let app = local(&url, 10);
     let load = {
         let app = app.clone();

@@ -114,8 +114,8 @@ fn fixture() -> &'static Fixture {
 fn start_all() -> Result<Fixture, String> {
     // Python's port is chosen first, because the Rust instance lists it, and
     // Python reads the Rust instances' OpenAPI documents when it starts.
-    let python_port = python_framex::free_port()?;
-    let python_url = format!("http://127.0.0.1:{python_port}");
+    let (python_host, python_port) = python_framex::own_address();
+    let python_url = format!("http://{python_host}:{python_port}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,7 +127,7 @@ fn start_all() -> Result<Fixture, String> {
     let python_config = format!(
         "load_builtin_plugins = [\"proxy\"]\n\
          load_plugins = [\"interop_plugin\"]\n\n\
-         [server]\nhost = \"127.0.0.1\"\nport = {python_port}\nenable_proxy = true\n\n\
+         [server]\nhost = \"{python_host}\"\nport = {python_port}\nenable_proxy = true\n\n\
          [auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{PYTHON_KEY}\"] }}\n\n\
          [plugins.proxy.proxy_urls.\"{rust_url}\"]\nenable = [\"/api/v1/*\"]\ndisable = []\n\n\
          [plugins.proxy.proxy_urls.\"{locked_url}\"]\nenable = []\ndisable = []\n\n\
@@ -137,7 +137,7 @@ fn start_all() -> Result<Fixture, String> {
     let python = python_framex::start(
         Path::new(env!("CARGO_TARGET_TMPDIR")),
         "python-interop",
-        python_port,
+        (&python_host, python_port),
         &python_config,
     )?;
     assert_eq!(

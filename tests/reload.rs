@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use crate::support::{config, start};
 use framex::App;
@@ -117,7 +116,12 @@ async fn flipping_a_function_under_load_fails_no_call() {
             .unwrap();
         assert_eq!(moved.len(), 1, "flip {flip}: {moved:?}");
         assert_eq!(moved[0].name, "m.where");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Calls run on each side of every flip: wait for some to finish.
+        let runs = || local_runs.load(Ordering::Relaxed) + remote_runs.load(Ordering::Relaxed);
+        let before = runs();
+        while runs() < before + 8 {
+            tokio::task::yield_now().await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for caller in callers {

@@ -361,13 +361,14 @@ async fn a_panicking_route_answers_500_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    let running = started.clone();
+    let (running, released) = (started.clone(), release.clone());
     app.register_fn("m.slow", move |_: Value| {
-        let running = running.clone();
+        let (running, released) = (running.clone(), released.clone());
         async move {
             running.notify_one();
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            released.notified().await;
             Ok::<_, String>("finished")
         }
     })
@@ -387,9 +388,15 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
                 .await
         })
     };
-    // Stop only once the function is running.
+    // Stop only once the function is running, and let it finish only once
+    // the server has stopped taking connections.
     started.notified().await;
     stop.send(()).unwrap();
+    let address = url.trim_start_matches("http://").to_owned();
+    while tokio::net::TcpStream::connect(&address).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    release.notify_one();
 
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("finished"));
     server.await.unwrap();

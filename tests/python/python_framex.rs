@@ -30,9 +30,15 @@ pub struct PythonFramex {
 }
 
 /// Starts a Python FrameX in `target/tmp/NAME/PID` with `config` (a
-/// `config.toml` whose `[server] port` is `port`) and waits until it answers
-/// `/health`, for at most 90 seconds.
-pub fn start(tmp: &Path, name: &str, port: u16, config: &str) -> Result<PythonFramex, String> {
+/// `config.toml` whose `[server]` has `host` and `port`, from
+/// [`own_address`]) and waits until it answers `/health`, for at most 90
+/// seconds.
+pub fn start(
+    tmp: &Path,
+    name: &str,
+    (host, port): (&str, u16),
+    config: &str,
+) -> Result<PythonFramex, String> {
     let framex = python_framex(tmp)?;
     let runs = tmp.join(name);
     remove_finished_runs(&runs);
@@ -53,7 +59,7 @@ pub fn start(tmp: &Path, name: &str, port: u16, config: &str) -> Result<PythonFr
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", framex.display()))?;
     let pid = child.id();
-    let address = format!("127.0.0.1:{port}");
+    let address = format!("{host}:{port}");
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -170,8 +176,22 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A free port on 127.0.0.1, for the Python instance, which binds its own.
-pub fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+/// The address the Python instance of this test process serves on: a
+/// loopback address of this process alone, `127.A.B.C` from the process id,
+/// never `127.0.0.1`, where everything else binds, with a port below the range
+/// the system hands out for port 0.
+///
+/// Python binds its own socket, so the address must be known before it
+/// starts (the Rust instances list it): a port found free and released would
+/// race with every other test binding ports meanwhile.
+pub fn own_address() -> (String, u16) {
+    let pid = std::process::id();
+    // Process ids are below 2^22: the second byte is 1 to 64.
+    let host = format!(
+        "127.{}.{}.{}",
+        1 + (pid >> 16) % 254,
+        (pid >> 8) & 0xff,
+        pid & 0xff
+    );
+    (host, 18_080)
 }

@@ -91,23 +91,35 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     result
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// Where the remote serves, the same address after its restart: a loopback
+/// address of this process alone (`127.A.B.C` from the process id, never
+/// `127.0.0.1`, where everything else binds), with a port below the range
+/// the system hands out for port 0. A port found free and released could be
+/// taken by another program before the remote binds it, or while it is down.
+fn remote_address() -> String {
+    let pid = std::process::id();
+    // Process ids are below 2^22: the second byte is 1 to 64.
+    format!(
+        "127.{}.{}.{}:18081",
+        1 + (pid >> 16) % 254,
+        (pid >> 8) & 0xff,
+        pid & 0xff
+    )
 }
 
 fn load(demo: &Path, dir: &Path, options: &Options) -> Result<()> {
-    // A fixed port, so the remote comes back where the local instance calls it.
-    let remote_port = free_port()?;
+    // A fixed address, so the remote comes back where the local instance calls it.
+    let address = remote_address();
+    let (host, port) = address.rsplit_once(':').context("host:port")?;
     let remote_config = write(
         dir,
         "remote.toml",
         &format!(
-            "[server]\nhost = \"127.0.0.1\"\nport = {remote_port}\n\n[auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{KEY}\"] }}\n"
+            "[server]\nhost = \"{host}\"\nport = {port}\n\n[auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{KEY}\"] }}\n"
         ),
     )?;
     let remote = Arc::new(Mutex::new(Some(start(demo, &remote_config, "remote")?)));
-    let remote_url = format!("http://127.0.0.1:{remote_port}");
+    let remote_url = format!("http://{address}");
     let local_config = write(
         dir,
         "local.toml",

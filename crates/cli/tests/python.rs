@@ -15,16 +15,16 @@ const KEY: &str = "py-key";
 fn python() -> &'static python_framex::PythonFramex {
     static PYTHON: OnceLock<Result<python_framex::PythonFramex, String>> = OnceLock::new();
     let started = PYTHON.get_or_init(|| {
-        let port = python_framex::free_port()?;
+        let (host, port) = python_framex::own_address();
         let config = format!(
             "load_builtin_plugins = [\"proxy\"]\nload_plugins = [\"interop_plugin\"]\n\n\
-             [server]\nhost = \"127.0.0.1\"\nport = {port}\nenable_proxy = true\n\n\
+             [server]\nhost = \"{host}\"\nport = {port}\nenable_proxy = true\n\n\
              [auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{KEY}\"] }}\n"
         );
         python_framex::start(
             Path::new(env!("CARGO_TARGET_TMPDIR")),
             "cli-python",
-            port,
+            (&host, port),
             &config,
         )
     });

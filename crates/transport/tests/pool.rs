@@ -18,6 +18,10 @@ struct Server {
     accepted: Arc<AtomicUsize>,
     /// Gets a message each time a client closes a connection.
     closed: mpsc::UnboundedReceiver<()>,
+    /// Lets the server close a connection that has had its answers.
+    close: Arc<tokio::sync::Notify>,
+    /// Gets a message each time the server has closed a connection.
+    server_closed: mpsc::UnboundedReceiver<()>,
 }
 
 impl Server {
@@ -26,14 +30,21 @@ impl Server {
     }
 }
 
-/// A keep-alive server answering every call with success after `delay`; it
-/// closes each connection after `answers_per_connection` answers, when given.
-async fn server(answers_per_connection: Option<usize>, delay: Duration) -> Server {
+/// A keep-alive server answering every call with success, holding the
+/// answers until `together` requests have arrived (so that that many are in
+/// flight at once); it closes each connection after `answers_per_connection`
+/// answers, when given.
+async fn server(answers_per_connection: Option<usize>, together: usize) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
     let (closed_tx, closed) = mpsc::unbounded_channel();
+    let (server_closed_tx, server_closed) = mpsc::unbounded_channel();
+    let close = Arc::new(tokio::sync::Notify::new());
     let count = accepted.clone();
+    let close_when = close.clone();
+    let (arrived_tx, arrived) = tokio::sync::watch::channel(0usize);
+    let arrived_tx = Arc::new(arrived_tx);
     let body =
         serde_json::to_string(&Envelope::success(wire::encode(&json!("ok")).unwrap())).unwrap();
     let answer = format!(
@@ -45,15 +56,19 @@ async fn server(answers_per_connection: Option<usize>, delay: Duration) -> Serve
             let (mut stream, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::SeqCst);
             let (answer, closed_tx) = (answer.clone(), closed_tx.clone());
+            let (close, server_closed_tx) = (close_when.clone(), server_closed_tx.clone());
+            let (arrived_tx, mut arrived) = (arrived_tx.clone(), arrived.clone());
             tokio::spawn(async move {
                 let mut answered = 0;
                 let mut buffer = Vec::new();
                 let mut chunk = [0; 4096];
                 loop {
                     if answers_per_connection == Some(answered) {
-                        // Closed by the server a little later, once the client
-                        // has put the connection back in its pool.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Closed by the server when the test says, once the
+                        // client has put the connection back in its pool.
+                        close.notified().await;
+                        drop(stream);
+                        let _ = server_closed_tx.send(());
                         return;
                     }
                     // One request: its head, then its body by content-length.
@@ -70,7 +85,8 @@ async fn server(answers_per_connection: Option<usize>, delay: Duration) -> Serve
                         }
                     };
                     buffer.drain(..request_end);
-                    tokio::time::sleep(delay).await;
+                    arrived_tx.send_modify(|count| *count += 1);
+                    arrived.wait_for(|count| *count >= together).await.unwrap();
                     stream.write_all(answer.as_bytes()).await.unwrap();
                     answered += 1;
                 }
@@ -81,6 +97,8 @@ async fn server(answers_per_connection: Option<usize>, delay: Duration) -> Serve
         url,
         accepted,
         closed,
+        close,
+        server_closed,
     }
 }
 
@@ -125,7 +143,7 @@ async fn calls_at_once(client: &Client, server: &Server, count: usize) {
 
 #[tokio::test]
 async fn calls_one_after_another_share_one_connection() {
-    let server = server(None, Duration::ZERO).await;
+    let server = server(None, 0).await;
     let client = client(ClientSettings::default());
     for _ in 0..5 {
         call(&client, &server).await;
@@ -135,7 +153,7 @@ async fn calls_one_after_another_share_one_connection() {
 
 #[tokio::test]
 async fn concurrent_calls_open_connections_that_later_calls_reuse() {
-    let server = server(None, Duration::ZERO).await;
+    let server = server(None, 0).await;
     let client = client(ClientSettings::default());
     calls_at_once(&client, &server, 8).await;
     let opened = server.accepted();
@@ -148,7 +166,7 @@ async fn concurrent_calls_open_connections_that_later_calls_reuse() {
 
 #[tokio::test]
 async fn a_connection_idle_past_the_timeout_is_closed_and_not_reused() {
-    let mut server = server(None, Duration::ZERO).await;
+    let mut server = server(None, 0).await;
     let client =
         client(ClientSettings::default().with_pool_idle_timeout(Duration::from_millis(100)));
     call(&client, &server).await;
@@ -163,7 +181,7 @@ async fn a_connection_idle_past_the_timeout_is_closed_and_not_reused() {
 
 #[tokio::test]
 async fn no_connection_is_kept_when_the_pool_holds_none() {
-    let server = server(None, Duration::ZERO).await;
+    let server = server(None, 0).await;
     let client = client(ClientSettings::default().with_pool_max_idle_per_host(0));
     for _ in 0..3 {
         call(&client, &server).await;
@@ -176,18 +194,22 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_before_the_call()
     // One answer per connection, then the server closes it: the pooled
     // connection is found closed when taken, so the call goes out on a new one
     // and needs no retry.
-    let server = server(Some(1), Duration::ZERO).await;
+    let mut server = server(Some(1), 0).await;
     let client = client(ClientSettings::default().with_retry_closed_connection(false));
     call(&client, &server).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The call has returned: its connection is in the pool. The server closes
+    // it now, and its close has reached this side's socket when the server's
+    // `close` returned (loopback).
+    server.close.notify_one();
+    server.server_closed.recv().await.unwrap();
     call(&client, &server).await;
     assert_eq!(server.accepted(), 2);
 }
 
 #[tokio::test]
 async fn the_pool_of_one_upstream_keeps_at_most_its_limit() {
-    // Slow answers: the four calls are in flight together, on four connections.
-    let mut server = server(None, Duration::from_millis(200)).await;
+    // Answers held until all four calls are in flight, on four connections.
+    let mut server = server(None, 4).await;
     let client = client(ClientSettings::default().with_pool_max_idle_per_host(2));
     calls_at_once(&client, &server, 4).await;
     assert_eq!(server.accepted(), 4);
