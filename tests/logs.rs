@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::support::{config, start};
+use crate::support::{capture_with, config, start};
 use framex::App;
 use framex::transport::Client;
 use serde_json::Value;
@@ -30,46 +30,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     fn make_writer(&'a self) -> Captured {
         self.clone()
     }
-}
-
-/// Sets `subscriber` as this thread's, for the test that holds the guard.
-///
-/// tracing caches, per callsite, whether any subscriber may want it. Tests in
-/// other threads set and drop their own subscribers meanwhile, and a cache
-/// rebuilt from a list of subscribers that does not yet hold this one can say
-/// "never" for a span this test waits for (seen: a `proxy_call` span missing
-/// from a log line). A global subscriber that answers "sometimes" for every
-/// callsite and wants nothing keeps every cache at "ask the current
-/// subscriber", which then decides for each span and event.
-fn capture_with(
-    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
-) -> tracing::subscriber::DefaultGuard {
-    struct AskEachTime;
-    impl tracing::Subscriber for AskEachTime {
-        fn register_callsite(
-            &self,
-            _: &'static tracing::Metadata<'static>,
-        ) -> tracing::subscriber::Interest {
-            tracing::subscriber::Interest::sometimes()
-        }
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            false
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, _: &tracing::Event<'_>) {}
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        // No other test of this binary sets a global subscriber.
-        let _ = tracing::subscriber::set_global_default(AskEachTime);
-    });
-    tracing::subscriber::set_default(subscriber)
 }
 
 /// Serves an instance with the function `l.f` under configuration `toml`, on

@@ -1,7 +1,9 @@
 //! W3C trace context across instances: a request that arrives with a
 //! `traceparent` has its trace id sent on with every call it causes, whether a
 //! route calls a function listed for a remote or the proxy endpoint relays a
-//! call.
+//! call; with an OpenTelemetry layer, each span is the child of the span that
+//! caused it, across a task the application spawned, a remote call and a
+//! forwarded route.
 
 use crate::support::{config, send, start};
 use framex::App;
@@ -113,4 +115,128 @@ async fn a_relayed_call_keeps_the_trace_and_a_request_without_one_starts_one() {
     // Without an incoming trace the request starts one, shared by its calls.
     assert_ne!(sent[1].trace_id(), "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(sent[1].trace_id(), sent[2].trace_id());
+}
+
+/// The spans recorded, by name and the path or function they are about.
+struct Spans(Vec<opentelemetry_sdk::trace::SpanData>);
+
+impl Spans {
+    /// The one span named `name` whose attribute `key` is `value`.
+    fn find(&self, name: &str, key: &str, value: &str) -> &opentelemetry_sdk::trace::SpanData {
+        let found: Vec<_> = self
+            .0
+            .iter()
+            .filter(|span| {
+                span.name == name
+                    && span
+                        .attributes
+                        .iter()
+                        .any(|kv| kv.key.as_str() == key && kv.value.as_str() == value)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "one `{name}` span with {key}={value}");
+        found[0]
+    }
+}
+
+// One thread: both instances' tasks run where the subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn spans_continue_across_a_spawned_task_a_remote_call_and_a_forwarded_route() {
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing::Instrument as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(framex::otel::layer(&provider));
+    let _guard = crate::support::capture_with(subscriber);
+
+    // The remote runs `t.f` and serves `GET /api/v1/there`.
+    let mut remote = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    remote
+        .register_fn("t.f", |_: serde_json::Value| async { Ok::<_, String>(1) })
+        .unwrap();
+    remote.route(http::Method::GET, "/api/v1/there", |_, _| async {
+        http::Response::new(bytes::Bytes::from_static(b"there"))
+    });
+    let remote = start(remote, "remote").await;
+    // The local instance lists `t.f` for it and forwards its routes; its own
+    // route calls `t.f` from a task of its own.
+    let mut local = App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+         [plugins.proxy.proxy_urls.\"{remote}\"]\nenable = [\"/api/v1/there\"]\n\
+         [plugins.proxy]\nproxy_functions = {{ \"{remote}\" = [\"t.f\"] }}\n"
+    )))
+    .unwrap();
+    local.route(
+        http::Method::GET,
+        "/api/v1/spawned",
+        |_, registry| async move {
+            let call = async move { framex::call_on(&registry, "t.f", json!({})).await };
+            let result = tokio::spawn(call.in_current_span()).await.unwrap();
+            assert_eq!(result.unwrap(), json!(1));
+            http::Response::new(bytes::Bytes::from_static(b"done"))
+        },
+    );
+    let local = start(local, "local").await;
+    for _ in 0..200 {
+        if crate::support::get(&local, "/api/v1/there").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Only the spans of the requests below.
+    provider.force_flush().unwrap();
+    exporter.reset();
+
+    let incoming = [("traceparent", INCOMING), ("tracestate", "vendor=kept")];
+    let (status, _) = send(&local, "GET", "/api/v1/spawned", &incoming, b"").await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&local, "GET", "/api/v1/there", &incoming, b"").await;
+    assert_eq!((status, body.as_slice()), (200, &b"there"[..]));
+    provider.force_flush().unwrap();
+    let spans = Spans(exporter.get_finished_spans().unwrap());
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let id = |span: &opentelemetry_sdk::trace::SpanData| span.span_context.span_id().to_string();
+    let parent = |span: &opentelemetry_sdk::trace::SpanData| span.parent_span_id.to_string();
+    // The local request continues the caller's trace, under the caller's span.
+    let request = spans.find("request", "path", "/api/v1/spawned");
+    assert_eq!(request.span_context.trace_id().to_string(), trace_id);
+    assert_eq!(parent(request), "b7ad6b7169203331");
+    assert_eq!(request.span_context.trace_state().header(), "vendor=kept");
+    // The call made on the spawned task is a child of the request…
+    let call = spans.find("proxy_call", "location", &remote);
+    assert_eq!(parent(call), id(request));
+    // …and the remote's request is a child of the call, in the same trace.
+    let served = spans.find("request", "path", "/api/v1/proxy/remote");
+    assert_eq!(served.span_context.trace_id().to_string(), trace_id);
+    assert_eq!(parent(served), id(call));
+    assert_eq!(served.span_context.trace_state().header(), "vendor=kept");
+    let ran = spans.find("proxy_call", "location", "local");
+    assert_eq!(parent(ran), id(served));
+    // A forwarded route: the upstream's request is a child of this instance's
+    // request, not of the caller's span.
+    let forwarded: Vec<_> = spans
+        .0
+        .iter()
+        .filter(|span| {
+            span.name == "request"
+                && span
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == "path" && kv.value.as_str() == "/api/v1/there")
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 2, "one request span on each instance");
+    let (here, there) = if parent(forwarded[0]) == "b7ad6b7169203331" {
+        (forwarded[0], forwarded[1])
+    } else {
+        (forwarded[1], forwarded[0])
+    };
+    assert_eq!(parent(here), "b7ad6b7169203331");
+    assert_eq!(parent(there), id(here));
+    assert_eq!(there.span_context.trace_id().to_string(), trace_id);
 }

@@ -44,6 +44,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub mod logging;
+pub mod otel;
 mod runtime;
 
 pub use framex_auth as auth;

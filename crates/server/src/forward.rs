@@ -641,6 +641,9 @@ impl Forwarding {
             HeaderName::from_static(framex_transport::HOPS_HEADER),
             HeaderValue::from(hops.saturating_add(1)),
         );
+        // The upstream's span is a child of this request's, not a sibling of
+        // it: the caller's `traceparent` is replaced, its `tracestate` kept.
+        framex_transport::trace::TraceContext::outgoing().insert_into(forwarded.headers_mut());
         if let Some(key) = upstream.key_for(route.operation.path()) {
             match HeaderValue::from_str(key) {
                 Ok(value) => {

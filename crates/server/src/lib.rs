@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framex_auth::{Denial, RequireProxyKeyLayer};
-use framex_transport::trace::{TRACEPARENT, TraceContext};
+use framex_transport::trace::TraceContext;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -638,18 +638,23 @@ fn stack(
     // once when answered, with its real status.
     let logged = service_fn(move |request: Request<Incoming>| {
         let inner = inner.clone();
-        let trace = request
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(|value| value.to_str().ok())
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::new_root, |incoming| incoming.child());
+        let incoming = TraceContext::from_headers(request.headers());
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
             path = request.uri().path(),
-            trace_id = %trace.trace_id(),
+            trace_id = tracing::field::Empty,
         );
+        // The caller's span is the parent of this request's, for an
+        // OpenTelemetry layer that records spans; without one, the request
+        // runs in a child of the caller's context.
+        if let Some(incoming) = &incoming {
+            incoming.set_parent_of(&span);
+        }
+        let trace = TraceContext::of_span(&span).unwrap_or_else(|| {
+            incoming.map_or_else(TraceContext::new_root, |incoming| incoming.child())
+        });
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
         Logged {
             inner: trace.scope(inner.oneshot(request)),
             started: Instant::now(),

@@ -19,7 +19,7 @@ use rustls_pki_types::CertificateDer;
 use crate::error::{Error, ErrorKind};
 use crate::pool::{Connection, Idle};
 use crate::tls;
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::trace::TraceContext;
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
 
 /// The header that counts how many FrameX instances a call has passed through.
@@ -458,12 +458,8 @@ impl Client {
             })
             .transpose()?;
         let body = Bytes::from(call.body.to_json());
-        // The caller's trace goes on with a span of this call's own.
-        let traceparent = TraceContext::current()
-            .map_or_else(TraceContext::new_root, |current| current.child())
-            .header();
-        let traceparent =
-            HeaderValue::from_str(&traceparent).expect("a traceparent is printable ASCII");
+        // The caller's trace goes on, from the current span.
+        let trace = TraceContext::outgoing();
         let request = || {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = Method::POST;
@@ -484,7 +480,7 @@ impl Client {
                     HeaderValue::from(call.hops),
                 );
             }
-            headers.insert(TRACEPARENT, traceparent.clone());
+            trace.insert_into(headers);
             request
         };
 

@@ -1,10 +1,21 @@
-//! W3C trace context (`traceparent`) carried across FrameX calls, so that a call
-//! can be followed from instance to instance in logs and tracing systems.
+//! W3C trace context (`traceparent` and `tracestate`) carried across FrameX
+//! calls, so that a call can be followed from instance to instance in logs and
+//! tracing systems.
 //!
-//! An instance continues the trace of a request that arrives with a
-//! `traceparent` header, or starts one, and runs the request inside
-//! [`TraceContext::scope`]. Calls the [`crate::Client`] makes inside that scope
-//! send the same trace id with a new parent id; calls made outside any scope
+//! What a call sends is [`TraceContext::outgoing`]: when the application
+//! records its `tracing` spans as OpenTelemetry spans (a
+//! `tracing_opentelemetry` layer, such as `framex::otel::layer`), the context
+//! of the current span, so the remote's spans are children of the span that
+//! made the call (FrameX's `proxy_call` span, or the route's request span for
+//! a forwarded route), with the `tracestate` that came with the trace. An
+//! instance sets the incoming context as the parent of each request's
+//! `request` span. A future moved to a task of its own keeps the span, and so
+//! the trace, with `tracing::Instrument::in_current_span`.
+//!
+//! Without such a layer spans carry no ids. An instance then still runs each
+//! request inside [`TraceContext::scope`], a child of the incoming context
+//! (or a new trace), and calls made inside it send the same trace id with a
+//! new parent id and the incoming `tracestate`; calls made outside any scope
 //! start a trace of their own.
 //!
 //! ```
@@ -19,18 +30,29 @@
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The header that carries the trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// The header that carries vendors' trace state along with it.
+pub const TRACESTATE: &str = "tracestate";
+
 /// One position in a trace: the trace id shared by every call in it, the id of
-/// the caller's span, and the flags (bit 0: sampled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// the caller's span, the flags (bit 0: sampled) and the vendors' trace state.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     trace_id: u128,
     parent_id: u64,
     flags: u8,
+    state: TraceState,
 }
 
 tokio::task_local! {
@@ -46,6 +68,7 @@ impl TraceContext {
             trace_id: u128::from(high) << 64 | u128::from(low),
             parent_id: random_nonzero(),
             flags: 1,
+            state: TraceState::NONE,
         }
     }
 
@@ -69,8 +92,70 @@ impl TraceContext {
             trace_id: lower_hex(trace_id, 32)?,
             parent_id: u64::try_from(lower_hex(parent_id, 16)?).ok()?,
             flags: u8::try_from(lower_hex(flags, 2)?).ok()?,
+            state: TraceState::NONE,
         };
         (context.trace_id != 0 && context.parent_id != 0).then_some(context)
+    }
+
+    /// The context a request carries: its `traceparent`, with its
+    /// `tracestate` when that is valid (an invalid one is dropped, as the
+    /// specification says).
+    pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
+        let mut context = headers
+            .get(TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(TraceContext::parse)?;
+        if let Some(state) = headers
+            .get(TRACESTATE)
+            .and_then(|value| value.to_str().ok())
+        {
+            context.state = TraceState::from_str(state).unwrap_or(TraceState::NONE);
+        }
+        Some(context)
+    }
+
+    /// The context of `span` when an OpenTelemetry layer records it: its
+    /// trace, its own id as the parent id, its flags and trace state.
+    pub fn of_span(span: &tracing::Span) -> Option<TraceContext> {
+        if span.is_disabled() {
+            return None;
+        }
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        span_context.is_valid().then(|| TraceContext {
+            trace_id: u128::from_be_bytes(span_context.trace_id().to_bytes()),
+            parent_id: u64::from_be_bytes(span_context.span_id().to_bytes()),
+            flags: span_context.trace_flags().to_u8(),
+            state: span_context.trace_state().clone(),
+        })
+    }
+
+    /// What a call made now sends: the current span's context when an
+    /// OpenTelemetry layer records it, else a child of the task's
+    /// [`TraceContext::scope`], else a new trace.
+    pub fn outgoing() -> TraceContext {
+        TraceContext::of_span(&tracing::Span::current()).unwrap_or_else(|| {
+            TraceContext::current().map_or_else(TraceContext::new_root, |current| current.child())
+        })
+    }
+
+    /// Makes this the parent of `span`, for an OpenTelemetry layer that records
+    /// it: its trace id and the remote caller's span id. Without such a layer
+    /// this does nothing.
+    pub fn set_parent_of(&self, span: &tracing::Span) {
+        if span.is_disabled() {
+            return;
+        }
+        let span_context = SpanContext::new(
+            TraceId::from(self.trace_id),
+            SpanId::from(self.parent_id),
+            TraceFlags::new(self.flags),
+            true,
+            self.state.clone(),
+        );
+        let parent = opentelemetry::Context::new().with_remote_span_context(span_context);
+        // An error only says that no OpenTelemetry layer records the span.
+        let _ = span.set_parent(parent);
     }
 
     /// The same trace with a new parent id: what a call made from this position
@@ -78,7 +163,7 @@ impl TraceContext {
     pub fn child(&self) -> TraceContext {
         TraceContext {
             parent_id: random_nonzero(),
-            ..*self
+            ..self.clone()
         }
     }
 
@@ -106,9 +191,29 @@ impl TraceContext {
         header
     }
 
+    /// The `tracestate` header value, empty when there is none.
+    pub fn state(&self) -> String {
+        self.state.header()
+    }
+
+    /// Sets `traceparent`, and `tracestate` when there is one, in `headers`,
+    /// replacing what they held.
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        let traceparent =
+            HeaderValue::from_str(&self.header()).expect("a traceparent is printable ASCII");
+        headers.insert(TRACEPARENT, traceparent);
+        headers.remove(TRACESTATE);
+        if self.state != TraceState::NONE {
+            // Validated when it was read: keys and values of printable ASCII.
+            if let Ok(state) = HeaderValue::from_str(&self.state.header()) {
+                headers.insert(TRACESTATE, state);
+            }
+        }
+    }
+
     /// The context of the task running now, if it runs inside [`TraceContext::scope`].
     pub fn current() -> Option<TraceContext> {
-        CURRENT.try_with(|context| *context).ok()
+        CURRENT.try_with(TraceContext::clone).ok()
     }
 
     /// Runs `future` with this as the current context.
@@ -164,7 +269,7 @@ mod tests {
     #[test]
     fn headers_round_trip_and_children_keep_the_trace() {
         let root = TraceContext::new_root();
-        assert_eq!(TraceContext::parse(&root.header()), Some(root));
+        assert_eq!(TraceContext::parse(&root.header()).as_ref(), Some(&root));
         let child = root.child();
         assert_eq!(child.trace_id(), root.trace_id());
         assert_ne!(child.parent_id(), root.parent_id());
@@ -199,11 +304,35 @@ mod tests {
         assert_eq!(ids.len(), 10_000);
     }
 
+    #[test]
+    fn a_valid_tracestate_is_kept_and_an_invalid_one_dropped() {
+        let headers = |state: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                TRACEPARENT,
+                HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            );
+            headers.insert(TRACESTATE, HeaderValue::from_str(state).unwrap());
+            headers
+        };
+        let kept = TraceContext::from_headers(&headers("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"))
+            .unwrap();
+        assert_eq!(kept.state(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        let mut sent = HeaderMap::new();
+        kept.child().insert_into(&mut sent);
+        assert_eq!(sent[TRACESTATE], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        let dropped = TraceContext::from_headers(&headers("not a tracestate")).unwrap();
+        assert_eq!(dropped.state(), "");
+        let mut sent = headers("stale=1");
+        dropped.insert_into(&mut sent);
+        assert!(sent.get(TRACESTATE).is_none());
+    }
+
     #[tokio::test]
     async fn the_scope_is_the_current_context() {
         assert_eq!(TraceContext::current(), None);
         let root = TraceContext::new_root();
-        let seen = root.scope(async { TraceContext::current() }).await;
+        let seen = root.clone().scope(async { TraceContext::current() }).await;
         assert_eq!(seen, Some(root));
     }
 }
