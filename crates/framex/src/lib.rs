@@ -338,26 +338,7 @@ impl App {
         listener: Option<tokio::net::TcpListener>,
         instance_name: &str,
     ) -> Result<Bound, Error> {
-        let server = self.config.server();
-        let mut settings = framex_server::Settings::default()
-            .with_address(server.host(), server.port())
-            .with_auth(self.config.auth().clone())
-            .with_instance_name(instance_name)
-            .with_upstreams(upstreams(&self.config)?)
-            .with_forward_timeout(self.config.proxy().timeout())
-            .with_max_body_bytes(saturating_usize(server.max_body_bytes()))
-            .with_max_inflated_bytes(saturating_usize(server.max_inflated_bytes()))
-            .with_header_read_timeout(server.header_read_timeout())
-            .with_body_read_timeout(server.body_read_timeout())
-            .with_max_in_flight(saturating_usize(server.max_in_flight()))
-            .with_max_argument_memory(saturating_usize(server.max_argument_memory()))
-            .with_shutdown_grace(server.shutdown_grace());
-        if let Some((cert, key)) = server.tls() {
-            let certificates =
-                framex_transport::tls::read_pem_certificates(&self.config.resolve_path(cert))?;
-            let key = framex_transport::tls::read_pem_private_key(&self.config.resolve_path(key))?;
-            settings = settings.with_tls(framex_transport::tls::server_config(certificates, key)?);
-        }
+        let settings = server_settings(&self.config, instance_name)?;
         let routes = self
             .routes
             .into_iter()
@@ -486,6 +467,34 @@ async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: Re
             Err(error) => tracing::error!(%error, "configuration not reloaded"),
         }
     }
+}
+
+/// The server's settings from `config`, for an instance named `instance_name`.
+fn server_settings(
+    config: &framex_config::Config,
+    instance_name: &str,
+) -> Result<framex_server::Settings, Error> {
+    let server = config.server();
+    let mut settings = framex_server::Settings::default()
+        .with_address(server.host(), server.port())
+        .with_auth(config.auth().clone())
+        .with_instance_name(instance_name)
+        .with_upstreams(upstreams(config)?)
+        .with_forward_timeout(config.proxy().timeout())
+        .with_max_body_bytes(saturating_usize(server.max_body_bytes()))
+        .with_max_inflated_bytes(saturating_usize(server.max_inflated_bytes()))
+        .with_header_read_timeout(server.header_read_timeout())
+        .with_body_read_timeout(server.body_read_timeout())
+        .with_max_in_flight(saturating_usize(server.max_in_flight()))
+        .with_max_argument_memory(saturating_usize(server.max_argument_memory()))
+        .with_shutdown_grace(server.shutdown_grace());
+    if let Some((cert, key)) = server.tls() {
+        let certificates =
+            framex_transport::tls::read_pem_certificates(&config.resolve_path(cert))?;
+        let key = framex_transport::tls::read_pem_private_key(&config.resolve_path(key))?;
+        settings = settings.with_tls(framex_transport::tls::server_config(certificates, key)?);
+    }
+    Ok(settings)
 }
 
 /// Where each listed function runs, and the key sent there, from `config`.
@@ -821,6 +830,22 @@ mod tests {
         assert_eq!(
             usize::try_from(framex_config::DEFAULT_MAX_INFLATED_BYTES).unwrap(),
             framex_transport::wire::DEFAULT_MAX_INFLATED_BYTES
+        );
+    }
+
+    /// A server built without configuration (`Settings::default()`) has the
+    /// configuration's defaults, every one of them; and so has a client.
+    #[test]
+    fn the_server_and_client_defaults_are_the_configuration_defaults() {
+        let config = framex_config::Config::default();
+        let settings = super::server_settings(&config, "framex").unwrap();
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", framex_server::Settings::default())
+        );
+        assert_eq!(
+            framex_transport::ClientSettings::default().timeout(),
+            config.proxy().timeout()
         );
     }
 }
