@@ -88,7 +88,7 @@ async fn not_on_remote() -> Result<Value, framex::Error> {
 
 /// Registers the demo functions and routes on `app`, for an instance named
 /// `name`.
-pub(crate) fn register(app: &mut App, name: &str) -> Result<(), framex::Error> {
+pub(crate) fn register(app: &mut App, name: &str) -> Result<(), framex::BuildError> {
     let _ = INSTANCE.set(name.to_owned());
     app.register(your_module::build_report)?;
     app.register(whoami)?;

@@ -29,7 +29,7 @@
 //! struct Greet<'a> { name: &'a str }
 //! let greeting: String = framex::call_as("demo.greet", Greet { name: "eve" }).await?;
 //! assert_eq!(greeting, "hello eve");
-//! # Ok::<(), framex::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 
@@ -111,21 +111,34 @@ pub mod __private {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] framex_config::Error),
-    /// An auth rule could not be built.
-    #[error("invalid auth rule")]
-    Auth(#[from] framex_auth::Error),
-    /// A function could not be registered.
-    #[error(transparent)]
-    Register(#[from] framex_registry::RegisterError),
-    /// A call failed.
+    /// A call failed: here, on the remote instance, or on the way.
     #[error(transparent)]
     Call(#[from] framex_registry::CallError),
     /// Keyword arguments are not a JSON object, or a result has the wrong shape.
     #[error("{0}")]
     Arguments(String),
+    /// [`call_api`] was used while no bound app is installed in this process.
+    #[error(
+        "no FrameX instance is serving in this process: bind an app (not isolated) before calling its routes"
+    )]
+    NotServing,
+    /// A proxy function failed with this message (see [`Error::msg`]).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why an application could not be assembled, served or reconfigured: the
+/// error of [`App::from_config`], registering, binding, installing and
+/// reloading, apart from [`Error`], the error of a call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] framex_config::Error),
+    /// A function could not be registered.
+    #[error(transparent)]
+    Register(#[from] framex_registry::RegisterError),
     /// The server could not start.
     #[error(transparent)]
     Server(#[from] framex_server::Error),
@@ -141,14 +154,6 @@ pub enum Error {
     /// The function given to [`App::register`] is not marked `#[on_proxy]`.
     #[error("`{0}` is not a proxy function: mark it with #[framex::on_proxy] to register it")]
     NotProxyFunction(&'static str),
-    /// [`call_api`] was used while no bound app is installed in this process.
-    #[error(
-        "no FrameX instance is serving in this process: bind an app (not isolated) before calling its routes"
-    )]
-    NotServing,
-    /// A proxy function failed with this message (see [`Error::msg`]).
-    #[error("{0}")]
-    Failed(String),
 }
 
 impl Error {
@@ -179,13 +184,13 @@ type AppRoute = Arc<
 
 impl App {
     /// Loads the configuration (`path`, else `./config.toml`, then `FRAMEX__…`).
-    pub fn load(path: Option<&Path>) -> Result<App, Error> {
+    pub fn load(path: Option<&Path>) -> Result<App, BuildError> {
         App::from_config(framex_config::Config::load(path)?)
     }
 
     /// Composes an application from a validated configuration.
-    pub fn from_config(config: framex_config::Config) -> Result<App, Error> {
-        let routing = routing_of(&config)?;
+    pub fn from_config(config: framex_config::Config) -> Result<App, BuildError> {
+        let routing = routing_of(&config);
         let client = framex_transport::Client::try_new(
             framex_transport::ClientSettings::default()
                 .with_timeout(config.proxy().timeout())
@@ -229,10 +234,10 @@ impl App {
     ///
     /// `function` is the function item itself (`app.register(build_report)`); a
     /// function without `#[on_proxy]` is an [`Error::NotProxyFunction`].
-    pub fn register<F: 'static>(&mut self, function: F) -> Result<(), Error> {
+    pub fn register<F: 'static>(&mut self, function: F) -> Result<(), BuildError> {
         let _ = function;
         let definition = runtime::definition_of::<F>()
-            .ok_or(Error::NotProxyFunction(std::any::type_name::<F>()))?;
+            .ok_or(BuildError::NotProxyFunction(std::any::type_name::<F>()))?;
         self.register_handler(definition.name(), definition.handler())
     }
 
@@ -241,13 +246,13 @@ impl App {
         &mut self,
         name: &str,
         handler: framex_registry::Handler,
-    ) -> Result<(), Error> {
+    ) -> Result<(), BuildError> {
         Ok(self.registry.register(name, handler)?)
     }
 
     /// Registers a typed function: the keyword-argument object is deserialized into
     /// `A` (a 422 naming the problem when it does not fit), the result serialized.
-    pub fn register_fn<A, R, E, F, Fut>(&mut self, name: &str, f: F) -> Result<(), Error>
+    pub fn register_fn<A, R, E, F, Fut>(&mut self, name: &str, f: F) -> Result<(), BuildError>
     where
         A: DeserializeOwned + Send + 'static,
         R: Serialize + 'static,
@@ -304,7 +309,7 @@ impl App {
     /// [`App::bind`] does this itself; a process that only calls out (it serves
     /// nothing) installs its app with this. Register functions first: the
     /// runtime holds the registry as it is now.
-    pub fn install(&self) -> Result<Installed, Error> {
+    pub fn install(&self) -> Result<Installed, BuildError> {
         runtime::install(self.registry.clone(), None)
     }
 
@@ -317,7 +322,7 @@ impl App {
     }
 
     /// Binds the configured address; serve with [`Bound::serve`].
-    pub async fn bind(self, instance_name: &str) -> Result<Bound, Error> {
+    pub async fn bind(self, instance_name: &str) -> Result<Bound, BuildError> {
         self.bind_on(None, instance_name).await
     }
 
@@ -329,7 +334,7 @@ impl App {
         self,
         listener: tokio::net::TcpListener,
         instance_name: &str,
-    ) -> Result<Bound, Error> {
+    ) -> Result<Bound, BuildError> {
         self.bind_on(Some(listener), instance_name).await
     }
 
@@ -337,7 +342,7 @@ impl App {
         self,
         listener: Option<tokio::net::TcpListener>,
         instance_name: &str,
-    ) -> Result<Bound, Error> {
+    ) -> Result<Bound, BuildError> {
         let settings = server_settings(&self.config, instance_name)?;
         let routes = self
             .routes
@@ -408,8 +413,8 @@ pub struct Moved {
 impl Reloader {
     /// Applies `config`, already validated, and returns the functions that
     /// moved, by name.
-    pub fn reload(&self, config: &framex_config::Config) -> Result<Vec<Moved>, Error> {
-        let routing = routing_of(config)?;
+    pub fn reload(&self, config: &framex_config::Config) -> Result<Vec<Moved>, BuildError> {
+        let routing = routing_of(config);
         let before = self.registry.set_routing(routing.clone());
         let mut names: std::collections::BTreeSet<&str> =
             before.iter().map(|(name, _)| name).collect();
@@ -437,7 +442,7 @@ impl Reloader {
     /// Loads the configuration again from where the instance's came from when
     /// it started (its file, or `./config.toml`, then `FRAMEX__…` variables)
     /// and applies it. When it does not load, nothing changes.
-    pub fn reload_from_source(&self) -> Result<Vec<Moved>, Error> {
+    pub fn reload_from_source(&self) -> Result<Vec<Moved>, BuildError> {
         self.reload(&framex_config::Config::load(self.source.as_deref())?)
     }
 }
@@ -459,7 +464,7 @@ async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: Re
                 }
                 tracing::info!(moved = moved.len(), "configuration reloaded");
             }
-            Err(Error::Config(errors)) => {
+            Err(BuildError::Config(errors)) => {
                 for diagnostic in errors.diagnostics() {
                     tracing::error!(%diagnostic, "configuration not reloaded");
                 }
@@ -473,7 +478,7 @@ async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: Re
 fn server_settings(
     config: &framex_config::Config,
     instance_name: &str,
-) -> Result<framex_server::Settings, Error> {
+) -> Result<framex_server::Settings, BuildError> {
     let server = config.server();
     let mut settings = framex_server::Settings::default()
         .with_address(server.host(), server.port())
@@ -498,7 +503,7 @@ fn server_settings(
 }
 
 /// Where each listed function runs, and the key sent there, from `config`.
-fn routing_of(config: &framex_config::Config) -> Result<framex_registry::Routing, Error> {
+fn routing_of(config: &framex_config::Config) -> framex_registry::Routing {
     let client_auth = config.proxy().auth();
     let key = client_auth
         .key_for(framex_transport::wire::PROXY_FUNCTION_PATH)
@@ -507,7 +512,7 @@ fn routing_of(config: &framex_config::Config) -> Result<framex_registry::Routing
     for (name, url) in config.proxy().functions() {
         routing = routing.route(name, framex_registry::Remote::new(url, key.clone()));
     }
-    Ok(routing)
+    routing
 }
 
 /// Calls `name` where the process's FrameX runtime says it runs; `kwargs` is
@@ -757,7 +762,7 @@ impl Bound {
 /// (with the client-side key for its path) and each route decided.
 pub async fn resolve_routes(
     config: &framex_config::Config,
-) -> Result<Vec<framex_server::forward::Resolution>, Error> {
+) -> Result<Vec<framex_server::forward::Resolution>, BuildError> {
     let mut resolutions = Vec::new();
     for upstream in upstreams(config)? {
         resolutions
@@ -769,7 +774,7 @@ pub async fn resolve_routes(
 /// The certificates of `plugins.proxy.ca_file`, if set.
 fn ca_certificates(
     config: &framex_config::Config,
-) -> Result<Vec<framex_transport::CertificateDer<'static>>, Error> {
+) -> Result<Vec<framex_transport::CertificateDer<'static>>, BuildError> {
     match config.proxy().ca_file() {
         Some(file) => Ok(framex_transport::tls::read_pem_certificates(
             &config.resolve_path(file),
@@ -784,7 +789,7 @@ fn saturating_usize(value: u64) -> usize {
 
 /// The upstreams whose routes this instance forwards: the table-form
 /// `proxy_urls` entries, when the proxy plugin is on.
-fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstream>, Error> {
+fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstream>, BuildError> {
     if !config.proxy_enabled() {
         return Ok(Vec::new());
     }

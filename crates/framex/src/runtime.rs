@@ -84,11 +84,11 @@ impl CallSite {
 pub(crate) fn install(
     registry: Registry,
     api: Option<framex_server::Api>,
-) -> Result<Installed, Error> {
+) -> Result<Installed, crate::BuildError> {
     let runtime = Arc::new(Runtime { registry, api });
     let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(runtime.clone()));
     if previous.is_some() {
-        return Err(Error::AlreadyInstalled);
+        return Err(crate::BuildError::AlreadyInstalled);
     }
     routing_changed();
     Ok(Installed { runtime })

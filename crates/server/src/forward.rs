@@ -223,15 +223,84 @@ impl fmt::Display for Skipped {
     }
 }
 
+/// Why an upstream's OpenAPI document could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// The document is not JSON.
+    #[error("the OpenAPI document is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The document has no `paths` object.
+    #[error("the OpenAPI document has no `paths` object")]
+    NoPaths,
+    /// The document's URL is not one.
+    #[error("{url} is not a URL: {source}")]
+    InvalidUrl {
+        /// The document's URL.
+        url: String,
+        /// What is wrong with it.
+        source: http::uri::InvalidUri,
+    },
+    /// The key for the document's path cannot be sent in a header.
+    #[error("the key for {path} is not a valid header value")]
+    InvalidKey {
+        /// The document's path.
+        path: String,
+    },
+    /// No connection to the upstream could be made.
+    #[error("cannot connect to {upstream}")]
+    Connect {
+        /// The upstream's base URL.
+        upstream: String,
+    },
+    /// The connection failed before the answer's head arrived.
+    #[error("the connection to {upstream} failed")]
+    Connection {
+        /// The upstream's base URL.
+        upstream: String,
+    },
+    /// The answer's body broke off or is larger than 32 MiB.
+    #[error("reading {url} failed: {source}")]
+    Read {
+        /// The document's URL.
+        url: String,
+        /// Why.
+        source: BoxError,
+    },
+    /// The upstream answered with a status other than success.
+    #[error("{url} answered {status}")]
+    Status {
+        /// The document's URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+    },
+    /// The upstream's answer is not a usable document.
+    #[error("{url}: {source}")]
+    Document {
+        /// The document's URL.
+        url: String,
+        /// What is wrong with it.
+        source: Box<DocumentError>,
+    },
+    /// The upstream did not answer within the timeout.
+    #[error("{url} did not answer within {after:?}")]
+    Timeout {
+        /// The document's URL.
+        url: String,
+        /// The timeout.
+        after: Duration,
+    },
+}
+
 /// Reads an OpenAPI document. Fails only when the document as a whole is
 /// unusable; a path or operation that cannot be understood is skipped.
-pub fn parse_document(body: &[u8]) -> Result<Document, String> {
-    let mut document: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("the OpenAPI document is not JSON: {e}"))?;
+pub fn parse_document(body: &[u8]) -> Result<Document, DocumentError> {
+    let mut document: Value = serde_json::from_slice(body).map_err(DocumentError::NotJson)?;
     // Taken out of the document, not copied: the operations and schemas are
     // most of it.
     let Some(Value::Object(paths)) = document.get_mut("paths").map(Value::take) else {
-        return Err("the OpenAPI document has no `paths` object".to_owned());
+        return Err(DocumentError::NoPaths);
     };
     let schemas = match document.pointer_mut("/components/schemas").map(Value::take) {
         Some(Value::Object(schemas)) => schemas
@@ -433,7 +502,7 @@ impl Forwarding {
                         load.document = Some(Arc::new(document));
                         load.last_error = None;
                     }
-                    Err(error) => load.last_error = Some(error),
+                    Err(error) => load.last_error = Some(error.to_string()),
                 }
             }
             if loaded {
@@ -950,11 +1019,11 @@ fn pass_on(headers: &HeaderMap) -> HeaderMap {
 /// What an upstream's rules make of the routes it publishes: each path and
 /// method, enabled or disabled and by which rule. Its `Display` is the report of
 /// `cargo xtask routes`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Resolution {
     url: String,
     docs: String,
-    outcome: Result<(Vec<Decided>, Vec<Skipped>), String>,
+    outcome: Result<(Vec<Decided>, Vec<Skipped>), DocumentError>,
 }
 
 /// One published route and what the rules decided.
@@ -973,7 +1042,7 @@ pub struct Decided {
 
 impl Resolution {
     /// The decisions, or why the document could not be loaded.
-    pub fn decisions(&self) -> Result<&[Decided], &str> {
+    pub fn decisions(&self) -> Result<&[Decided], &DocumentError> {
         match &self.outcome {
             Ok((decided, _)) => Ok(decided),
             Err(error) => Err(error),
@@ -1054,7 +1123,10 @@ pub async fn resolve(upstream: &Upstream, timeout: Duration) -> Resolution {
 
 /// Fetches and reads an upstream's OpenAPI document, sending the client-side key
 /// for its path.
-pub async fn fetch_document(upstream: &Upstream, timeout: Duration) -> Result<Document, String> {
+pub async fn fetch_document(
+    upstream: &Upstream,
+    timeout: Duration,
+) -> Result<Document, DocumentError> {
     let client = forward_client([upstream], timeout.min(Duration::from_secs(10)), false);
     fetch_document_with(&client, upstream, timeout).await
 }
@@ -1063,11 +1135,12 @@ async fn fetch_document_with(
     client: &ForwardClient,
     upstream: &Upstream,
     timeout: Duration,
-) -> Result<Document, String> {
+) -> Result<Document, DocumentError> {
     let url = format!("{}{}", upstream.url, upstream.docs_path);
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url} is not a URL: {e}"))?;
+    let uri: Uri = url.parse().map_err(|source| DocumentError::InvalidUrl {
+        url: url.clone(),
+        source,
+    })?;
     let mut request = Request::new(
         Empty::<Bytes>::new()
             .map_err(|never| match never {})
@@ -1075,36 +1148,46 @@ async fn fetch_document_with(
     );
     *request.uri_mut() = uri;
     if let Some(key) = upstream.key_for(&upstream.docs_path) {
-        let value = HeaderValue::from_str(key).map_err(|_| {
-            format!(
-                "the key for {} is not a valid header value",
-                upstream.docs_path
-            )
+        let value = HeaderValue::from_str(key).map_err(|_| DocumentError::InvalidKey {
+            path: upstream.docs_path.clone(),
         })?;
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {
+            let upstream = upstream.url.clone();
             if e.is_connect() {
-                format!("cannot connect to {}", upstream.url)
+                DocumentError::Connect { upstream }
             } else {
-                format!("the connection to {} failed", upstream.url)
+                DocumentError::Connection { upstream }
             }
         })?;
         let status = response.status();
         let body = Limited::new(response.into_body(), 32 * 1024 * 1024)
             .collect()
             .await
-            .map_err(|e| format!("reading {url} failed: {e}"))?
+            .map_err(|source| DocumentError::Read {
+                url: url.clone(),
+                source,
+            })?
             .to_bytes();
         if !status.is_success() {
-            return Err(format!("{url} answered {status}"));
+            return Err(DocumentError::Status {
+                url: url.clone(),
+                status,
+            });
         }
-        parse_document(&body).map_err(|e| format!("{url}: {e}"))
+        parse_document(&body).map_err(|source| DocumentError::Document {
+            url: url.clone(),
+            source: Box::new(source),
+        })
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("{url} did not answer within {timeout:?}"))?
+        .map_err(|_| DocumentError::Timeout {
+            url: url.clone(),
+            after: timeout,
+        })?
 }
 
 #[cfg(test)]
@@ -1267,11 +1350,13 @@ mod tests {
     #[test]
     fn unusable_documents_say_why() {
         assert_eq!(
-            parse_document(b"<html>").unwrap_err(),
+            parse_document(b"<html>").unwrap_err().to_string(),
             "the OpenAPI document is not JSON: expected value at line 1 column 1"
         );
         assert_eq!(
-            parse_document(b"{\"openapi\": \"3.1.0\"}").unwrap_err(),
+            parse_document(b"{\"openapi\": \"3.1.0\"}")
+                .unwrap_err()
+                .to_string(),
             "the OpenAPI document has no `paths` object"
         );
     }
