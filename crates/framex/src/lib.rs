@@ -191,11 +191,7 @@ impl App {
     /// Composes an application from a validated configuration.
     pub fn from_config(config: framex_config::Config) -> Result<App, BuildError> {
         let routing = routing_of(&config);
-        let client = framex_transport::Client::try_new(
-            framex_transport::ClientSettings::default()
-                .with_timeout(config.proxy().timeout())
-                .with_root_certificates(ca_certificates(&config)?),
-        )?;
+        let client = client_of(&config)?;
         Ok(App {
             registry: framex_registry::Registry::new(routing, client),
             config,
@@ -763,12 +759,23 @@ impl Bound {
 pub async fn resolve_routes(
     config: &framex_config::Config,
 ) -> Result<Vec<framex_server::forward::Resolution>, BuildError> {
+    let client = client_of(config)?;
     let mut resolutions = Vec::new();
     for upstream in upstreams(config)? {
-        resolutions
-            .push(framex_server::forward::resolve(&upstream, config.proxy().timeout()).await);
+        let timeout = config.proxy().timeout();
+        resolutions.push(framex_server::forward::resolve(&client, &upstream, timeout).await);
     }
     Ok(resolutions)
+}
+
+/// The client for calls and forwarded routes: `plugins.proxy.timeout`, and the
+/// system's CAs plus `plugins.proxy.ca_file`'s.
+fn client_of(config: &framex_config::Config) -> Result<framex_transport::Client, BuildError> {
+    Ok(framex_transport::Client::try_new(
+        framex_transport::ClientSettings::default()
+            .with_timeout(config.proxy().timeout())
+            .with_root_certificates(ca_certificates(config)?),
+    )?)
 }
 
 /// The certificates of `plugins.proxy.ca_file`, if set.
@@ -795,7 +802,6 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
     }
     let proxy = config.proxy();
     let keys = proxy.auth().clone();
-    let roots = ca_certificates(config)?;
     Ok(proxy
         .upstreams()
         .iter()
@@ -805,7 +811,6 @@ fn upstreams(config: &framex_config::Config) -> Result<Vec<framex_server::Upstre
                 framex_server::Upstream::new(upstream.url(), routes.rules().clone())
                     .with_docs_path(routes.docs_path())
                     .with_keys(keys.clone())
-                    .with_root_certificates(roots.iter().cloned())
                     .with_stream_paths(proxy.force_stream_apis().iter().cloned()),
             )
         })

@@ -14,49 +14,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use framex_transport::{Client, ErrorKind};
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use crate::{BoxError, ServerBody, boxed, envelope_response};
-
-/// The request body the forwarding client sends.
-type ForwardBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// The forwarding client: `http://` and `https://` upstreams.
-type ForwardClient = HyperClient<HttpsConnector<HttpConnector>, ForwardBody>;
-
-/// A client trusting the system's CAs and the roots of `upstreams`.
-fn forward_client<'a>(
-    upstreams: impl IntoIterator<Item = &'a Upstream>,
-    connect_timeout: Duration,
-    pooled: bool,
-) -> ForwardClient {
-    let roots: Vec<_> = upstreams
-        .into_iter()
-        .flat_map(|upstream| upstream.root_certificates.iter().cloned())
-        .collect();
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    // Roots that rustls cannot use were refused when the client settings of the
-    // instance were built; here they are left out.
-    let (connector, _rejected) = framex_transport::tls::connector(http, &roots);
-    let mut builder = HyperClient::builder(TokioExecutor::new());
-    builder.pool_timer(TokioTimer::new());
-    if pooled {
-        builder.pool_idle_timeout(Duration::from_secs(4));
-    } else {
-        builder.pool_max_idle_per_host(0);
-    }
-    builder.build(connector)
-}
 
 /// The methods an OpenAPI path item can hold.
 const METHODS: [(&str, Method); 8] = [
@@ -93,7 +57,6 @@ pub struct Upstream {
     rules: framex_filter::Rules,
     keys: framex_auth::Rules,
     stream_paths: Vec<String>,
-    root_certificates: Vec<framex_transport::CertificateDer<'static>>,
 }
 
 impl Upstream {
@@ -105,7 +68,6 @@ impl Upstream {
             rules,
             keys: framex_auth::Rules::default(),
             stream_paths: Vec::new(),
-            root_certificates: Vec::new(),
         }
     }
 
@@ -126,15 +88,6 @@ impl Upstream {
     /// (`force_stream_apis`), with no overall timeout.
     pub fn with_stream_paths(mut self, paths: impl IntoIterator<Item = String>) -> Upstream {
         self.stream_paths = paths.into_iter().collect();
-        self
-    }
-
-    /// CA certificates trusted for an `https://` upstream besides the system's.
-    pub fn with_root_certificates(
-        mut self,
-        certificates: impl IntoIterator<Item = framex_transport::CertificateDer<'static>>,
-    ) -> Upstream {
-        self.root_certificates.extend(certificates);
         self
     }
 
@@ -447,7 +400,8 @@ pub(crate) struct Found {
 /// The forwarding side of a server.
 pub(crate) struct Forwarding {
     upstreams: Vec<Upstream>,
-    client: ForwardClient,
+    /// The instance's client, whose pooled connections proxy calls use too.
+    client: Client,
     timeout: Duration,
     max_body_bytes: usize,
     /// Routes this instance serves itself; never forwarded.
@@ -467,11 +421,11 @@ impl fmt::Debug for Forwarding {
 impl Forwarding {
     pub(crate) fn new(
         upstreams: Vec<Upstream>,
+        client: Client,
         timeout: Duration,
         max_body_bytes: usize,
         local: Vec<(Method, String)>,
     ) -> Forwarding {
-        let client = forward_client(&upstreams, timeout.min(Duration::from_secs(10)), true);
         Forwarding {
             loads: Mutex::new(vec![Load::default(); upstreams.len()]),
             upstreams,
@@ -492,7 +446,7 @@ impl Forwarding {
         let mut delay = Duration::from_millis(250);
         loop {
             let upstream = &self.upstreams[index];
-            let result = fetch_document_with(&self.client, upstream, self.timeout).await;
+            let result = fetch_document(&self.client, upstream, self.timeout).await;
             let loaded = result.is_ok();
             if let Ok(mut loads) = self.loads.lock() {
                 let load = &mut loads[index];
@@ -730,11 +684,11 @@ impl Forwarding {
             }
         }
 
-        let head = tokio::time::timeout(self.timeout, self.client.request(forwarded)).await;
-        let response = match head {
+        let head = self.client.forward(&upstream.url, forwarded);
+        let response = match tokio::time::timeout(self.timeout, head).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
-                let what = if error.is_connect() {
+                let what = if *error.kind() == ErrorKind::Connect {
                     "cannot connect"
                 } else {
                     "the connection failed"
@@ -1089,31 +1043,33 @@ impl fmt::Display for Resolution {
 
 /// Fetches an upstream's document and decides each of its routes by the
 /// upstream's rules.
-pub async fn resolve(upstream: &Upstream, timeout: Duration) -> Resolution {
-    let outcome = fetch_document(upstream, timeout).await.map(|document| {
-        let decided = document
-            .operations
-            .iter()
-            .map(|operation| {
-                let (enabled, rule) = match upstream.rules.decide(operation.path()) {
-                    framex_filter::Decision::Enabled(rule) => {
-                        (true, Some(format!("enable rule `{}`", rule.pattern())))
+pub async fn resolve(client: &Client, upstream: &Upstream, timeout: Duration) -> Resolution {
+    let outcome = fetch_document(client, upstream, timeout)
+        .await
+        .map(|document| {
+            let decided = document
+                .operations
+                .iter()
+                .map(|operation| {
+                    let (enabled, rule) = match upstream.rules.decide(operation.path()) {
+                        framex_filter::Decision::Enabled(rule) => {
+                            (true, Some(format!("enable rule `{}`", rule.pattern())))
+                        }
+                        framex_filter::Decision::Disabled(rule) => {
+                            (false, Some(format!("disable rule `{}`", rule.pattern())))
+                        }
+                        framex_filter::Decision::Unmatched => (false, None),
+                    };
+                    Decided {
+                        method: operation.method.clone(),
+                        path: operation.path().to_owned(),
+                        enabled,
+                        rule,
                     }
-                    framex_filter::Decision::Disabled(rule) => {
-                        (false, Some(format!("disable rule `{}`", rule.pattern())))
-                    }
-                    framex_filter::Decision::Unmatched => (false, None),
-                };
-                Decided {
-                    method: operation.method.clone(),
-                    path: operation.path().to_owned(),
-                    enabled,
-                    rule,
-                }
-            })
-            .collect();
-        (decided, document.skipped)
-    });
+                })
+                .collect();
+            (decided, document.skipped)
+        });
     Resolution {
         url: upstream.url.clone(),
         docs: format!("{}{}", upstream.url, upstream.docs_path),
@@ -1121,18 +1077,10 @@ pub async fn resolve(upstream: &Upstream, timeout: Duration) -> Resolution {
     }
 }
 
-/// Fetches and reads an upstream's OpenAPI document, sending the client-side key
-/// for its path.
+/// Fetches and reads an upstream's OpenAPI document with `client`, sending the
+/// client-side key for its path.
 pub async fn fetch_document(
-    upstream: &Upstream,
-    timeout: Duration,
-) -> Result<Document, DocumentError> {
-    let client = forward_client([upstream], timeout.min(Duration::from_secs(10)), false);
-    fetch_document_with(&client, upstream, timeout).await
-}
-
-async fn fetch_document_with(
-    client: &ForwardClient,
+    client: &Client,
     upstream: &Upstream,
     timeout: Duration,
 ) -> Result<Document, DocumentError> {
@@ -1154,9 +1102,9 @@ async fn fetch_document_with(
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
+        let response = client.forward(&upstream.url, request).await.map_err(|e| {
             let upstream = upstream.url.clone();
-            if e.is_connect() {
+            if *e.kind() == ErrorKind::Connect {
                 DocumentError::Connect { upstream }
             } else {
                 DocumentError::Connection { upstream }
@@ -1203,6 +1151,7 @@ mod tests {
         );
         let forwarding = Forwarding::new(
             vec![upstream],
+            Client::default(),
             Duration::from_secs(1),
             1024,
             local

@@ -299,6 +299,7 @@ impl Server {
         );
         let forwarding = Arc::new(Forwarding::new(
             settings.upstreams.clone(),
+            registry.client().clone(),
             settings.forward_timeout,
             settings.max_body_bytes,
             local,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use framex_json::Value;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, ErrorKind};
-use crate::pool::{Connection, Idle};
+use crate::pool::{Connection, Idle, OutgoingBody, StreamedBody};
 use crate::tls;
 use crate::trace::TraceContext;
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
@@ -461,7 +461,7 @@ impl Client {
         // The caller's trace goes on, from the current span.
         let trace = TraceContext::outgoing();
         let request = || {
-            let mut request = Request::new(Full::new(body.clone()));
+            let mut request = Request::new(OutgoingBody::Whole(Full::new(body.clone())));
             *request.method_mut() = Method::POST;
             *request.uri_mut() = endpoint.path.clone();
             let headers = request.headers_mut();
@@ -532,6 +532,60 @@ impl Client {
             );
         }
         interpret(status, &body, url, func)
+    }
+
+    /// Sends `request` (any method, any body, streamed; its URI a URL under
+    /// base URL `url`) to that instance, over the idle connections that calls
+    /// of `url` use, and returns the answer as soon as its head arrives; its
+    /// body is read as the caller reads it, and its connection goes back to
+    /// the pool once it has ended. The request line carries the URI's path and
+    /// query, the `Host` header the URL's host; the caller's timeouts apply
+    /// (this waits for the head without one). What route forwarding sends
+    /// through.
+    pub async fn forward<B>(
+        &self,
+        url: &str,
+        mut request: Request<B>,
+    ) -> Result<Response<StreamedBody>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let endpoint = self.lookup(url, "")?;
+        let endpoint = &endpoint.inner;
+        let origin_form = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
+        *request.uri_mut() = origin_form;
+        request.headers_mut().insert(HOST, endpoint.host.clone());
+        let request = request.map(|body| {
+            OutgoingBody::Streamed(http_body_util::BodyExt::boxed_unsync(
+                http_body_util::BodyExt::map_err(body, Into::into),
+            ))
+        });
+        let idle = endpoint.idle.clone();
+        let pooled = match &idle {
+            Some(idle) => idle.take(self.settings.pool_idle_timeout).await,
+            None => None,
+        };
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.open(endpoint, url, "").await?,
+        };
+        let response = connection
+            .send(request)
+            .await
+            .map_err(|error| Error::new(ErrorKind::Interrupted, url, "").with_source(error))?;
+        let (parts, body) = response.into_parts();
+        let body = StreamedBody::new(
+            body,
+            connection,
+            idle,
+            self.settings.pool_max_idle_per_host,
+            self.settings.pool_idle_timeout,
+        );
+        Ok(Response::from_parts(parts, body))
     }
 
     /// A new connection to `endpoint`.

@@ -131,7 +131,12 @@ impl fmt::Display for Error {
                 "cannot call `{func}`: `{url}` is not a usable http base URL"
             ),
             ErrorKind::Encode => write!(f, "cannot encode the arguments of `{func}` for {url}"),
+            // No function: a forwarded request.
+            ErrorKind::Connect if func.is_empty() => write!(f, "cannot connect to {url}"),
             ErrorKind::Connect => write!(f, "cannot connect to {url} to call `{func}`"),
+            ErrorKind::Interrupted if func.is_empty() => {
+                write!(f, "the connection to {url} failed")
+            }
             ErrorKind::Timeout { after } => {
                 write!(
                     f,

@@ -59,4 +59,5 @@ pub use client::{
 };
 pub use error::{Error, ErrorKind};
 pub use framex_json::{self as json, Value};
+pub use pool::StreamedBody;
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,13 +29,51 @@ use tower_service::Service;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
+/// What a connection sends: a call's body, whole, or a forwarded request's,
+/// streamed as it arrives.
+pub(crate) enum OutgoingBody {
+    Whole(Full<Bytes>),
+    Streamed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl Body for OutgoingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            OutgoingBody::Whole(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            OutgoingBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OutgoingBody::Whole(body) => body.is_end_stream(),
+            OutgoingBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OutgoingBody::Whole(body) => body.size_hint(),
+            OutgoingBody::Streamed(body) => body.size_hint(),
+        }
+    }
+}
+
 /// One open HTTP/1 connection to an upstream.
 pub(crate) struct Connection {
-    sender: http1::SendRequest<Full<Bytes>>,
+    sender: http1::SendRequest<OutgoingBody>,
     /// Reads and writes the socket when polled; `None` once the connection has
     /// closed. Boxed: it holds the buffers, and a connection moves in and out of
     /// the pool on every call.
-    driver: Option<Box<http1::Connection<Io, Full<Bytes>>>>,
+    driver: Option<Box<http1::Connection<Io, OutgoingBody>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -65,7 +104,7 @@ impl Connection {
     /// Sends `request` and waits for the head of the answer.
     pub(crate) async fn send(
         &mut self,
-        request: Request<Full<Bytes>>,
+        request: Request<OutgoingBody>,
     ) -> Result<Response<Incoming>, hyper::Error> {
         let response = self.sender.send_request(request);
         self.drive(response).await
@@ -84,7 +123,11 @@ impl Connection {
     /// After an answer has been read: whether the connection can carry another
     /// call (the server kept it open and the answer ended where it said).
     pub(crate) async fn is_reusable(&mut self) -> bool {
-        poll_fn(|cx| Poll::Ready(self.poll_open(cx))).await && self.sender.is_ready()
+        poll_fn(|cx| Poll::Ready(self.poll_reusable(cx))).await
+    }
+
+    fn poll_reusable(&mut self, cx: &mut Context<'_>) -> bool {
+        self.poll_open(cx) && self.sender.is_ready()
     }
 
     /// Polls `future` to completion while driving the connection, which writes
@@ -111,6 +154,78 @@ impl Connection {
             self.driver = None;
         }
         self.driver.is_some()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a forwarded request's answer, read as the caller reads it:
+    /// polling it drives its connection, which goes back to the upstream's
+    /// idle connections once the body has ended (and is closed if the body is
+    /// dropped before).
+    pub struct StreamedBody {
+        #[pin]
+        body: Incoming,
+        connection: Option<Connection>,
+        idle: Option<Arc<Idle>>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    }
+}
+
+impl std::fmt::Debug for StreamedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedBody").finish_non_exhaustive()
+    }
+}
+
+impl StreamedBody {
+    pub(crate) fn new(
+        body: Incoming,
+        connection: Connection,
+        idle: Option<Arc<Idle>>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> StreamedBody {
+        StreamedBody {
+            body,
+            connection: Some(connection),
+            idle,
+            max_idle,
+            idle_timeout,
+        }
+    }
+}
+
+impl Body for StreamedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        // The connection first: what it reads is what the body waits for.
+        if let Some(connection) = this.connection.as_mut() {
+            connection.poll_open(cx);
+        }
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(None) = frame
+            && let Some(mut connection) = this.connection.take()
+            && let Some(idle) = this.idle.as_ref()
+            && connection.poll_reusable(cx)
+        {
+            idle.put(connection, *this.max_idle, *this.idle_timeout);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -229,3 +229,34 @@ async fn the_pool_of_one_upstream_keeps_at_most_its_limit() {
         "the two kept connections serve later calls"
     );
 }
+
+#[tokio::test]
+async fn forwarded_requests_and_calls_share_the_pooled_connections() {
+    use http_body_util::BodyExt as _;
+    let mut server = server(None, 0).await;
+    let client = client(ClientSettings::default());
+    for _ in 0..3 {
+        let request = http::Request::get(format!("{}/api/v1/anything?x=1", server.url))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = client.forward(&server.url, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Read to its end: then the connection is back in the pool.
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty());
+        call(&client, &server).await;
+    }
+    assert_eq!(server.accepted(), 1, "one connection for all six");
+
+    // An answer dropped before its end takes its connection with it.
+    let request = http::Request::get(format!("{}/api/v1/anything", server.url))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    drop(client.forward(&server.url, request).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
+        .await
+        .expect("the connection of a dropped answer is closed")
+        .unwrap();
+    call(&client, &server).await;
+    assert_eq!(server.accepted(), 2);
+}
