@@ -502,7 +502,10 @@ impl<'n> Target<'n> {
                     let json = registry.client().send_json(remote.request(name, body));
                     Ok(Output::from_json(json.await?))
                 };
-                registry.traced(name, &remote.url, outcome, call).await
+                // Boxed: an HTTP exchange is kilobytes of state, which every
+                // local call's future (spawned and moved per call) would
+                // otherwise carry too.
+                Box::pin(registry.traced(name, &remote.url, outcome, call)).await
             }
             Place::Unknown => {
                 // Counted under one label: names that nothing registered come

@@ -655,7 +655,9 @@ fn stack(
         let trace = TraceContext::of_span(&span).unwrap_or_else(|| {
             incoming.map_or_else(TraceContext::new_root, |incoming| incoming.child())
         });
-        span.record("trace_id", tracing::field::display(trace.trace_id()));
+        if !span.is_disabled() {
+            span.record("trace_id", tracing::field::display(trace.trace_id()));
+        }
         Logged {
             inner: trace.scope(inner.oneshot(request)),
             started: Instant::now(),

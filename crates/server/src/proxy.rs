@@ -48,8 +48,10 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
         return Box::pin(relay(state, &target, call, hops)).await;
     }
     if target.is_unknown() {
-        // Refused without reading the arguments, and counted as such.
-        return answer(&name, target.call(Kwargs::empty()).await);
+        // Refused without reading the arguments, and counted as such. Boxed:
+        // a call's future is large, and this rare one would grow every
+        // request's.
+        return answer(&name, Box::pin(target.call(Kwargs::empty())).await);
     }
     // Decoded to their JSON text only: the function reads each argument from
     // it into its parameter's type.
