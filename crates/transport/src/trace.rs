@@ -33,7 +33,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
@@ -199,14 +199,22 @@ impl TraceContext {
     /// Sets `traceparent`, and `tracestate` when there is one, in `headers`,
     /// replacing what they held.
     pub fn insert_into(&self, headers: &mut HeaderMap) {
+        // Names made once: every call sends them.
+        const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+        const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
         let traceparent =
             HeaderValue::from_str(&self.header()).expect("a traceparent is printable ASCII");
-        headers.insert(TRACEPARENT, traceparent);
-        headers.remove(TRACESTATE);
-        if self.state != TraceState::NONE {
-            // Validated when it was read: keys and values of printable ASCII.
-            if let Ok(state) = HeaderValue::from_str(&self.state.header()) {
-                headers.insert(TRACESTATE, state);
+        headers.insert(TRACEPARENT_NAME, traceparent);
+        // Validated when it was read: keys and values of printable ASCII.
+        let state = (self.state != TraceState::NONE)
+            .then(|| HeaderValue::from_str(&self.state.header()).ok())
+            .flatten();
+        match state {
+            Some(state) => {
+                headers.insert(TRACESTATE_NAME, state);
+            }
+            None => {
+                headers.remove(TRACESTATE_NAME);
             }
         }
     }
