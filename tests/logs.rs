@@ -32,6 +32,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// Every event and span of this thread, written as text lines, until the
+/// guard drops.
+fn capture_text() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    (captured, capture_with(subscriber))
+}
+
 /// Serves an instance with the function `l.f` under configuration `toml`, on
 /// this thread, and returns its base URL.
 async fn serve(toml: &str) -> String {
@@ -44,13 +56,7 @@ async fn serve(toml: &str) -> String {
 // One thread: the server's tasks run where the subscriber is set.
 #[tokio::test(flavor = "current_thread")]
 async fn a_refused_key_is_logged_without_any_key() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let _guard = capture_with(subscriber);
+    let (captured, _guard) = capture_text();
 
     let url = serve(
         "[server]\nport = 0\n[auth]\nrules = { \"/api/v1/proxy/remote\" = [\"configured-secret-key\"] }\n",
@@ -196,13 +202,7 @@ fn routed(captured: &Captured) -> Vec<String> {
 // One thread: both instances' tasks run where the subscriber is set.
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_is_routed_once_on_each_instance_it_passes() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    let _guard = capture_with(subscriber);
+    let (captured, _guard) = capture_text();
 
     let remote = serve("[server]\nport = 0\n").await;
     let config = crate::support::config(&format!(

@@ -38,9 +38,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::instances::{
-    Instance, build_release, kill_started_on_interrupt, spawn, start, work_dir, write,
-};
+use crate::instances::{Instance, build_release, in_work_dir, spawn, start, write};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
@@ -133,16 +131,11 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "codec_cost",
         ],
     )?;
-    kill_started_on_interrupt()?;
-    let dir = work_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bin = root.join("target/release");
-    let result = match &options.against {
-        Some(other) => compare(&wrk, &bin, other, &dir, options),
-        None => measure(&wrk, &bin, &dir, options),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_work_dir(|dir| match &options.against {
+        Some(other) => compare(&wrk, &bin, other, dir, options),
+        None => measure(&wrk, &bin, dir, options),
+    })
 }
 
 fn ensure_wrk() -> Result<PathBuf> {

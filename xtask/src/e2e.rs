@@ -14,20 +14,13 @@ use anyhow::{Context, Result, bail, ensure};
 use framex_transport::{Client, ClientSettings};
 use serde_json::json;
 
-use crate::instances::{
-    Instance, build_framex, get, get_status, kill_started_on_interrupt, start, work_dir, write,
-};
+use crate::instances::{Instance, build_framex, get, get_status, in_work_dir, start, write};
 
 const KEY: &str = "proxy-key";
 
 pub(crate) fn run() -> Result<()> {
     let demo = build_framex()?;
-    kill_started_on_interrupt()?;
-    let dir = work_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = checks(&demo, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_work_dir(|dir| checks(&demo, dir))
 }
 
 fn checks(demo: &Path, dir: &Path) -> Result<()> {

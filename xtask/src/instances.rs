@@ -93,6 +93,17 @@ pub(crate) fn work_dir() -> PathBuf {
     std::env::temp_dir().join(format!("framex-e2e-{}", std::process::id()))
 }
 
+/// Runs `task` with this run's work directory, made for it and removed after
+/// it, and with every instance it starts killed on Ctrl-C or SIGTERM.
+pub(crate) fn in_work_dir<T>(task: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    kill_started_on_interrupt()?;
+    let dir = work_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = task(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// Every instance started and not yet dropped, for the Ctrl-C handler.
 static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 

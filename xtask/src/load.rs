@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::instances::{Instance, build_framex, kill_started_on_interrupt, start, work_dir, write};
+use crate::instances::{Instance, build_framex, in_work_dir, start, write};
 
 const KEY: &str = "proxy-key";
 /// `plugins.proxy.timeout` of the local instance, in seconds.
@@ -83,12 +83,7 @@ struct Counts {
 
 pub(crate) fn run(options: &Options) -> Result<()> {
     let demo = build_framex()?;
-    kill_started_on_interrupt()?;
-    let dir = work_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = load(&demo, &dir, options);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_work_dir(|dir| load(&demo, dir, options))
 }
 
 /// Where the remote serves, the same address after its restart: a loopback

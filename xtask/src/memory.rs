@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::instances::{
-    Instance, build_release, kill_started_on_interrupt, spawn, work_dir, write,
-};
+use crate::instances::{Instance, build_release, in_work_dir, spawn, write};
 
 /// What an instance may hold beyond a call's own bound: the runtime, the
 /// buffers of the answer, the body as it arrived.
@@ -32,12 +30,7 @@ pub(crate) fn run() -> Result<()> {
         "the framex command",
         &["-p", "framex-cli", "--bin", "framex"],
     )?;
-    kill_started_on_interrupt()?;
-    let dir = work_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = measure(&root.join("target/release/framex"), &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_work_dir(|dir| measure(&root.join("target/release/framex"), dir))
 }
 
 /// The shapes: a name and the JSON of `demo.echo`'s arguments.

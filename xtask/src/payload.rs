@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::bench::{cpu_seconds, median};
-use crate::instances::{build_release, kill_started_on_interrupt, spawn, work_dir, write};
+use crate::instances::{build_release, in_work_dir, spawn, write};
 
 /// The sizes measured, and how many calls each round makes of each.
 const SIZES: [(&str, usize, u32); 2] = [("64 KiB", 64 * 1024, 1500), ("1 MiB", 1024 * 1024, 100)];
@@ -64,12 +64,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "payload_floor",
         ],
     )?;
-    kill_started_on_interrupt()?;
-    let dir = work_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = measure(&root.join("target/release"), &dir, options);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_work_dir(|dir| measure(&root.join("target/release"), dir, options))
 }
 
 fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
