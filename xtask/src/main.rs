@@ -45,62 +45,28 @@ tasks:
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
-    match task.as_deref() {
-        Some("e2e") => match e2e::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("e2e failed: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Some("bench") => {
-            match bench::Options::parse(std::env::args().skip(2)).and_then(|o| bench::run(&o)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("bench failed: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("load") => {
-            match load::Options::parse(std::env::args().skip(2)).and_then(|o| load::run(&o)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("load failed: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("memory") => match memory::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("memory failed: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Some("payload") => {
-            match payload::Options::parse(std::env::args().skip(2)).and_then(|o| payload::run(&o)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("payload failed: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some("routes") => match routes::run(std::env::args().nth(2).map(Into::into)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("routes: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let options = || std::env::args().skip(2);
+    let result = match task.as_deref() {
+        Some("e2e") => e2e::run(),
+        Some("bench") => bench::Options::parse(options()).and_then(|o| bench::run(&o)),
+        Some("load") => load::Options::parse(options()).and_then(|o| load::run(&o)),
+        Some("memory") => memory::run(),
+        Some("payload") => payload::Options::parse(options()).and_then(|o| payload::run(&o)),
+        Some("routes") => routes::run(std::env::args().nth(2).map(Into::into)),
         None | Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         Some(other) => {
             eprintln!("unknown task `{other}`\n\n{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{} failed: {error:#}", task.unwrap_or_default());
+            ExitCode::FAILURE
         }
     }
 }
