@@ -28,6 +28,15 @@ impl Server {
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Waits up to 5 s for the client to close a connection; `what` says
+    /// which, when it does not.
+    async fn client_closed(&mut self, what: &str) {
+        tokio::time::timeout(Duration::from_secs(5), self.closed.recv())
+            .await
+            .expect(what)
+            .unwrap();
+    }
 }
 
 /// A keep-alive server answering every call with success, holding the
@@ -171,10 +180,9 @@ async fn a_connection_idle_past_the_timeout_is_closed_and_not_reused() {
         client(ClientSettings::default().with_pool_idle_timeout(Duration::from_millis(100)));
     call(&client, &server).await;
     // The sweeper closes it without another call.
-    tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
-        .await
-        .expect("the idle connection is closed after the idle timeout")
-        .unwrap();
+    server
+        .client_closed("the idle connection is closed after the idle timeout")
+        .await;
     call(&client, &server).await;
     assert_eq!(server.accepted(), 2);
 }
@@ -215,10 +223,9 @@ async fn the_pool_of_one_upstream_keeps_at_most_its_limit() {
     assert_eq!(server.accepted(), 4);
     // Two of them were closed when they came back.
     for _ in 0..2 {
-        tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
-            .await
-            .expect("connections past the limit are closed")
-            .unwrap();
+        server
+            .client_closed("connections past the limit are closed")
+            .await;
     }
     for _ in 0..4 {
         call(&client, &server).await;
@@ -253,10 +260,9 @@ async fn forwarded_requests_and_calls_share_the_pooled_connections() {
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
     drop(client.forward(&server.url, request).await.unwrap());
-    tokio::time::timeout(Duration::from_secs(5), server.closed.recv())
-        .await
-        .expect("the connection of a dropped answer is closed")
-        .unwrap();
+    server
+        .client_closed("the connection of a dropped answer is closed")
+        .await;
     call(&client, &server).await;
     assert_eq!(server.accepted(), 2);
 }
