@@ -629,10 +629,7 @@ fn stack(
             auth,
             denied as fn(Denial<'_>) -> _,
         ))
-        .service(service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        }));
+        .service(in_flight_limit(state));
     // Outermost: a failed call to the proxy endpoint answers a caller that
     // reads failures from the envelope with HTTP 200. Then every request,
     // refused ones included, runs in its trace and its log span and is logged
@@ -792,23 +789,6 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
     // The decoded path (see `path.rs`): what routes are matched against.
     let path = decoded_path(&request);
     let method = request.method().clone();
-    // `/health`, `/metrics` and the OpenAPI document answer even at the limit.
-    let _permit = if method == Method::GET && is_builtin_read(&path) {
-        None
-    } else {
-        match state.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                tracing::warn!(
-                    %method,
-                    path,
-                    limit = state.settings.max_in_flight,
-                    "request refused: calls in flight at the limit"
-                );
-                return overloaded(state);
-            }
-        }
-    };
     match (method.clone(), path.as_str()) {
         (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
             boxed(proxy::handle(state, request).await)
@@ -862,14 +842,71 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBod
     }
 }
 
+/// The routes behind `server.max_in_flight`: tower's concurrency limit on the
+/// instance's semaphore, shedding a request past it (503, retry later) rather
+/// than queueing it. `/health`, `/metrics` and the OpenAPI document answer even
+/// at the limit, so an overloaded instance can still be watched.
+fn in_flight_limit(
+    state: Arc<State>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ServerBody>,
+    Error = Infallible,
+    Future = impl Send + use<>,
+> + Clone
++ Send
++ use<> {
+    let routes = {
+        let state = state.clone();
+        service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        })
+    };
+    let limited = ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            state.in_flight.clone(),
+        ))
+        .service(routes.clone());
+    service_fn(move |request: Request<Incoming>| {
+        let (routes, limited, state) = (routes.clone(), limited.clone(), state.clone());
+        async move {
+            let builtin_read =
+                request.method() == Method::GET && is_builtin_read(decoded_path_str(&request));
+            if builtin_read {
+                return routes.oneshot(request).await;
+            }
+            let (method, uri) = (request.method().clone(), request.uri().clone());
+            match limited.oneshot(request).await {
+                Ok(response) => Ok(response),
+                Err(_overloaded) => {
+                    tracing::warn!(
+                        %method,
+                        path = uri.path(),
+                        limit = state.settings.max_in_flight,
+                        "request refused: calls in flight at the limit"
+                    );
+                    Ok(overloaded(&state))
+                }
+            }
+        }
+    })
+}
+
 /// The request's decoded path, which the normalizing layer put in its
 /// extensions; the path itself when it was plain already (and only then: both
 /// ways in, HTTP and [`Api::call`], normalize first).
-fn decoded_path<B>(request: &Request<B>) -> String {
+fn decoded_path_str<B>(request: &Request<B>) -> &str {
     match request.extensions().get::<normalize_path::DecodedPath>() {
-        Some(decoded) => decoded.0.clone(),
-        None => request.uri().path().to_owned(),
+        Some(decoded) => &decoded.0,
+        None => request.uri().path(),
     }
+}
+
+/// [`decoded_path_str`], owned.
+fn decoded_path<B>(request: &Request<B>) -> String {
+    decoded_path_str(request).to_owned()
 }
 
 /// The answer when `max_in_flight` calls are already running: 503, and a hint to
