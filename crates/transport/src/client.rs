@@ -663,6 +663,9 @@ fn classify(status: u16, message: String, url: &str, func: &str) -> Error {
     let kind = if status == 401 || status == 403 {
         ErrorKind::Unauthorized { message }
     } else if wire::parse_not_registered(&message).is_some() {
+        // Python FrameX tells an unknown function by these words alone (HTTP
+        // and envelope status 500, like any failure), and FrameX for Rust
+        // answers with the same words (and 404), so one test reads both.
         ErrorKind::NotRegistered
     } else {
         ErrorKind::Remote { status, message }
