@@ -214,6 +214,7 @@ async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
     bound.install_signal_handlers();
     println!("listening on http://{}", bound.local_addr());
     bound.serve().await;
+    framex::logging::shutdown();
     ExitCode::SUCCESS
 }
 

@@ -14,6 +14,11 @@
 //! `function`, its `location` (`local` or the remote's URL), its `outcome` and
 //! `duration_ms`, ended by a `proxy call ended` line at debug level; refusals
 //! and failures at warn level. Keys never appear.
+//!
+//! Built with the `otlp` feature, [`init`] also exports the spans to an
+//! OpenTelemetry collector over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, as the service
+//! `OTEL_SERVICE_NAME` (default `framex`); [`shutdown`] sends the last batch.
 
 use std::str::FromStr;
 
@@ -59,6 +64,11 @@ pub enum LogError {
     /// Another global subscriber is already set.
     #[error("a global tracing subscriber is already set")]
     AlreadySet,
+    /// The OTLP exporter that the `OTEL_EXPORTER_OTLP_…` variables ask for
+    /// cannot be built.
+    #[cfg(feature = "otlp")]
+    #[error("cannot export spans over OTLP: {0}")]
+    Otlp(#[source] crate::otel::OtlpError),
 }
 
 /// Sets the global subscriber from the environment: `RUST_LOG` (default
@@ -78,8 +88,45 @@ pub fn init() -> Result<(), LogError> {
 /// Sets the global subscriber with this format and `RUST_LOG`-style filter,
 /// writing to standard error.
 pub fn init_with(format: LogFormat, filter: &str) -> Result<(), LogError> {
-    let subscriber = subscriber(format, filter, std::io::stderr)?;
+    let subscriber = subscriber_exporting(format, filter, std::io::stderr, exporter()?)?;
     tracing::subscriber::set_global_default(subscriber).map_err(|_| LogError::AlreadySet)
+}
+
+/// Sends the spans not yet exported and stops exporting, if [`init`] started
+/// to; call it before the process exits.
+pub fn shutdown() {
+    #[cfg(feature = "otlp")]
+    if let Some(provider) = EXPORTING.get()
+        && let Err(error) = provider.shutdown()
+    {
+        tracing::warn!(%error, "the last spans were not exported");
+    }
+}
+
+#[cfg(feature = "otlp")]
+static EXPORTING: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+/// The OTLP exporter the environment asks for, if any.
+#[cfg(feature = "otlp")]
+fn exporter() -> Result<Option<&'static opentelemetry_sdk::trace::SdkTracerProvider>, LogError> {
+    let wanted = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|variable| std::env::var_os(variable).is_some_and(|value| !value.is_empty()));
+    if !wanted {
+        return Ok(None);
+    }
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "framex".to_owned());
+    let provider = crate::otel::otlp_provider(None, &service).map_err(LogError::Otlp)?;
+    Ok(Some(EXPORTING.get_or_init(|| provider)))
+}
+
+#[cfg(not(feature = "otlp"))]
+fn exporter() -> Result<Option<&'static opentelemetry_sdk::trace::SdkTracerProvider>, LogError> {
+    Ok(None)
 }
 
 /// A subscriber with this format and filter writing to `writer`, for a
@@ -92,6 +139,35 @@ pub fn subscriber<W>(
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
+    subscriber_exporting(format, filter, writer, None)
+}
+
+/// [`subscriber`], recording its spans with `provider`'s tracer too.
+fn subscriber_exporting<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+    provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<Box<dyn tracing::Subscriber + Send + Sync>, LogError>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
+    fn with_spans<S>(
+        subscriber: S,
+        provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+    ) -> Box<dyn tracing::Subscriber + Send + Sync>
+    where
+        S: tracing::Subscriber
+            + for<'span> tracing_subscriber::registry::LookupSpan<'span>
+            + Send
+            + Sync,
+    {
+        match provider {
+            Some(provider) => Box::new(subscriber.with(crate::otel::layer(provider))),
+            None => Box::new(subscriber),
+        }
+    }
     let filter = EnvFilter::builder()
         .parse(filter)
         .map_err(LogError::Filter)?;
@@ -99,13 +175,14 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     Ok(match format {
-        LogFormat::Human => Box::new(builder.with_ansi(false).finish()),
-        LogFormat::Json => Box::new(
+        LogFormat::Human => with_spans(builder.with_ansi(false).finish(), provider),
+        LogFormat::Json => with_spans(
             builder
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
                 .finish(),
+            provider,
         ),
     })
 }

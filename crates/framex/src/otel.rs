@@ -45,3 +45,32 @@ where
 {
     tracing_opentelemetry::layer().with_tracer(provider.tracer("framex"))
 }
+
+/// Why spans cannot be exported over OTLP.
+#[cfg(feature = "otlp")]
+pub type OtlpError = opentelemetry_otlp::ExporterBuildError;
+
+/// A tracer provider that sends spans in batches, from a thread of its own, to
+/// an OpenTelemetry collector over OTLP/HTTP (protobuf) at `endpoint` (such as
+/// `http://collector:4318/v1/traces`), else at what the standard
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// variables say; its spans name the service `service_name`. Shut it down
+/// before the process exits, or the last batch is lost.
+#[cfg(feature = "otlp")]
+pub fn otlp_provider(
+    endpoint: Option<&str>,
+    service_name: &str,
+) -> Result<SdkTracerProvider, OtlpError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if let Some(endpoint) = endpoint {
+        exporter = exporter.with_endpoint(endpoint);
+    }
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter.build()?)
+        .with_resource(resource)
+        .build())
+}
