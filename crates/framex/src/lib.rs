@@ -229,7 +229,7 @@ impl App {
     /// here or through its proxy endpoint.
     ///
     /// `function` is the function item itself (`app.register(build_report)`); a
-    /// function without `#[on_proxy]` is an [`Error::NotProxyFunction`].
+    /// function without `#[on_proxy]` is an [`BuildError::NotProxyFunction`].
     pub fn register<F: 'static>(&mut self, function: F) -> Result<(), BuildError> {
         let _ = function;
         let definition = runtime::definition_of::<F>()
