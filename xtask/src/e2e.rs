@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail, ensure};
 use framex_transport::{Client, ClientSettings};
 use serde_json::json;
 
-use crate::instances::{Instance, build_framex, get, get_status, in_work_dir, start, write};
+use crate::instances::{
+    Instance, build_framex, get, get_status, get_text, in_work_dir, start, write,
+};
 
 const KEY: &str = "proxy-key";
 
@@ -136,8 +138,18 @@ fn checks(demo: &Path, dir: &Path) -> Result<()> {
         let remote = remote.as_mut().context("the remote is running")?;
         let local_url = local.url.clone();
         let in_flight = std::thread::spawn(move || get(&local_url, "/api/v1/slow?ms=1500"));
-        // Let the call reach the remote before it is told to stop.
-        std::thread::sleep(Duration::from_millis(500));
+        // The remote is told to stop once the call runs there.
+        let started = Instant::now();
+        while !get_text(&remote.url, "/metrics", 200)?
+            .lines()
+            .any(|line| line == "framex_calls_in_flight 1")
+        {
+            ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the slow call never reached the remote"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let status = remote.terminate(Duration::from_secs(10))?;
         let body = in_flight
             .join()

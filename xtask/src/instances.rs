@@ -253,8 +253,14 @@ pub(crate) fn get(url: &str, path: &str) -> Result<Value> {
     get_status(url, path, 200)
 }
 
-/// A plain HTTP/1.1 GET over loopback, expecting `status`.
+/// A plain HTTP/1.1 GET over loopback, expecting `status`; the JSON body.
 pub(crate) fn get_status(url: &str, path: &str, status: u16) -> Result<Value> {
+    let body = get_text(url, path, status)?;
+    serde_json::from_str(&body).with_context(|| format!("GET {path} answered no JSON: {body}"))
+}
+
+/// A plain HTTP/1.1 GET over loopback, expecting `status`; the body as text.
+pub(crate) fn get_text(url: &str, path: &str, status: u16) -> Result<String> {
     let address = url.strip_prefix("http://").context("http URL")?;
     let mut stream =
         TcpStream::connect(address).with_context(|| format!("cannot connect to {url}"))?;
@@ -275,5 +281,5 @@ pub(crate) fn get_status(url: &str, path: &str, status: u16) -> Result<Value> {
         got == status,
         "GET {path} answered {got}, expected {status}: {body}"
     );
-    serde_json::from_str(body).with_context(|| format!("GET {path} answered no JSON: {body}"))
+    Ok(body.to_owned())
 }

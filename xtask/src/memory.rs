@@ -105,9 +105,15 @@ fn measure(framex: &Path, dir: &Path) -> Result<()> {
                     .to_json(),
             )?;
         }
-        // The command gives freed memory back within a few seconds.
-        std::thread::sleep(Duration::from_secs(4));
-        let (peak, after) = (instance.peak_rss()?, instance.rss()?);
+        // The command gives freed memory back within a few seconds: watched
+        // until it has, for up to 10 s.
+        let given_back = std::time::Instant::now();
+        let mut after = instance.rss()?;
+        while after > idle + KEPT && given_back.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+            after = instance.rss()?;
+        }
+        let peak = instance.peak_rss()?;
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         println!(
             "{name:<24} {:>6.1} MiB {:>5} KiB {status:>6} {:>6.0} MiB {:>8.1}x {:>6.0} MiB",
