@@ -1,7 +1,11 @@
 //! Checks that deciding a path allocates nothing once the rules are compiled:
 //! route decisions run per request, so they must stay off the heap.
 //!
-//! This binary holds one test, so the global allocation count is this test's own.
+//! This binary holds one test, but the count is the whole process's, and the
+//! test harness's own thread may allocate meanwhile (seen once under nextest:
+//! four allocations in one loop). So the loop is measured three times: code
+//! that allocates does so every time; the quietest of the three is this code
+//! alone.
 
 use std::alloc::System;
 
@@ -34,23 +38,27 @@ fn deciding_allocates_nothing() {
         .count();
     assert_eq!(warm, 4);
 
-    let region = Region::new(GLOBAL);
-    let mut enabled = 0;
-    for _ in 0..1_000 {
-        enabled += paths
-            .iter()
-            .filter(|p| rules.decide(p).is_enabled())
-            .count();
-    }
-    let change = region.change();
-
-    assert_eq!(enabled, warm * 1_000);
+    let measured: Vec<_> = (0..3)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            let mut enabled = 0;
+            for _ in 0..1_000 {
+                enabled += paths
+                    .iter()
+                    .filter(|p| rules.decide(p).is_enabled())
+                    .count();
+            }
+            assert_eq!(enabled, warm * 1_000);
+            region.change()
+        })
+        .collect();
+    let quietest = measured
+        .iter()
+        .min_by_key(|change| change.allocations + change.reallocations)
+        .unwrap();
     assert_eq!(
-        change.allocations, 0,
-        "deciding paths allocated: {change:?}"
-    );
-    assert_eq!(
-        change.reallocations, 0,
-        "deciding paths reallocated: {change:?}"
+        (quietest.allocations, quietest.reallocations),
+        (0, 0),
+        "deciding paths allocated, in each of three runs: {measured:?}"
     );
 }
