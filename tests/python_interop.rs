@@ -102,6 +102,20 @@ struct Fixture {
 
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
 
+/// The functions Python lists for the Rust instance.
+const ON_RUST: [&str; 7] = [
+    "interop_plugin.rust_describe",
+    "interop_plugin.rust_fail",
+    "interop_plugin.rust_u64",
+    "interop_plugin.rust_f64",
+    "interop_plugin.rust_keys",
+    "interop_plugin.rust_user",
+    "interop_plugin.rust_missing",
+];
+
+/// The function Python lists for the instance that refuses its key.
+const ON_LOCKED: &str = "interop_plugin.rust_locked";
+
 /// The shared Rust and Python instances; panics with the set-up error if they
 /// could not start.
 fn fixture() -> &'static Fixture {
@@ -124,6 +138,14 @@ fn start_all() -> Result<Fixture, String> {
     let (registry, rust_url) = runtime.block_on(start_rust(&python_url))?;
     let locked_url = runtime.block_on(start_locked())?;
 
+    let on_rust = format!(
+        "[{}]",
+        ON_RUST
+            .iter()
+            .map(|name| format!("\"{name}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let python_config = format!(
         "load_builtin_plugins = [\"proxy\"]\n\
          load_plugins = [\"interop_plugin\"]\n\n\
@@ -131,7 +153,7 @@ fn start_all() -> Result<Fixture, String> {
          [auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{PYTHON_KEY}\"] }}\n\n\
          [plugins.proxy.proxy_urls.\"{rust_url}\"]\nenable = [\"/api/v1/*\"]\ndisable = []\n\n\
          [plugins.proxy.proxy_urls.\"{locked_url}\"]\nenable = []\ndisable = []\n\n\
-         [plugins.proxy]\nproxy_functions = {{ \"{rust_url}\" = [\"interop_plugin.rust_describe\", \"interop_plugin.rust_fail\", \"interop_plugin.rust_u64\", \"interop_plugin.rust_f64\", \"interop_plugin.rust_keys\", \"interop_plugin.rust_user\", \"interop_plugin.rust_missing\"], \"{locked_url}\" = [\"interop_plugin.rust_locked\"] }}\n\n\
+         [plugins.proxy]\nproxy_functions = {{ \"{rust_url}\" = {on_rust}, \"{locked_url}\" = [\"{ON_LOCKED}\"] }}\n\n\
          [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{RUST_KEY}\"] }}\n"
     );
     let python = python_framex::start(
@@ -139,6 +161,7 @@ fn start_all() -> Result<Fixture, String> {
         "python-interop",
         (&python_host, python_port),
         &python_config,
+        &[ON_RUST.as_slice(), &[ON_LOCKED]].concat(),
     )?;
     assert_eq!(
         python.url, python_url,

@@ -31,13 +31,17 @@ pub struct PythonFramex {
 
 /// Starts a Python FrameX in `target/tmp/NAME/PID` with `config` (a
 /// `config.toml` whose `[server]` has `host` and `port`, from
-/// [`own_address`]) and waits until it answers `/health`, for at most 90
-/// seconds.
+/// [`own_address`]) and waits until it answers `/health` and has registered
+/// each of `functions`, for at most 90 seconds.
+///
+/// Python FrameX registers the functions it lists for other instances after
+/// it starts serving, so `/health` alone does not say they can be called.
 pub fn start(
     tmp: &Path,
     name: &str,
     (host, port): (&str, u16),
     config: &str,
+    functions: &[&str],
 ) -> Result<PythonFramex, String> {
     let framex = python_framex(tmp)?;
     let runs = tmp.join(name);
@@ -68,13 +72,13 @@ pub fn start(
                 std::fs::read_to_string(&log).unwrap_or_default()
             ));
         }
-        if health_answers(&address) {
+        if health_answers(&address) && registered(&log, functions) {
             break;
         }
         if started.elapsed() > Duration::from_secs(90) {
             let _ = child.kill();
             return Err(format!(
-                "Python FrameX did not answer /health within 90 s; its log:\n{}",
+                "Python FrameX did not answer /health and register {functions:?} within 90 s; its log:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             ));
         }
@@ -84,6 +88,15 @@ pub fn start(
         url: format!("http://{address}"),
         pid,
         _child: child,
+    })
+}
+
+/// Whether the log at `log` says that each of `functions` is registered.
+fn registered(log: &Path, functions: &[&str]) -> bool {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    functions.iter().all(|function| {
+        text.lines()
+            .any(|line| line.ends_with(&format!("Registering proxy function: {function}")))
     })
 }
 

@@ -26,6 +26,7 @@ fn python() -> &'static python_framex::PythonFramex {
             "cli-python",
             (&host, port),
             &config,
+            &[],
         )
     });
     match started {
