@@ -14,12 +14,23 @@ use tracing::Instrument as _;
 
 use crate::{State, envelope_json, envelope_response, read_body};
 
-pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let hops = match crate::hops(request.headers()) {
+/// Answers a call of the proxy endpoint. Takes the request's parts apart
+/// before the first await, so that the future holds the body alone (the whole
+/// request would make it, and every future that wraps it, larger).
+pub(crate) fn handle(
+    state: &State,
+    request: Request<Incoming>,
+) -> impl Future<Output = Response<Full<Bytes>>> + Send + '_ {
+    let hops = crate::hops(request.headers());
+    serve(state, hops, request.into_body())
+}
+
+async fn serve(state: &State, hops: Result<u32, String>, body: Incoming) -> Response<Full<Bytes>> {
+    let hops = match hops {
         Ok(hops) => hops,
         Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
     };
-    let body = match read_body(request.into_body(), &state.settings).await {
+    let body = match read_body(body, &state.settings).await {
         Ok(body) => body,
         Err(response) => return response,
     };
