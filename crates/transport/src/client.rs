@@ -461,7 +461,7 @@ impl Client {
         // The caller's trace goes on, from the current span.
         let trace = TraceContext::outgoing();
         let request = || {
-            let mut request = Request::new(OutgoingBody::Whole(Full::new(body.clone())));
+            let mut request = Request::new(OutgoingBody::Left(Full::new(body.clone())));
             *request.method_mut() = Method::POST;
             *request.uri_mut() = endpoint.path.clone();
             let headers = request.headers_mut();
@@ -485,14 +485,7 @@ impl Client {
         };
 
         let idle = endpoint.idle.as_ref();
-        let pooled = match idle {
-            Some(idle) => idle.take(self.settings.pool_idle_timeout).await,
-            None => None,
-        };
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.open(endpoint, url, func).await?,
-        };
+        let mut connection = self.connection(endpoint, url, func).await?;
         let interrupted =
             |error: hyper::Error| Error::new(ErrorKind::Interrupted, url, func).with_source(error);
         let response = match connection.send(request()).await {
@@ -560,19 +553,11 @@ impl Client {
         *request.uri_mut() = origin_form;
         request.headers_mut().insert(HOST, endpoint.host.clone());
         let request = request.map(|body| {
-            OutgoingBody::Streamed(http_body_util::BodyExt::boxed_unsync(
+            OutgoingBody::Right(http_body_util::BodyExt::boxed_unsync(
                 http_body_util::BodyExt::map_err(body, Into::into),
             ))
         });
-        let idle = endpoint.idle.clone();
-        let pooled = match &idle {
-            Some(idle) => idle.take(self.settings.pool_idle_timeout).await,
-            None => None,
-        };
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.open(endpoint, url, "").await?,
-        };
+        let mut connection = self.connection(endpoint, url, "").await?;
         let response = connection
             .send(request)
             .await
@@ -581,11 +566,26 @@ impl Client {
         let body = StreamedBody::new(
             body,
             connection,
-            idle,
+            endpoint.idle.clone(),
             self.settings.pool_max_idle_per_host,
             self.settings.pool_idle_timeout,
         );
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// An idle connection to `endpoint` from the pool, else a new one.
+    async fn connection(
+        &self,
+        endpoint: &EndpointInner,
+        url: &str,
+        func: &str,
+    ) -> Result<Connection, Error> {
+        if let Some(idle) = &endpoint.idle
+            && let Some(connection) = idle.take(self.settings.pool_idle_timeout).await
+        {
+            return Ok(connection);
+        }
+        self.open(endpoint, url, func).await
     }
 
     /// A new connection to `endpoint`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -29,43 +29,9 @@ use tower_service::Service;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
-/// What a connection sends: a call's body, whole, or a forwarded request's,
-/// streamed as it arrives.
-pub(crate) enum OutgoingBody {
-    Whole(Full<Bytes>),
-    Streamed(UnsyncBoxBody<Bytes, BoxError>),
-}
-
-impl Body for OutgoingBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            OutgoingBody::Whole(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|never| match never {}),
-            OutgoingBody::Streamed(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            OutgoingBody::Whole(body) => body.is_end_stream(),
-            OutgoingBody::Streamed(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            OutgoingBody::Whole(body) => body.size_hint(),
-            OutgoingBody::Streamed(body) => body.size_hint(),
-        }
-    }
-}
+/// What a connection sends: a call's body, whole (`Left`), or a forwarded
+/// request's, streamed as it arrives (`Right`).
+pub(crate) type OutgoingBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, BoxError>>;
 
 /// One open HTTP/1 connection to an upstream.
 pub(crate) struct Connection {
