@@ -759,10 +759,9 @@ impl Bound {
 pub async fn resolve_routes(
     config: &framex_config::Config,
 ) -> Result<Vec<framex_server::forward::Resolution>, BuildError> {
-    let client = client_of(config)?;
+    let (client, timeout) = (client_of(config)?, config.proxy().timeout());
     let mut resolutions = Vec::new();
     for upstream in upstreams(config)? {
-        let timeout = config.proxy().timeout();
         resolutions.push(framex_server::forward::resolve(&client, &upstream, timeout).await);
     }
     Ok(resolutions)

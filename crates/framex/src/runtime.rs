@@ -201,26 +201,25 @@ pub struct RemoteCall {
 }
 
 impl RemoteCall {
-    /// Sends `name` with `kwargs` (a struct of the parameters) to the remote
-    /// the registry routed it to.
+    /// Sends the function's `kwargs` (a struct of the parameters) to the
+    /// remote the registry routed it to.
     ///
     /// The future is boxed: the generated function holds it only on the remote
     /// path, and an unboxed one would make every local call's future as large
     /// as an HTTP exchange (kilobytes moved on each call).
     pub fn call<K: Serialize>(
         self,
-        name: &'static str,
         kwargs: &K,
     ) -> framex_registry::BoxFuture<Result<Output, Error>> {
         // Written straight from the parameters into the bytes that travel.
         let kwargs = match Kwargs::new(kwargs) {
             Ok(kwargs) => kwargs,
             Err(error) => {
+                let name = self.target.name();
                 let error = Error::Arguments(format!("arguments of `{name}`: {error}"));
                 return Box::pin(std::future::ready(Err(error)));
             }
         };
-        debug_assert_eq!(self.target.name(), name);
         Box::pin(async move { Ok(self.target.call(kwargs).await?) })
     }
 }

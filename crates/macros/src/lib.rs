@@ -361,7 +361,7 @@ fn generate(function: &ItemFn, signature: &Signature, name: Option<LitStr>) -> T
             match #fx::remote(&__FRAMEX_SITE, __FRAMEX_NAME) {
                 ::core::option::Option::None => #fx::Proxied::local(#local(#(#idents),*)),
                 ::core::option::Option::Some(remote) => #remote_future(
-                    remote.call(__FRAMEX_NAME, &__FramexKwargs { #(#idents: &#idents),* }),
+                    remote.call(&__FramexKwargs { #(#idents: &#idents),* }),
                 ),
             }
         }

@@ -98,7 +98,7 @@ async fn serve(state: &State, hops: Result<u32, String>, body: Incoming) -> Resp
         ));
     };
     let kwargs = Kwargs::from_json(kwargs).limit_memory(memory);
-    run_local(target, kwargs, reserved).await
+    run_local(&name, target, kwargs, reserved).await
 }
 
 /// The function name of a call: refused before any lookup when it is longer
@@ -157,11 +157,12 @@ fn undecodable_status(field: &str, error: &WireError) -> (StatusCode, String) {
 /// Runs the local handler in its own task, so that a panic in it answers 500 and
 /// leaves the server and other calls alone.
 async fn run_local(
+    name: &str,
     target: Target<'_>,
     kwargs: Kwargs,
     reserved: tokio::sync::OwnedSemaphorePermit,
 ) -> Response<Full<Bytes>> {
-    let name = target.name().to_owned();
+    // The task owns its copy of the name; this one answers if it panics.
     let target = target.into_owned();
     // The task goes on with the request's trace and log span.
     let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
@@ -173,7 +174,7 @@ async fn run_local(
     });
     let outcome = tokio::spawn(call.instrument(tracing::Span::current())).await;
     match outcome {
-        Ok(result) => answer(&name, result),
+        Ok(result) => answer(name, result),
         Err(_) => {
             tracing::error!(function = name, "proxy function panicked");
             envelope_response(
