@@ -121,7 +121,8 @@ impl TraceContext {
             return None;
         }
         let context = span.context();
-        let span_context = context.span().span_context().clone();
+        let span = context.span();
+        let span_context = span.span_context();
         span_context.is_valid().then(|| TraceContext {
             trace_id: u128::from_be_bytes(span_context.trace_id().to_bytes()),
             parent_id: u64::from_be_bytes(span_context.span_id().to_bytes()),
