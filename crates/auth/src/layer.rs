@@ -127,7 +127,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let raw = request.uri().path();
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        // Most paths have nothing to decode.
+        let decoded = match raw.contains('%') {
+            true => percent_encoding::percent_decode_str(raw).decode_utf8_lossy(),
+            false => std::borrow::Cow::Borrowed(raw),
+        };
         let path: &str = &decoded;
         match self.rules.check_headers(path, request.headers()) {
             crate::Decision::Denied { rule, reason } => {

@@ -161,8 +161,27 @@ pub fn is_plain(raw: &str) -> bool {
 /// Starlette and FrameX route the whole text. Sent as `%3B`, it is routed as
 /// part of the segment by all of them, as the rules here decided.
 pub(crate) fn is_plain_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&byte)
+    PLAIN_BYTES[usize::from(byte)]
 }
+
+/// [`is_plain_byte`] of every byte, looked up rather than computed: every
+/// request's path is checked byte by byte.
+const PLAIN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,=:@";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 fn hex(byte: u8) -> Option<u8> {
     match byte {

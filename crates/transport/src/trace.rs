@@ -101,12 +101,15 @@ impl TraceContext {
     /// `tracestate` when that is valid (an invalid one is dropped, as the
     /// specification says).
     pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
+        // Names made once: a name given as text is parsed on every lookup.
+        const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+        const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
         let mut context = headers
-            .get(TRACEPARENT)
+            .get(TRACEPARENT_NAME)
             .and_then(|value| value.to_str().ok())
             .and_then(TraceContext::parse)?;
         if let Some(state) = headers
-            .get(TRACESTATE)
+            .get(TRACESTATE_NAME)
             .and_then(|value| value.to_str().ok())
         {
             context.state = TraceState::from_str(state).unwrap_or(TraceState::NONE);
@@ -180,15 +183,17 @@ impl TraceContext {
 
     /// The `traceparent` header value.
     pub fn header(&self) -> String {
-        // Every call sends one: written digit by digit rather than through
-        // `format!`, which costs ten times as much here.
-        let mut header = String::with_capacity(55);
-        header.push_str("00-");
-        push_hex(&mut header, self.trace_id, 32);
-        header.push('-');
-        push_hex(&mut header, u128::from(self.parent_id), 16);
-        header.push('-');
-        push_hex(&mut header, u128::from(self.flags), 2);
+        String::from_utf8_lossy(&self.header_bytes()).into_owned()
+    }
+
+    /// [`TraceContext::header`] as bytes: every call sends one, written into
+    /// place digit by digit rather than through `format!` or a `String`
+    /// grown character by character, which cost several times as much.
+    fn header_bytes(&self) -> [u8; 55] {
+        let mut header = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut header[3..35], self.trace_id);
+        write_hex(&mut header[36..52], u128::from(self.parent_id));
+        write_hex(&mut header[53..55], u128::from(self.flags));
         header
     }
 
@@ -203,8 +208,8 @@ impl TraceContext {
         // Names made once: every call sends them.
         const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
         const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
-        let traceparent =
-            HeaderValue::from_str(&self.header()).expect("a traceparent is printable ASCII");
+        let traceparent = HeaderValue::from_bytes(&self.header_bytes())
+            .expect("a traceparent is printable ASCII");
         headers.insert(TRACEPARENT_NAME, traceparent);
         // Validated when it was read: keys and values of printable ASCII.
         let state = (self.state != TraceState::NONE)
@@ -226,7 +231,10 @@ impl TraceContext {
     }
 
     /// Runs `future` with this as the current context.
-    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+    pub fn scope<F: Future>(
+        self,
+        future: F,
+    ) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
         CURRENT.scope(self, future)
     }
 }
@@ -247,24 +255,40 @@ fn lower_hex(field: &str, digits: usize) -> Option<u128> {
     })
 }
 
-/// Appends the low `digits` hex digits of `value`, lowercase, zero-padded.
-fn push_hex(out: &mut String, value: u128, digits: u32) {
+/// Writes the low hex digits of `value` into `out`, lowercase, zero-padded
+/// to its length.
+fn write_hex(out: &mut [u8], mut value: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..digits).rev() {
-        out.push(char::from(HEX[((value >> (shift * 4)) & 0xf) as usize]));
+    for digit in out.iter_mut().rev() {
+        *digit = HEX[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
 /// A random, non-zero 64-bit id. Not for secrets: it only has to be unique.
 fn random_nonzero() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        // A SplitMix64 state per thread, seeded once from the operating
+        // system's randomness (through `RandomState`'s keys) and the
+        // process-wide counter, so no two threads share a sequence; ids are
+        // made for every request without a trace, so each is a few
+        // instructions rather than a SipHash.
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            hasher.finish()
+        });
+    }
     loop {
-        // `RandomState` keys come from the operating system's randomness, once
-        // per thread, and step for each new one; the process-wide counter makes
-        // every id's input differ.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let id = hasher.finish();
+        let id = STATE.with(|state| {
+            let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(next);
+            let mut z = next;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        });
         if id != 0 {
             return id;
         }
