@@ -42,6 +42,11 @@ use framex_transport::{CallRequest, Client, Endpoint, Value};
 use serde::Serialize;
 use tracing::Instrument as _;
 
+/// Maps by function name: foldhash rather than SipHash, since only names
+/// registered or configured here become keys, so a caller's name makes a
+/// lookup no slower, and every call looks its name up.
+type ByName<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 mod json;
 pub mod metrics;
 #[cfg(test)]
@@ -153,7 +158,7 @@ impl fmt::Debug for Remote {
 /// locally.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
-    remote: HashMap<String, Arc<Remote>>,
+    remote: ByName<Arc<Remote>>,
 }
 
 impl Routing {
@@ -281,7 +286,7 @@ pub struct Registry {
 
 #[derive(Clone)]
 struct Inner {
-    handlers: HashMap<String, Handler>,
+    handlers: ByName<Handler>,
     routing: Arc<ArcSwap<Routing>>,
     client: Client,
     metrics: Arc<Metrics>,
@@ -307,7 +312,7 @@ impl Registry {
         let routing = routing.resolved(&client);
         Registry {
             inner: Arc::new(Inner {
-                handlers: HashMap::new(),
+                handlers: ByName::default(),
                 routing: Arc::new(ArcSwap::from_pointee(routing)),
                 client,
                 metrics: Arc::default(),

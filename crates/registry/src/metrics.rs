@@ -122,42 +122,71 @@ struct UrlLabels {
     url: Arc<str>,
 }
 
+/// A series' labels and its metrics, taken from their families once: a call
+/// of a known series counts itself without hashing its labels again.
+#[derive(Debug)]
+struct Series {
+    labels: SeriesLabels,
+    duration: Histogram,
+    /// The `framex_calls` counter of each outcome seen (a few at most).
+    calls: Vec<(Outcome, Counter)>,
+}
+
+/// Label values' maps, keyed by text that callers send: foldhash rather
+/// than SipHash, since the keys are bounded ([`MAX_SERIES`]) and only
+/// registered or routed names and [`UNREGISTERED`](crate::UNREGISTERED)
+/// become keys, so no input can make a key's lookup slow.
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The label values seen so far, each kept once: a call of a known series
 /// looks its labels up by `&str` and copies nothing.
 #[derive(Debug, Default)]
 struct Names {
     /// By function, then location.
-    series: HashMap<String, HashMap<String, SeriesLabels>>,
+    series: Map<Map<Series>>,
     count: usize,
     /// Upstream URLs with connect errors.
-    urls: HashMap<String, UrlLabels>,
+    urls: Map<UrlLabels>,
 }
 
 impl Names {
-    /// The labels of (`function`, `location`), made on first sight, or of
-    /// [`OTHER_FUNCTIONS`] at `location` past [`MAX_SERIES`].
-    fn series(&mut self, function: &str, location: &str) -> SeriesLabels {
-        if let Some(labels) = self.series.get(function).and_then(|l| l.get(location)) {
-            return labels.clone();
-        }
-        let function = if self.count < MAX_SERIES {
-            function
-        } else {
-            OTHER_FUNCTIONS
+    /// The series of (`function`, `location`), made on first sight with its
+    /// metrics taken from `durations`, or of [`OTHER_FUNCTIONS`] at
+    /// `location` past [`MAX_SERIES`]. A known series is found without
+    /// copying its names.
+    fn series(
+        &mut self,
+        function: &str,
+        location: &str,
+        durations: &Family<SeriesLabels, Histogram, fn() -> Histogram>,
+    ) -> Option<&mut Series> {
+        let known = |names: &Names, function: &str| {
+            names
+                .series
+                .get(function)
+                .is_some_and(|locations| locations.contains_key(location))
         };
-        let count = &mut self.count;
-        self.series
-            .entry(function.to_owned())
-            .or_default()
-            .entry(location.to_owned())
-            .or_insert_with(|| {
-                *count += 1;
-                SeriesLabels {
-                    function: Arc::from(function),
-                    location: Arc::from(location),
-                }
-            })
-            .clone()
+        let function = match known(self, function) || self.count < MAX_SERIES {
+            true => function,
+            false => OTHER_FUNCTIONS,
+        };
+        if !known(self, function) {
+            self.count += 1;
+            let labels = SeriesLabels {
+                function: Arc::from(function),
+                location: Arc::from(location),
+            };
+            let series = Series {
+                duration: durations.get_or_create(&labels).clone(),
+                labels,
+                calls: Vec::new(),
+            };
+            self.series
+                .entry(function.to_owned())
+                .or_default()
+                .insert(location.to_owned(), series);
+        }
+        self.series.get_mut(function)?.get_mut(location)
     }
 
     /// The labels of upstream `url`, or `None` past [`MAX_SERIES`] URLs.
@@ -311,28 +340,34 @@ impl Metrics {
     }
 
     fn record(&self, function: &str, location: &str, outcome: Outcome, took: Duration) {
-        let (series, url) = {
-            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-            // A connect error is a call that could not reach its location.
-            let url = match outcome {
-                Outcome::ConnectError => names.url(location),
-                _ => None,
-            };
-            (names.series(function, location), url)
-        };
-        if let Some(url) = url {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        // A connect error is a call that could not reach its location.
+        if outcome == Outcome::ConnectError
+            && let Some(url) = names.url(location)
+        {
             self.connect_errors.get_or_create(&url).inc();
         }
-        self.durations
-            .get_or_create(&series)
-            .observe(took.as_secs_f64());
-        self.calls
-            .get_or_create(&CallLabels {
-                function: series.function,
-                location: series.location,
-                outcome,
-            })
-            .inc();
+        let Some(series) = names.series(function, location, &self.durations) else {
+            return;
+        };
+        series.duration.observe(took.as_secs_f64());
+        match series.calls.iter().find(|(seen, _)| *seen == outcome) {
+            Some((_, calls)) => {
+                calls.inc();
+            }
+            None => {
+                let calls = self
+                    .calls
+                    .get_or_create(&CallLabels {
+                        function: series.labels.function.clone(),
+                        location: series.labels.location.clone(),
+                        outcome,
+                    })
+                    .clone();
+                calls.inc();
+                series.calls.push((outcome, calls));
+            }
+        }
     }
 
     /// Every metric of the registry, FrameX's and the application's, in the
