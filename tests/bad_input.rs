@@ -352,14 +352,17 @@ async fn start_holding(
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let (running, waiting) = (started.clone(), release.clone());
     let url = start(server, move |app| {
-        app.register_fn(name, move |_: Value| {
-            let (running, waiting) = (running.clone(), waiting.clone());
-            async move {
-                running.add_permits(1);
-                waiting.acquire().await.map(|permit| permit.forget()).ok();
-                Ok::<_, String>("released")
-            }
-        })
+        app.register_handler(
+            name,
+            framex::registry::typed(move |_: Value| {
+                let (running, waiting) = (running.clone(), waiting.clone());
+                async move {
+                    running.add_permits(1);
+                    waiting.acquire().await.map(|permit| permit.forget()).ok();
+                    Ok::<_, String>("released")
+                }
+            }),
+        )
         .unwrap();
     })
     .await;
@@ -558,11 +561,9 @@ async fn calls_past_max_argument_memory_are_refused_with_503_until_memory_is_fre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_length_past_the_limit_is_refused_before_the_body() {
     let url = start("max_body_bytes = 262144\nbody_read_timeout = 60\n", |app| {
-        app.route(
-            http::Method::POST,
-            "/api/v1/echo",
-            |request, _| async move { http::Response::new(request.into_body()) },
-        );
+        let echo = |body: bytes::Bytes| async move { body };
+        app.routes(axum::Router::new().route("/api/v1/echo", axum::routing::post(echo)))
+            .unwrap();
     })
     .await;
     let address = url.trim_start_matches("http://").to_owned();

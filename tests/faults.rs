@@ -54,14 +54,17 @@ async fn remote(
     tokio::task::JoinHandle<()>,
 ) {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    app.register_fn("f.work", move |args: Value| {
-        let running = running.clone();
-        async move {
-            running.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(work).await;
-            Ok::<_, String>(args["n"].clone())
-        }
-    })
+    app.register_handler(
+        "f.work",
+        framex::registry::typed(move |args: Value| {
+            let running = running.clone();
+            async move {
+                running.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(work).await;
+                Ok::<_, String>(args["n"].clone())
+            }
+        }),
+    )
     .unwrap();
     let bound = app
         .isolated()
@@ -85,8 +88,11 @@ fn local(remote: &str, timeout_secs: u64) -> Arc<App> {
          proxy_functions = {{ \"{remote}\" = [\"f.work\"] }}\n"
     )))
     .unwrap();
-    app.register_fn("f.here", |_: Value| async { Ok::<_, String>("here") })
-        .unwrap();
+    app.register_handler(
+        "f.here",
+        framex::registry::typed(|_: Value| async { Ok::<_, String>("here") }),
+    )
+    .unwrap();
     Arc::new(app)
 }
 

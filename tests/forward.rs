@@ -41,8 +41,11 @@ async fn publish(upstream: &MockServer, document: Value, key: Option<&str>) {
 /// Starts an isolated instance from `toml` (with `port = 0`) and returns its URL.
 async fn start(toml: &str) -> String {
     let mut app = App::from_config(config(toml)).unwrap();
-    app.register_fn("m.local", |_: Value| async { Ok::<_, String>("here") })
-        .unwrap();
+    app.register_handler(
+        "m.local",
+        framex::registry::typed(|_: Value| async { Ok::<_, String>("here") }),
+    )
+    .unwrap();
     let bound = app.isolated().bind("forwarding").await.unwrap();
     let url = format!("http://{}", bound.local_addr());
     tokio::spawn(bound.serve_until(std::future::pending()));
@@ -463,9 +466,11 @@ async fn local_code_calls_local_and_forwarded_routes_alike() {
         "",
     )))
     .unwrap();
-    app.route(http::Method::GET, "/api/v1/local_thing", |_, _| async {
-        http::Response::new(bytes::Bytes::from_static(b"from here"))
-    });
+    app.routes(axum::Router::new().route(
+        "/api/v1/local_thing",
+        axum::routing::get(|| async { "from here" }),
+    ))
+    .unwrap();
     let bound = app.isolated().bind("caller").await.unwrap();
     let api = bound.api();
     let url = format!("http://{}", bound.local_addr());

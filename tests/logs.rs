@@ -48,8 +48,11 @@ fn capture_text() -> (Captured, tracing::subscriber::DefaultGuard) {
 /// this thread, and returns its base URL.
 async fn serve(toml: &str) -> String {
     let mut app = App::from_config(config(toml)).unwrap();
-    app.register_fn("l.f", |_: Value| async { Ok::<_, String>(1) })
-        .unwrap();
+    app.register_handler(
+        "l.f",
+        framex::registry::typed(|_: Value| async { Ok::<_, String>(1) }),
+    )
+    .unwrap();
     start(app, "logs").await
 }
 

@@ -20,7 +20,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn calls_are_counted_by_function_location_and_outcome() {
     let mut remote = App::from_config(config("[server]\nport = 0\n")).unwrap();
     remote
-        .register_fn("m.echo", |args: Value| async move { Ok::<_, String>(args) })
+        .register_handler(
+            "m.echo",
+            framex::registry::typed(|args: Value| async move { Ok::<_, String>(args) }),
+        )
         .unwrap();
     let remote = start(remote, "remote").await;
     // A port held by a socket that does not listen: connecting is refused,
@@ -34,7 +37,10 @@ async fn calls_are_counted_by_function_location_and_outcome() {
     )))
     .unwrap();
     local
-        .register_fn("m.fail", |_: Value| async { Err::<Value, _>("disk full") })
+        .register_handler(
+            "m.fail",
+            framex::registry::typed(|_: Value| async { Err::<Value, _>("disk full") }),
+        )
         .unwrap();
     let calls = std::sync::Arc::new(local.registry().clone());
     let local = start(local, "local").await;
@@ -137,8 +143,11 @@ async fn call_named(url: &str, name: &str) -> (u16, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_from_callers_cannot_grow_the_metrics() {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    app.register_fn("m.echo", |args: Value| async move { Ok::<_, String>(args) })
-        .unwrap();
+    app.register_handler(
+        "m.echo",
+        framex::registry::typed(|args: Value| async move { Ok::<_, String>(args) }),
+    )
+    .unwrap();
     let url = start(app, "names").await;
     let (_, before) = get(&url, "/metrics").await;
 
@@ -202,14 +211,17 @@ async fn an_application_metric_is_served_beside_framex_metrics() {
     app.metrics()
         .register("reports_built", "Reports built, by kind", reports.clone());
     let counting = reports.clone();
-    app.register_fn("m.report", move |args: Value| {
-        let counting = counting.clone();
-        async move {
-            let kind = args["kind"].as_str().unwrap_or("plain").to_owned();
-            counting.get_or_create(&Kind { kind }).inc();
-            Ok::<_, String>("built")
-        }
-    })
+    app.register_handler(
+        "m.report",
+        framex::registry::typed(move |args: Value| {
+            let counting = counting.clone();
+            async move {
+                let kind = args["kind"].as_str().unwrap_or("plain").to_owned();
+                counting.get_or_create(&Kind { kind }).inc();
+                Ok::<_, String>("built")
+            }
+        }),
+    )
     .unwrap();
     let url = start(app, "metrics").await;
     for _ in 0..2 {

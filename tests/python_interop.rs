@@ -11,9 +11,9 @@
 //! keyword arguments that Python builds (`CASES` in the plugin) and reports,
 //! as Python sees it, what came back or what was raised.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
+use axum::extract::{Path, Query};
 use framex::App;
 use framex::config::Loader;
 use framex::transport::{Client, ErrorKind};
@@ -90,6 +90,55 @@ async fn rust_locked() -> Result<Value, framex::Error> {
     Ok(json!("unlocked"))
 }
 
+/// The query of `GET /api/v1/rust/report`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ReportQuery {
+    job_id: String,
+    count: u32,
+}
+
+/// `GET /api/v1/rust/report?job_id=…&count=…`: a query parameter route.
+async fn rust_report(Query(query): Query<ReportQuery>) -> axum::Json<Value> {
+    axum::Json(json!({"job_id": query.job_id, "count": query.count, "by": "rust"}))
+}
+
+/// `GET /api/v1/rust/items/{item_id}`: a path parameter route.
+async fn rust_item(Path(item_id): Path<u32>) -> axum::Json<Value> {
+    axum::Json(json!({"item_id": item_id, "by": "rust"}))
+}
+
+/// The body of `POST /api/v1/rust/orders`: nested, optional and repeated
+/// fields.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+struct Order {
+    customer: String,
+    quantity: u32,
+    ship_to: Shipping,
+    note: Option<String>,
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+struct Shipping {
+    city: String,
+    express: bool,
+}
+
+/// `POST /api/v1/rust/orders`: a JSON body route; answers the order as it
+/// arrived.
+async fn rust_order(axum::Json(order): axum::Json<Order>) -> axum::Json<Value> {
+    axum::Json(json!({"order": order, "by": "rust"}))
+}
+
+/// The Rust instance's routes, which Python forwards.
+fn rust_routes() -> framex::aide::axum::ApiRouter {
+    use framex::aide::axum::routing::{get, post};
+    framex::aide::axum::ApiRouter::new()
+        .api_route("/api/v1/rust/report", get(rust_report))
+        .api_route("/api/v1/rust/items/{item_id}", get(rust_item))
+        .api_route("/api/v1/rust/orders", post(rust_order))
+}
+
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     registry: framex::registry::Registry,
@@ -157,7 +206,7 @@ fn start_all() -> Result<Fixture, String> {
          [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{RUST_KEY}\"] }}\n"
     );
     let python = python_framex::start(
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
         "python-interop",
         (&python_host, python_port),
         &python_config,
@@ -197,6 +246,7 @@ async fn start_rust(python_url: &str) -> Result<(framex::registry::Registry, Str
     app.register(rust_f64).map_err(|e| e.to_string())?;
     app.register(rust_keys).map_err(|e| e.to_string())?;
     app.register(rust_user).map_err(|e| e.to_string())?;
+    app.routes(rust_routes()).map_err(|e| e.to_string())?;
     let registry = app.registry().clone();
     Ok((registry, serve(app, "rust").await?))
 }
@@ -846,4 +896,95 @@ fn the_python_configuration_loads_unchanged_in_rust() {
     assert_eq!(config.load_plugins(), ["interop_plugin"]);
     let warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
     assert_eq!(warnings, Vec::<String>::new());
+}
+
+/// Python FrameX forwards the Rust instance's routes, read from its OpenAPI
+/// document, with their query parameters, path parameters and JSON bodies:
+/// each answer through Python is the answer of the Rust instance itself.
+#[test]
+fn python_forwards_rust_routes_with_their_parameters_and_bodies() {
+    let fixture = fixture();
+    let order = json!({
+        "customer": "ada",
+        "quantity": 3,
+        "ship_to": {"city": "Zürich", "express": true},
+        "note": null,
+        "tags": ["a", "b c"],
+    });
+    for (method, path, body) in [
+        ("GET", "/api/v1/rust/report?job_id=a%20b%2Bc&count=3", None),
+        ("GET", "/api/v1/rust/items/42", None),
+        ("POST", "/api/v1/rust/orders", Some(&order)),
+    ] {
+        let direct = fixture
+            .runtime
+            .block_on(http(method, &fixture.rust_url, path, body))
+            .unwrap();
+        assert_eq!(direct.0, 200, "{method} {path} on Rust: {}", direct.1);
+        let through_python = fixture
+            .runtime
+            .block_on(http(method, &fixture.python_url, path, body))
+            .unwrap();
+        assert_eq!(through_python, direct, "{method} {path} through Python");
+    }
+}
+
+/// The Rust instance's OpenAPI document validates as OpenAPI 3 (with
+/// `openapi-spec-validator`), its routes with their parameters and body
+/// schemas, and the routes it forwards from Python beside them.
+#[test]
+fn the_rust_document_validates_as_openapi_3_with_parameters_and_schemas() {
+    let fixture = fixture();
+    // Python's routes are in it once the Rust instance has read Python's
+    // document, which it fetches in the background.
+    let mut document = Value::Null;
+    for _ in 0..200 {
+        let (status, body) = fixture
+            .runtime
+            .block_on(http("GET", &fixture.rust_url, "/api/v1/openapi.json", None))
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        document = body;
+        if document["paths"].get("/api/v1/call_rust").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        document["paths"].get("/api/v1/call_rust").is_some(),
+        "Python's routes are forwarded: {document}"
+    );
+    python_framex::validate_openapi(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        document.to_string().as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{document:#}"));
+
+    let report = &document["paths"]["/api/v1/rust/report"]["get"];
+    let names: Vec<(&str, &str)> = report["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
+        .collect();
+    // By name: the JSON Schema of the query's type lists its fields so.
+    assert_eq!(names, [("count", "query"), ("job_id", "query")]);
+    assert_eq!(report["parameters"][0]["schema"]["type"], "integer");
+    let item = &document["paths"]["/api/v1/rust/items/{item_id}"]["get"];
+    assert_eq!(item["parameters"][0]["in"], "path");
+    assert_eq!(item["parameters"][0]["required"], true);
+    let order = &document["paths"]["/api/v1/rust/orders"]["post"]["requestBody"];
+    assert_eq!(
+        order["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Order"
+    );
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["Order"]["properties"]["ship_to"]["$ref"],
+        "#/components/schemas/Shipping"
+    );
+    assert_eq!(
+        schemas["Order"]["properties"]["note"]["anyOf"],
+        json!([{"type": "string"}, {"type": "null"}])
+    );
 }

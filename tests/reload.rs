@@ -35,20 +35,24 @@ impl Slow {
 
 /// Registers `m.where` and `m.slow`, both answering `name`.
 fn register(app: &mut App, name: &'static str) -> Slow {
-    app.register_fn("m.where", move |_: Value| async move {
-        Ok::<_, String>(json!(name))
-    })
+    app.register_handler(
+        "m.where",
+        framex::registry::typed(move |_: Value| async move { Ok::<_, String>(json!(name)) }),
+    )
     .unwrap();
     let slow = Slow::default();
     let held = slow.clone();
-    app.register_fn("m.slow", move |_: Value| {
-        let held = held.clone();
-        async move {
-            held.started.add_permits(1);
-            held.release.acquire().await.unwrap().forget();
-            Ok::<_, String>(json!(name))
-        }
-    })
+    app.register_handler(
+        "m.slow",
+        framex::registry::typed(move |_: Value| {
+            let held = held.clone();
+            async move {
+                held.started.add_permits(1);
+                held.release.acquire().await.unwrap().forget();
+                Ok::<_, String>(json!(name))
+            }
+        }),
+    )
     .unwrap();
     slow
 }

@@ -2,6 +2,7 @@
 //! workspace crates together through the `framex` facade.
 
 mod bad_input;
+mod embed;
 mod faults;
 mod forward;
 mod logs;

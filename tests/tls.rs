@@ -55,13 +55,19 @@ async fn tls_remote(dir: &Path) -> String {
         "[server]\nport = 0\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
     ))
     .unwrap();
-    app.register_fn("t.secret", |args: Value| async move {
-        Ok::<_, String>(json!({"over": "tls", "n": args["n"]}))
-    })
+    app.register_handler(
+        "t.secret",
+        framex::registry::typed(|args: Value| async move {
+            Ok::<_, String>(json!({"over": "tls", "n": args["n"]}))
+        }),
+    )
     .unwrap();
-    app.route(http::Method::GET, "/api/v1/tls_hello", |_, _| async {
-        http::Response::new(bytes::Bytes::from_static(b"hello over tls"))
-    });
+    // Documented, so that the local instance finds it in the document.
+    app.routes(framex::aide::axum::ApiRouter::new().api_route(
+        "/api/v1/tls_hello",
+        framex::aide::axum::routing::get(|| async { "hello over tls" }),
+    ))
+    .unwrap();
     let bound = app.isolated().bind("tls-remote").await.unwrap();
     let url = format!("https://{}", bound.local_addr());
     tokio::spawn(bound.serve_until(std::future::pending()));

@@ -6,6 +6,7 @@
 //! forwarded route.
 
 use crate::support::{config, send, start};
+use axum::Extension;
 use framex::App;
 use framex::transport::trace::TraceContext;
 use framex::transport::wire::{self, CallBody, Envelope};
@@ -53,18 +54,16 @@ async fn local(remote: &MockServer) -> String {
          [plugins.proxy]\nproxy_urls = [\"{url}\"]\nproxy_functions = {{ \"{url}\" = [\"m.remote\"] }}\n"
     )))
     .unwrap();
-    app.route(
-        http::Method::GET,
-        "/api/v1/twice",
-        |_, registry| async move {
-            for _ in 0..2 {
-                framex::call_on(&registry, "m.remote", json!({}))
-                    .await
-                    .unwrap();
-            }
-            http::Response::new(bytes::Bytes::from_static(b"done"))
-        },
-    );
+    let twice = |Extension(registry): Extension<framex::registry::Registry>| async move {
+        for _ in 0..2 {
+            framex::call_on(&registry, "m.remote", json!({}))
+                .await
+                .unwrap();
+        }
+        "done"
+    };
+    let routes = axum::Router::new().route("/api/v1/twice", axum::routing::get(twice));
+    app.routes(routes).unwrap();
     start(app, "local").await
 }
 
@@ -156,11 +155,17 @@ async fn spans_continue_across_a_spawned_task_a_remote_call_and_a_forwarded_rout
     // The remote runs `t.f` and serves `GET /api/v1/there`.
     let mut remote = App::from_config(config("[server]\nport = 0\n")).unwrap();
     remote
-        .register_fn("t.f", |_: serde_json::Value| async { Ok::<_, String>(1) })
+        .register_handler(
+            "t.f",
+            framex::registry::typed(|_: serde_json::Value| async { Ok::<_, String>(1) }),
+        )
         .unwrap();
-    remote.route(http::Method::GET, "/api/v1/there", |_, _| async {
-        http::Response::new(bytes::Bytes::from_static(b"there"))
-    });
+    remote
+        .routes(framex::aide::axum::ApiRouter::new().api_route(
+            "/api/v1/there",
+            framex::aide::axum::routing::get(|| async { "there" }),
+        ))
+        .unwrap();
     let remote = start(remote, "remote").await;
     // The local instance lists `t.f` for it and forwards its routes; its own
     // route calls `t.f` from a task of its own.
@@ -170,16 +175,14 @@ async fn spans_continue_across_a_spawned_task_a_remote_call_and_a_forwarded_rout
          [plugins.proxy]\nproxy_functions = {{ \"{remote}\" = [\"t.f\"] }}\n"
     )))
     .unwrap();
-    local.route(
-        http::Method::GET,
-        "/api/v1/spawned",
-        |_, registry| async move {
-            let call = async move { framex::call_on(&registry, "t.f", json!({})).await };
-            let result = tokio::spawn(call.in_current_span()).await.unwrap();
-            assert_eq!(result.unwrap(), json!(1));
-            http::Response::new(bytes::Bytes::from_static(b"done"))
-        },
-    );
+    let spawned = |Extension(registry): Extension<framex::registry::Registry>| async move {
+        let call = async move { framex::call_on(&registry, "t.f", json!({})).await };
+        let result = tokio::spawn(call.in_current_span()).await.unwrap();
+        assert_eq!(result.unwrap(), json!(1));
+        "done"
+    };
+    let routes = axum::Router::new().route("/api/v1/spawned", axum::routing::get(spawned));
+    local.routes(routes).unwrap();
     let local = start(local, "local").await;
     for _ in 0..200 {
         if crate::support::get(&local, "/api/v1/there").await.0 == 200 {

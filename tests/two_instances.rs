@@ -4,28 +4,41 @@
 //! becoming the process's FrameX runtime, so the tests can run side by side.
 
 use crate::support::{config, start};
+use axum::Extension;
 use framex::App;
 use framex::transport::{Client, ErrorKind};
 use serde_json::{Value, json};
 
 fn register_demo(app: &mut App, name: &'static str) {
-    app.register_fn("m.where", move |args: Value| async move {
-        Ok::<_, String>(json!({"ran_on": name, "n": args["n"]}))
-    })
+    app.register_handler(
+        "m.where",
+        framex::registry::typed(move |args: Value| async move {
+            Ok::<_, String>(json!({"ran_on": name, "n": args["n"]}))
+        }),
+    )
     .unwrap();
-    app.register_fn("m.fail", |_: Value| async { Err::<Value, _>("disk full") })
-        .unwrap();
-    app.register_fn("m.echo", |mut args: framex::Value| async move {
-        let value = args.as_object_mut().and_then(|args| args.remove("value"));
-        Ok::<_, String>(value.unwrap_or_default())
-    })
+    app.register_handler(
+        "m.fail",
+        framex::registry::typed(|_: Value| async { Err::<Value, _>("disk full") }),
+    )
     .unwrap();
-    app.register_fn("m.panic", |_: Value| async {
-        if true {
-            panic!("the function panicked on purpose");
-        }
-        Ok::<Value, String>(Value::Null)
-    })
+    app.register_handler(
+        "m.echo",
+        framex::registry::typed(|mut args: framex::Value| async move {
+            let value = args.as_object_mut().and_then(|args| args.remove("value"));
+            Ok::<_, String>(value.unwrap_or_default())
+        }),
+    )
+    .unwrap();
+    app.register_handler(
+        "m.panic",
+        framex::registry::typed(|_: Value| async {
+            if true {
+                panic!("the function panicked on purpose");
+            }
+            Ok::<Value, String>(Value::Null)
+        }),
+    )
     .unwrap();
 }
 
@@ -196,20 +209,18 @@ async fn a_route_reaches_functions_registered_after_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    app.route(
-        http::Method::GET,
-        "/api/v1/late",
-        |_, registry| async move {
-            let body = match framex::call_on(&registry, "m.late", json!({})).await {
-                Ok(value) => value.to_string(),
-                Err(error) => error.to_string(),
-            };
-            http::Response::new(bytes::Bytes::from(body))
-        },
-    );
-    app.register_fn("m.late", |_: Value| async {
-        Ok::<_, String>("registered late")
-    })
+    let late = |Extension(registry): Extension<framex::registry::Registry>| async move {
+        match framex::call_on(&registry, "m.late", json!({})).await {
+            Ok(value) => value.to_string(),
+            Err(error) => error.to_string(),
+        }
+    };
+    let routes = axum::Router::new().route("/api/v1/late", axum::routing::get(late));
+    app.routes(routes).unwrap();
+    app.register_handler(
+        "m.late",
+        framex::registry::typed(|_: Value| async { Ok::<_, String>("registered late") }),
+    )
     .unwrap();
     let url = start(app, "late").await;
 
@@ -328,12 +339,14 @@ async fn a_panicking_route_answers_500_and_the_server_keeps_serving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    app.route(http::Method::GET, "/api/v1/boom", |_, _| async {
+    let boom = || async {
         if true {
             panic!("the route panicked on purpose");
         }
-        http::Response::new(bytes::Bytes::new())
-    });
+        ""
+    };
+    app.routes(axum::Router::new().route("/api/v1/boom", axum::routing::get(boom)))
+        .unwrap();
     let url = start(app, "boom").await;
     let address = url.trim_start_matches("http://").to_owned();
 
@@ -364,14 +377,17 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
     let (running, released) = (started.clone(), release.clone());
-    app.register_fn("m.slow", move |_: Value| {
-        let (running, released) = (running.clone(), released.clone());
-        async move {
-            running.notify_one();
-            released.notified().await;
-            Ok::<_, String>("finished")
-        }
-    })
+    app.register_handler(
+        "m.slow",
+        framex::registry::typed(move |_: Value| {
+            let (running, released) = (running.clone(), released.clone());
+            async move {
+                running.notify_one();
+                released.notified().await;
+                Ok::<_, String>("finished")
+            }
+        }),
+    )
     .unwrap();
     let bound = app.isolated().bind("slow").await.unwrap();
     let url = format!("http://{}", bound.local_addr());
@@ -410,7 +426,7 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_a_call_after_the_grace_period() {
     use framex::registry::{Registry, Routing, handler};
-    use framex::server::{Server, Settings};
+    use framex::server::{Routes, Server, Settings};
 
     let started = std::sync::Arc::new(tokio::sync::Notify::new());
     let running = started.clone();
@@ -431,7 +447,9 @@ async fn shutdown_gives_up_on_a_call_after_the_grace_period() {
     let settings = Settings::default()
         .with_address("127.0.0.1", 0)
         .with_shutdown_grace(std::time::Duration::from_millis(200));
-    let server = Server::bind(settings, registry, Vec::new()).await.unwrap();
+    let server = Server::bind(settings, registry, Routes::new())
+        .await
+        .unwrap();
     let url = format!("http://{}", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {

@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FRAMEX_KIT: &str = "framex-kit==0.4.2";
+/// The OpenAPI validator the tests check documents with, installed beside it.
+const VALIDATOR: &str = "openapi-spec-validator==0.9.0";
 /// The plugin every instance loads.
 pub const PLUGIN: &str = include_str!("interop_plugin.py");
 
@@ -120,7 +122,11 @@ fn python_framex(tmp: &Path) -> Result<PathBuf, String> {
     let venv = tmp.join("framex-kit-0.4.2-venv");
     let framex = venv.join("bin").join("framex");
     let ready = venv.join(".framex-tests-ready");
-    if ready.exists() && framex.exists() {
+    // What the environment was made with: one made with other packages is
+    // made again.
+    let installed = format!("{FRAMEX_KIT} {VALIDATOR}");
+    let is_ready = || std::fs::read_to_string(&ready).is_ok_and(|made| made == installed);
+    if is_ready() && framex.exists() {
         return Ok(framex);
     }
     // Test processes may run side by side (cargo nextest, or two test
@@ -132,7 +138,7 @@ fn python_framex(tmp: &Path) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
     lock.lock()
         .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    if ready.exists() && framex.exists() {
+    if is_ready() && framex.exists() {
         return Ok(framex);
     }
     let python = std::env::var("FRAMEX_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -146,11 +152,33 @@ fn python_framex(tmp: &Path) -> Result<PathBuf, String> {
         "--disable-pip-version-check",
         FRAMEX_KIT,
         "pyyaml",
+        VALIDATOR,
     ]))
-    .map_err(|e| format!("cannot install {FRAMEX_KIT}: {e}"))?;
+    .map_err(|e| format!("cannot install {FRAMEX_KIT} and {VALIDATOR}: {e}"))?;
     // Written last: an environment without it is rebuilt.
-    write(&ready, FRAMEX_KIT)?;
+    write(&ready, &installed)?;
     Ok(framex)
+}
+
+/// Validates `document` (JSON) as an OpenAPI 3.0 or 3.1 document with
+/// `openapi-spec-validator` in the tests' virtual environment; the
+/// validator's complaint when it is not one.
+#[allow(dead_code)]
+pub fn validate_openapi(tmp: &Path, document: &[u8]) -> Result<(), String> {
+    let framex = python_framex(tmp)?;
+    let python = framex.with_file_name("python");
+    let file = tmp.join(format!("openapi-{}.json", std::process::id()));
+    std::fs::write(&file, document).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let checked = run(Command::new(python)
+        .arg("-c")
+        .arg(
+            "import json, sys\n\
+         from openapi_spec_validator import validate\n\
+         validate(json.load(open(sys.argv[1])))\n",
+        )
+        .arg(&file));
+    let _ = std::fs::remove_file(&file);
+    checked
 }
 
 /// Removes the working directories (configuration, plugin, log) of earlier test

@@ -8,18 +8,29 @@
 //! - `demo.echo(value)`: answers its argument, for `cargo xtask bench`;
 //! - `demo.not_on_remote()`: registered nowhere, to show the error a caller gets.
 //!
-//! `GET /api/v1/report?job_id=…`, `GET /api/v1/whoami`, `GET /api/v1/slow?ms=…`
-//! and `GET /api/v1/missing` call them as plain functions; configuration decides
-//! whether each runs here or on a remote instance. `GET /api/v1/NAME/hello`
-//! answers with the instance; an instance that lists this one under
-//! `proxy_urls` forwards it.
+//! The routes are axum handlers with typed extractors, documented with their
+//! parameters and schemas in `GET /api/v1/openapi.json` (so another FrameX
+//! instance, Rust or Python, forwards them): `GET /api/v1/report?job_id=…`,
+//! `GET /api/v1/reports/{job_id}` and `POST /api/v1/reports` (a JSON body)
+//! build a report, `GET /api/v1/whoami`, `GET /api/v1/slow?ms=…` and `GET
+//! /api/v1/missing` call the other functions; each calls its function as a
+//! plain function, and configuration decides whether it runs here or on a
+//! remote instance. `GET /api/v1/NAME/hello` answers with the instance; an
+//! instance that lists this one under `proxy_urls` forwards it.
 
 use std::sync::OnceLock;
 
-use bytes::Bytes;
 use framex::App;
-use http::{Method, Response, StatusCode};
+use framex::aide::axum::ApiRouter;
+use framex::aide::axum::routing::{get, post};
+use framex::axum::Json;
+use framex::axum::extract::{Path, Query};
+use framex::axum::response::{IntoResponse, Response};
+use framex::schemars::JsonSchema;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use your_module::Report;
 
 /// This instance's name, set once at start-up.
 static INSTANCE: OnceLock<String> = OnceLock::new();
@@ -32,11 +43,13 @@ fn instance() -> Value {
 }
 
 mod your_module {
+    use framex::schemars::JsonSchema;
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
 
     /// The seed's report.
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    #[schemars(crate = "framex::schemars")]
     pub struct Report {
         pub job_id: String,
         pub status: String,
@@ -96,65 +109,124 @@ pub(crate) fn register(app: &mut App, name: &str) -> Result<(), framex::BuildErr
     app.register(echo)?;
     // The routes call the functions as plain functions; configuration decides
     // where they run.
-    app.route(Method::GET, "/api/v1/report", |request, _| async move {
-        let job_id = query(&request, "job_id").unwrap_or("j-1").to_owned();
-        answer(your_module::build_report(job_id).await)
-    });
-    app.route(Method::GET, "/api/v1/whoami", |_, _| async move {
-        answer(whoami().await)
-    });
-    app.route(Method::GET, "/api/v1/slow", |request, _| async move {
-        let millis = query(&request, "ms").and_then(|ms| ms.parse().ok());
-        answer(slow(millis.unwrap_or(1_000)).await)
-    });
-    // A route only this instance has: another instance that lists this one in
-    // `proxy_urls` serves it by forwarding.
-    app.route(
-        Method::GET,
-        &format!("/api/v1/{name}/hello"),
-        |_, _| async move { answer(Ok::<_, framex::Error>(instance())) },
-    );
-    app.route(Method::GET, "/api/v1/missing", |_, _| async move {
-        answer(not_on_remote().await)
-    });
+    app.routes(
+        ApiRouter::new()
+            .api_route("/api/v1/report", get(report))
+            .api_route("/api/v1/reports/{job_id}", get(report_of))
+            .api_route("/api/v1/reports", post(report_for))
+            .api_route("/api/v1/whoami", get(who))
+            .api_route("/api/v1/slow", get(slowly))
+            // A route only this instance has: another instance that lists
+            // this one in `proxy_urls` serves it by forwarding.
+            .api_route(&format!("/api/v1/{name}/hello"), get(hello))
+            .api_route("/api/v1/missing", get(missing)),
+    )?;
     Ok(())
 }
 
-/// The value of `name` in the request's query string.
-fn query<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a str> {
-    request.uri().query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
-    })
+/// The query of `GET /api/v1/report`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "framex::schemars")]
+struct ReportQuery {
+    /// The job whose report to build; `j-1` when absent.
+    job_id: Option<String>,
 }
 
-/// A route's answer: `{"result": …}`, or `{"error": "…"}` with 502.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Answer<T> {
-    Result(T),
-    Error(String),
+/// The body of `POST /api/v1/reports`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "framex::schemars")]
+struct ReportRequest {
+    /// The job whose report to build.
+    job_id: String,
+    /// Said back in the answer, to show the body arrived whole.
+    #[serde(default)]
+    note: Option<String>,
 }
 
-fn answer<T: serde::Serialize>(result: Result<T, framex::Error>) -> Response<Bytes> {
-    let (status, answer) = match result {
-        Ok(value) => (StatusCode::OK, Answer::Result(value)),
-        Err(error) => (StatusCode::BAD_GATEWAY, Answer::Error(error.to_string())),
-    };
-    // Written straight from the value: no JSON tree in between.
-    let (status, body) = match serde_json::to_vec(&answer) {
-        Ok(body) => (status, body),
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::to_vec(&Answer::<()>::Error(format!(
-                "the result does not serialize as JSON: {error}"
-            )))
-            .expect("a string serializes"),
-        ),
-    };
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Bytes::from(body))
-        .expect("valid response")
+/// `GET /api/v1/report?job_id=…`: the report of a job.
+async fn report(Query(query): Query<ReportQuery>) -> Result<Json<Answer<Report>>, Failed> {
+    let job_id = query.job_id.unwrap_or_else(|| "j-1".to_owned());
+    answer(your_module::build_report(job_id).await)
+}
+
+/// `GET /api/v1/reports/{job_id}`: the report of a job named in the path.
+async fn report_of(Path(job_id): Path<String>) -> Result<Json<Answer<Report>>, Failed> {
+    answer(your_module::build_report(job_id).await)
+}
+
+/// The answer of `POST /api/v1/reports`: the report, and the note it was
+/// sent with.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(crate = "framex::schemars")]
+struct NotedReport {
+    report: Report,
+    note: Option<String>,
+}
+
+/// `POST /api/v1/reports` with a JSON body: the report of the job it names.
+async fn report_for(
+    Json(request): Json<ReportRequest>,
+) -> Result<Json<Answer<NotedReport>>, Failed> {
+    let report = your_module::build_report(request.job_id).await;
+    answer(report.map(|report| NotedReport {
+        report,
+        note: request.note,
+    }))
+}
+
+/// `GET /api/v1/whoami`: which instance ran `demo.whoami`.
+async fn who() -> Result<Json<Answer<Value>>, Failed> {
+    answer(whoami().await)
+}
+
+/// The query of `GET /api/v1/slow`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "framex::schemars")]
+struct SlowQuery {
+    /// How long the call takes, in milliseconds; 1000 when absent.
+    ms: Option<u64>,
+}
+
+/// `GET /api/v1/slow?ms=…`: a call that takes a while.
+async fn slowly(Query(query): Query<SlowQuery>) -> Result<Json<Answer<Value>>, Failed> {
+    answer(slow(query.ms.unwrap_or(1_000)).await)
+}
+
+/// `GET /api/v1/NAME/hello`: this instance.
+async fn hello() -> Json<Answer<Value>> {
+    Json(Answer { result: instance() })
+}
+
+/// `GET /api/v1/missing`: a function the remote does not have.
+async fn missing() -> Result<Json<Answer<Value>>, Failed> {
+    answer(not_on_remote().await)
+}
+
+/// A route's answer: `{"result": …}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(crate = "framex::schemars")]
+struct Answer<T> {
+    result: T,
+}
+
+/// A route's failure: 502 with `{"error": "…"}`, the call's error.
+#[derive(Debug)]
+struct Failed(String);
+
+impl IntoResponse for Failed {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.0 }));
+        (StatusCode::BAD_GATEWAY, body).into_response()
+    }
+}
+
+impl framex::aide::OperationOutput for Failed {
+    type Inner = Self;
+}
+
+fn answer<T>(result: Result<T, framex::Error>) -> Result<Json<Answer<T>>, Failed> {
+    match result {
+        Ok(result) => Ok(Json(Answer { result })),
+        Err(error) => Err(Failed(error.to_string())),
+    }
 }

@@ -138,3 +138,94 @@ fn a_python_failure_is_an_error_naming_the_function() {
         )
     );
 }
+
+/// `GET path` on `address` over a fresh connection: the body.
+fn get(address: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The demo's OpenAPI document (`framex serve`) validates as OpenAPI 3 with
+/// `openapi-spec-validator`, and describes the demo's routes with their
+/// query, path and body parameters and their schemas.
+#[test]
+fn the_demo_document_validates_as_openapi_3_with_its_parameters_and_schemas() {
+    use std::io::BufRead as _;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-openapi");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("{}.toml", std::process::id()));
+    std::fs::write(&config, "[server]\nhost = \"127.0.0.1\"\nport = 0\n").unwrap();
+    let mut served = Command::new(env!("CARGO_BIN_EXE_framex"))
+        .arg("serve")
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(served.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .to_owned();
+    let document = get(&address, "/api/v1/openapi.json");
+    let _ = served.kill();
+    let _ = served.wait();
+
+    python_framex::validate_openapi(Path::new(env!("CARGO_TARGET_TMPDIR")), document.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{document}"));
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    let paths = &document["paths"];
+    let parameter = |path: &str, index: usize| {
+        let parameter = &paths[path]["get"]["parameters"][index];
+        (
+            parameter["name"].as_str().unwrap_or_default().to_owned(),
+            parameter["in"].as_str().unwrap_or_default().to_owned(),
+            parameter["schema"]["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let owned = |(a, b, c): (&str, &str, &str)| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        parameter("/api/v1/report", 0),
+        owned(("job_id", "query", "string"))
+    );
+    assert_eq!(
+        parameter("/api/v1/reports/{job_id}", 0),
+        owned(("job_id", "path", "string"))
+    );
+    assert_eq!(
+        parameter("/api/v1/slow", 0),
+        owned(("ms", "query", "integer"))
+    );
+    let body = &paths["/api/v1/reports"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(body["schema"]["$ref"], "#/components/schemas/ReportRequest");
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["ReportRequest"]["required"],
+        serde_json::json!(["job_id"])
+    );
+    assert_eq!(
+        schemas["Report"]["properties"]["job_id"]["type"], "string",
+        "{schemas:#}"
+    );
+    let answer = &paths["/api/v1/report"]["get"]["responses"]["200"]["content"]["application/json"];
+    assert!(answer["schema"]["$ref"].is_string(), "{answer:#}");
+}

@@ -17,9 +17,12 @@ fn remote_call(c: &mut Criterion) {
     let url = runtime.block_on(async {
         let config = framex::config::Config::from_toml_str("[server]\nport = 0\n").unwrap();
         let mut app = framex::App::from_config(config).unwrap();
-        app.register_fn("bench.echo", |args: Value| async move {
-            Ok::<_, String>(args["value"].clone())
-        })
+        app.register_handler(
+            "bench.echo",
+            framex::registry::typed(
+                |args: Value| async move { Ok::<_, String>(args["value"].clone()) },
+            ),
+        )
         .unwrap();
         let bound = app.isolated().bind("bench").await.unwrap();
         let url = format!("http://{}", bound.local_addr());

@@ -47,6 +47,12 @@ pub mod logging;
 pub mod otel;
 mod runtime;
 
+/// The crate that describes the application's routes in the OpenAPI
+/// document (`aide::axum::ApiRouter`), at the version FrameX reads.
+pub use aide;
+/// axum, whose routers, handlers and extractors the application's routes
+/// are written with.
+pub use axum;
 pub use framex_auth as auth;
 pub use framex_config as config;
 pub use framex_filter as filter;
@@ -54,6 +60,9 @@ pub use framex_json as json;
 pub use framex_registry as registry;
 pub use framex_server as server;
 pub use framex_transport as transport;
+/// The JSON Schema crate whose `JsonSchema` derive describes the types of
+/// documented routes (aide's version of it).
+pub use schemars;
 
 /// A JSON value as FrameX carries it: numbers of any size and `NaN` kept,
 /// keys in order, Python FrameX's `dynamic_obj`s as they came (see
@@ -151,6 +160,9 @@ pub enum BuildError {
          bind this app with `App::isolated` so it serves without installing"
     )]
     AlreadyInstalled,
+    /// Routes given to [`App::routes`] clash with FrameX's or with each other.
+    #[error(transparent)]
+    Routes(#[from] framex_server::RouteConflict),
     /// The function given to [`App::register`] is not marked `#[on_proxy]`.
     #[error("`{0}` is not a proxy function: mark it with #[framex::on_proxy] to register it")]
     NotProxyFunction(&'static str),
@@ -168,19 +180,9 @@ impl Error {
 pub struct App {
     config: framex_config::Config,
     registry: framex_registry::Registry,
-    routes: Vec<(http::Method, String, AppRoute)>,
+    routes: framex_server::Routes,
     install_on_bind: bool,
 }
-
-/// An application route before it is bound to the registry it calls through.
-type AppRoute = Arc<
-    dyn Fn(
-            http::Request<Bytes>,
-            framex_registry::Registry,
-        ) -> framex_registry::BoxFuture<http::Response<Bytes>>
-        + Send
-        + Sync,
->;
 
 impl App {
     /// Loads the configuration (`path`, else `./config.toml`, then `FRAMEX__…`).
@@ -195,7 +197,7 @@ impl App {
         Ok(App {
             registry: framex_registry::Registry::new(routing, client),
             config,
-            routes: Vec::new(),
+            routes: framex_server::Routes::new(),
             install_on_bind: true,
         })
     }
@@ -205,7 +207,9 @@ impl App {
         &self.config
     }
 
-    /// The registry.
+    /// The registry: what an application route of an
+    /// [`isolated`](App::isolated) app calls functions through
+    /// ([`call_on`]), as axum state (`.with_state(app.registry().clone())`).
     pub fn registry(&self) -> &framex_registry::Registry {
         &self.registry
     }
@@ -226,7 +230,8 @@ impl App {
     }
 
     /// Registers an [`on_proxy`] function, so this instance runs it when called
-    /// here or through its proxy endpoint.
+    /// here or through its proxy endpoint. This is how an application
+    /// registers its functions.
     ///
     /// `function` is the function item itself (`app.register(build_report)`); a
     /// function without `#[on_proxy]` is an [`BuildError::NotProxyFunction`].
@@ -237,7 +242,11 @@ impl App {
         self.register_handler(definition.name(), definition.handler())
     }
 
-    /// Registers a handler working on raw keyword arguments.
+    /// Registers a handler under a name chosen at run time, for code that
+    /// embeds FrameX rather than writing `#[on_proxy]` functions: a bridge
+    /// that serves names it reads from elsewhere, a test. Make the handler
+    /// with [`registry::typed`] (a typed async function) or
+    /// [`registry::handler`] (the raw keyword arguments).
     pub fn register_handler(
         &mut self,
         name: &str,
@@ -246,42 +255,34 @@ impl App {
         Ok(self.registry.register(name, handler)?)
     }
 
-    /// Registers a typed function: the keyword-argument object is deserialized into
-    /// `A` (a 422 naming the problem when it does not fit), the result serialized.
-    pub fn register_fn<A, R, E, F, Fut>(&mut self, name: &str, f: F) -> Result<(), BuildError>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + 'static,
-        E: std::fmt::Display + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, E>> + Send + 'static,
-    {
-        let f = Arc::new(f);
-        let handler: framex_registry::Handler = Arc::new(move |kwargs: Kwargs| {
-            let f = f.clone();
-            Box::pin(async move {
-                let args: A = kwargs.parse()?;
-                drop(kwargs);
-                match f(args).await {
-                    Ok(result) => Output::new(&result),
-                    Err(error) => Err(framex_registry::HandlerError::Failed(error.to_string())),
-                }
-            })
-        });
-        self.register_handler(name, handler)
-    }
-
-    /// Adds an HTTP route of the application (the counterpart of FrameX's
-    /// `@on_request`).
-    pub fn route<F, Fut>(&mut self, method: http::Method, path: &str, f: F)
-    where
-        F: Fn(http::Request<Bytes>, framex_registry::Registry) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = http::Response<Bytes>> + Send + 'static,
-    {
-        // The registry is handed over at `bind`, so functions registered after this
-        // route are still reachable from it.
-        let route: AppRoute = Arc::new(move |request, registry| Box::pin(f(request, registry)));
-        self.routes.push((method, path.to_owned(), route));
+    /// Adds the application's HTTP routes (the counterpart of FrameX's
+    /// `@on_request`): an aide `ApiRouter`, whose `api_route`s are described
+    /// with their parameters and schemas in the instance's OpenAPI document
+    /// (and so forwarded by other FrameX instances, Rust or Python), or a
+    /// plain `axum::Router`. They are served beside FrameX's endpoints,
+    /// behind the same `[auth] rules` and in-flight limit.
+    ///
+    /// A route whose path and method another route already serves (one of
+    /// FrameX's, or one added before) is a [`BuildError::Routes`].
+    ///
+    /// ```
+    /// use framex::aide::axum::{ApiRouter, routing::get};
+    /// use axum::{Json, extract::Query};
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Job { job_id: String }
+    ///
+    /// async fn report(Query(job): Query<Job>) -> Json<String> {
+    ///     Json(format!("report of {}", job.job_id))
+    /// }
+    ///
+    /// let mut app = framex::App::from_config(framex::config::Config::default()).unwrap();
+    /// app.routes(ApiRouter::new().api_route("/api/v1/report", get(report))).unwrap();
+    /// assert!(app.routes(axum::Router::new().route("/health", axum::routing::get(|| async { "" }))).is_err());
+    /// ```
+    pub fn routes(&mut self, routes: impl Into<framex_server::Routes>) -> Result<(), BuildError> {
+        self.routes = self.routes.clone().try_merge(routes)?;
+        Ok(())
     }
 
     /// Calls `name` where configuration says it runs; `kwargs` is anything
@@ -340,26 +341,16 @@ impl App {
         instance_name: &str,
     ) -> Result<Bound, BuildError> {
         let settings = server_settings(&self.config, instance_name)?;
-        let routes = self
-            .routes
-            .into_iter()
-            .map(|(method, path, route)| {
-                let registry = self.registry.clone();
-                let handler: framex_server::RouteHandler =
-                    Arc::new(move |request| route(request, registry.clone()));
-                (method, path, handler)
-            })
-            .collect();
-        let registry = self.registry.clone();
         let reloader = Reloader {
             registry: self.registry.clone(),
             source: self.config.source().map(Arc::from),
         };
+        let registry = self.registry.clone();
         let server = match listener {
             Some(listener) => {
-                framex_server::Server::on_listener(listener, settings, self.registry, routes)
+                framex_server::Server::on_listener(listener, settings, self.registry, self.routes)?
             }
-            None => framex_server::Server::bind(settings, self.registry, routes).await?,
+            None => framex_server::Server::bind(settings, self.registry, self.routes).await?,
         };
         let installed = match self.install_on_bind {
             true => Some(runtime::install(registry, Some(server.api()))?),
@@ -371,6 +362,119 @@ impl App {
             signals: None,
             _installed: installed,
         })
+    }
+
+    /// FrameX as part of an application's own axum service, which serves it
+    /// with `axum::serve` on its own listener: the returned [`Embedded`]
+    /// holds the instance's routes ([`Embedded::router`], to merge into the
+    /// application's router), loads the upstreams' documents for forwarded
+    /// routes while it lives, and (unless the app is
+    /// [`isolated`](App::isolated)) is the process's FrameX runtime. Call it
+    /// within a Tokio runtime.
+    ///
+    /// The configuration's `server.host`, `server.port` and `server.tls` are
+    /// the application's to use; everything else applies as when FrameX
+    /// serves itself.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let app = framex::App::from_config(framex::config::Config::default())?;
+    /// let framex = app.embed("reports")?;
+    /// let router = axum::Router::new()
+    ///     .route("/mine", axum::routing::get(|| async { "mine" }))
+    ///     .merge(framex.router());
+    /// # let _ = router;
+    /// // axum::serve(listener, router).with_graceful_shutdown(framex.signals()).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn embed(self, instance_name: &str) -> Result<Embedded, BuildError> {
+        let settings = server_settings(&self.config, instance_name)?;
+        let reloader = Reloader {
+            registry: self.registry.clone(),
+            source: self.config.source().map(Arc::from),
+        };
+        let instance = framex_server::Instance::new(settings, self.registry.clone(), self.routes)?;
+        let installed = match self.install_on_bind {
+            true => Some(runtime::install(self.registry, Some(instance.api()))?),
+            false => None,
+        };
+        Ok(Embedded {
+            started: instance.start(),
+            instance,
+            reloader,
+            _installed: installed,
+        })
+    }
+}
+
+/// FrameX inside an application's axum service (see [`App::embed`]): its
+/// routes, its reloading and its signals. Dropping it stops loading the
+/// upstreams' documents and uninstalls the runtime.
+pub struct Embedded {
+    instance: framex_server::Instance,
+    reloader: Reloader,
+    started: framex_server::Started,
+    _installed: Option<Installed>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("instance", &self.instance)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedded {
+    /// FrameX's routes (its endpoints, the app's routes and the forwarded
+    /// ones, each behind the instance's stack: `[auth] rules`, in-flight
+    /// limit, tracing), to merge into the application's router. It has a
+    /// fallback (forwarded routes, then FrameX's 404), so the application's
+    /// router must not set one. Put [`framex_server::normalize_path_layer`]
+    /// in front of the whole application to route encoded paths, and the
+    /// path parameters Python FrameX sends in the query, as FrameX does.
+    pub fn router(&self) -> axum::Router {
+        self.instance.router()
+    }
+
+    /// A handle for calling the instance's routes in process.
+    pub fn api(&self) -> framex_server::Api {
+        self.instance.api()
+    }
+
+    /// A handle that applies a new configuration's `proxy_functions` while
+    /// the application serves.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Completes at the first SIGTERM or Ctrl-C, and until then reloads the
+    /// configuration on every SIGHUP (as [`Bound::serve`] does): the future
+    /// to give `axum::serve(..).with_graceful_shutdown`, which then lets
+    /// requests in flight finish (for as long as they take: bound it with a
+    /// timeout of the application's own if it must).
+    pub fn signals(&self) -> impl Future<Output = ()> + Send + 'static {
+        let signals = Signals::install();
+        let reloader = self.reloader.clone();
+        async move {
+            #[cfg(unix)]
+            {
+                let reloading = signals
+                    .hangup
+                    .map(|hangups| tokio::spawn(reload_on_sighup(hangups, reloader)));
+                Signals::shutdown(signals.terminate, signals.interrupt).await;
+                if let Some(reloading) = reloading {
+                    reloading.abort();
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let (Signals, _) = (signals, reloader);
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }
 

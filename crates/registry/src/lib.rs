@@ -78,6 +78,42 @@ where
     })
 }
 
+/// Wraps a typed async function as a [`Handler`]: the keyword-argument
+/// object is read into `A` (a refusal names what does not fit, which a
+/// caller gets as a 422), the result written as JSON, and a failure's
+/// `Display` is the message the caller gets.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Add { a: i64, b: i64 }
+///
+/// let handler = framex_registry::typed(|Add { a, b }: Add| async move {
+///     Ok::<_, std::convert::Infallible>(a + b)
+/// });
+/// # let _ = handler;
+/// ```
+pub fn typed<A, R, E, F, Fut>(f: F) -> Handler
+where
+    A: serde::de::DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    E: std::fmt::Display + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |kwargs: Kwargs| {
+        let f = f.clone();
+        Box::pin(async move {
+            let args: A = kwargs.parse()?;
+            drop(kwargs);
+            match f(args).await {
+                Ok(result) => Output::new(&result),
+                Err(error) => Err(HandlerError::Failed(error.to_string())),
+            }
+        })
+    })
+}
+
 /// Why a local handler did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

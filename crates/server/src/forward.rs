@@ -34,6 +34,11 @@ const METHODS: [(&str, Method); 8] = [
     ("trace", Method::TRACE),
 ];
 
+/// Whether `key` of an OpenAPI path item names an operation.
+pub(crate) fn is_method_key(key: &str) -> bool {
+    METHODS.iter().any(|(name, _)| *name == key)
+}
+
 /// Keys of an OpenAPI path item that are not operations.
 const PATH_ITEM_FIELDS: [&str; 5] = ["summary", "description", "servers", "parameters", "$ref"];
 
@@ -406,6 +411,9 @@ pub(crate) struct Forwarding {
     max_body_bytes: usize,
     /// Routes this instance serves itself; never forwarded.
     local: HashSet<(Method, String)>,
+    /// The application's documented routes, first in the OpenAPI document,
+    /// and their schemas, which forwarded ones are renamed apart from.
+    local_openapi: ForwardedOpenApi,
     loads: Mutex<Vec<Load>>,
     table: RwLock<Arc<Table>>,
 }
@@ -425,7 +433,12 @@ impl Forwarding {
         timeout: Duration,
         max_body_bytes: usize,
         local: Vec<(Method, String)>,
+        local_openapi: ForwardedOpenApi,
     ) -> Forwarding {
+        let table = Table {
+            openapi: Arc::new(local_openapi.clone()),
+            ..Table::default()
+        };
         Forwarding {
             loads: Mutex::new(vec![Load::default(); upstreams.len()]),
             upstreams,
@@ -433,7 +446,8 @@ impl Forwarding {
             timeout,
             max_body_bytes,
             local: local.into_iter().collect(),
-            table: RwLock::new(Arc::new(Table::default())),
+            local_openapi,
+            table: RwLock::new(Arc::new(table)),
         }
     }
 
@@ -488,7 +502,7 @@ impl Forwarding {
             Err(_) => return,
         };
         let (mut table, refused) = self.build_table(&documents);
-        table.openapi = Arc::new(merge_openapi(&table, &documents));
+        table.openapi = Arc::new(merge_openapi(&self.local_openapi, &table, &documents));
         if let Ok(mut loads) = self.loads.lock() {
             for (load, refused) in loads.iter_mut().zip(refused) {
                 load.refused = refused;
@@ -784,14 +798,19 @@ impl Forwarding {
     }
 }
 
-/// The operations of `table` and the schemas of `documents` (by upstream),
-/// merged for this instance's OpenAPI document.
-fn merge_openapi(table: &Table, documents: &[Option<Arc<Document>>]) -> ForwardedOpenApi {
-    // Schemas merged in the order of upstreams. Two upstreams that name
-    // different schemas alike keep them apart: the later one's is renamed
-    // (`Item_2`), and its operations and schemas refer to the new name.
-    // What no rename touches is shared with the documents, not copied.
-    let mut schemas = Schemas::new();
+/// The application's documented routes (`local`), then the operations of
+/// `table` and the schemas of `documents` (by upstream), merged for this
+/// instance's OpenAPI document.
+fn merge_openapi(
+    local: &ForwardedOpenApi,
+    table: &Table,
+    documents: &[Option<Arc<Document>>],
+) -> ForwardedOpenApi {
+    // Schemas merged in the order of upstreams, after the application's. Two
+    // that name different schemas alike keep them apart: the later one's is
+    // renamed (`Item_2`), and its operations and schemas refer to the new
+    // name. What no rename touches is shared with the documents, not copied.
+    let mut schemas = local.schemas.clone();
     let mut renames: Vec<HashMap<String, String>> = vec![HashMap::new(); documents.len()];
     for (index, document) in documents.iter().enumerate() {
         let Some(document) = document else { continue };
@@ -804,7 +823,7 @@ fn merge_openapi(table: &Table, documents: &[Option<Arc<Document>>]) -> Forwarde
         }
     }
     let no_renames = HashMap::new();
-    let operations = table
+    let forwarded = table
         .paths
         .iter()
         .flat_map(|path| &path.routes)
@@ -816,8 +835,8 @@ fn merge_openapi(table: &Table, documents: &[Option<Arc<Document>>]) -> Forwarde
                 route.operation.method.as_str().to_ascii_lowercase(),
                 spec,
             )
-        })
-        .collect();
+        });
+    let operations = local.operations.iter().cloned().chain(forwarded).collect();
     ForwardedOpenApi {
         operations,
         schemas,
@@ -881,7 +900,7 @@ fn schema_renames(merged: &Schemas, incoming: &Schemas) -> HashMap<String, Strin
 
 /// The names of the schemas `value` refers to (`$ref` to
 /// `#/components/schemas/NAME`).
-fn schema_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
+pub(crate) fn schema_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
     match value {
         Value::Object(map) => {
             for (key, item) in map {
@@ -943,10 +962,11 @@ fn rename_refs(value: &mut Value, renames: &HashMap<String, String>) {
 /// method, the upstream's operation object.
 pub(crate) type OpenApiOperation = (String, String, Arc<Value>);
 
-/// What forwarding adds to this instance's OpenAPI document.
-#[derive(Debug, Default)]
+/// The operations of this instance's OpenAPI document besides `/health`.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ForwardedOpenApi {
-    /// Path, lowercase method and operation object, one per route.
+    /// Path, lowercase method and operation object, one per route: the
+    /// application's, then the forwarded ones.
     pub(crate) operations: Vec<OpenApiOperation>,
     /// The schemas those operations refer to, by their merged names.
     pub(crate) schemas: Schemas,
@@ -1158,6 +1178,7 @@ mod tests {
                 .iter()
                 .map(|(m, p)| (m.clone(), (*p).to_owned()))
                 .collect(),
+            ForwardedOpenApi::default(),
         );
         forwarding.loads.lock().unwrap()[0].document =
             Some(Arc::new(parse_document(document.as_bytes()).unwrap()));

@@ -11,17 +11,22 @@
 //! `x-framex-errors: http-status` (Python FrameX's client): HTTP 200, which is
 //! what makes Python FrameX raise (see `envelope_status.rs`).
 //!
-//! Requests pass a tower stack before any route: the `Authorization` header is
-//! marked sensitive, a panic answers 500 (tower-http `CatchPanic`), and
-//! `framex_auth::RequireProxyKeyLayer` refuses requests the `[auth] rules` do not
-//! allow. Connections are hyper 1.x HTTP/1 with graceful shutdown.
+//! The routes are an axum [`Router`]: FrameX's endpoints, the application's
+//! [`Routes`] (axum handlers, described in the OpenAPI document when given as
+//! an aide `ApiRouter`) and the routes forwarded from upstreams. Requests pass
+//! FrameX's stack of layers (see [`Instance`]): the path made unambiguous, the
+//! request's span and log line, the `Authorization` header marked sensitive,
+//! a panic answered 500, `framex_auth::RequireProxyKeyLayer` refusing requests
+//! the `[auth] rules` do not allow, and the in-flight limit. [`Server`] serves
+//! them on hyper 1.x HTTP/1 with graceful shutdown; [`Instance::router`] hands
+//! them to an application's own axum service.
 //!
 //! The server never reads TOML or the environment: it receives [`Settings`].
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use framex_registry::{Kwargs, Registry, Routing, handler};
-//! use framex_server::{Server, Settings};
+//! use framex_server::{Routes, Server, Settings};
 //! use serde_json::json;
 //!
 //! #[derive(serde::Deserialize)]
@@ -32,7 +37,7 @@
 //!     let Add { a, b } = kwargs.parse()?;
 //!     Ok(a + b)
 //! }))?;
-//! let server = Server::bind(Settings::default().with_address("127.0.0.1", 0), registry, Vec::new()).await?;
+//! let server = Server::bind(Settings::default().with_address("127.0.0.1", 0), registry, Routes::new()).await?;
 //! let url = format!("http://{}", server.local_addr());
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let serving = tokio::spawn(server.serve(async move {
@@ -52,42 +57,35 @@
 //! ```
 
 use std::any::Any;
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use framex_auth::{Denial, RequireProxyKeyLayer};
-use framex_transport::trace::TraceContext;
+use framex_auth::Denial;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _, service_fn};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tracing::Instrument as _;
+use tower::{BoxError, ServiceExt as _};
 
 mod envelope_status;
 pub mod forward;
 mod normalize_path;
+mod openapi;
 pub mod path;
 mod proxy;
+mod router;
+mod routes;
 
+pub use axum::Router;
 use forward::Forwarding;
 pub use forward::Upstream;
-
-/// A route handler of the application: the request with its whole body in, a
-/// response out.
-pub type RouteHandler =
-    Arc<dyn Fn(Request<Bytes>) -> framex_registry::BoxFuture<Response<Bytes>> + Send + Sync>;
+pub use normalize_path::{NormalizePath, NormalizePathLayer};
+pub use routes::{RouteConflict, Routes};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +100,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The application's routes clash with FrameX's or with each other.
+    #[error(transparent)]
+    Routes(#[from] RouteConflict),
 }
 
 /// Settings of the server.
@@ -247,7 +248,6 @@ impl Settings {
 pub(crate) struct State {
     pub(crate) settings: Settings,
     pub(crate) registry: framex_registry::Registry,
-    pub(crate) routes: Vec<(Method, String, RouteHandler)>,
     pub(crate) forwarding: Arc<Forwarding>,
     /// One permit per call allowed in flight.
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
@@ -259,10 +259,191 @@ pub(crate) struct State {
     pub(crate) openapi: std::sync::Mutex<Option<(u64, Bytes)>>,
 }
 
+/// A FrameX instance's HTTP side: FrameX's endpoints (`POST
+/// /api/v1/proxy/remote`, `GET /health`, `GET /metrics`, `GET
+/// /api/v1/openapi.json`), the application's [`Routes`] and the routes
+/// forwarded from upstreams, as one axum [`Router`], each route behind the
+/// instance's stack. Serve it with [`Server`], or inside an application's
+/// own axum service:
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use axum::routing::get;
+/// use framex_registry::{Registry, Routing};
+/// use framex_server::{Instance, Routes, Settings};
+///
+/// let registry = Registry::new(Routing::default(), framex_transport::Client::default());
+/// let framex = Instance::new(Settings::default(), registry, Routes::new())?;
+/// let _forwarding = framex.start();
+/// let app = axum::Router::new()
+///     .route("/mine", get(|| async { "the application's own route" }))
+///     .merge(framex.router());
+/// # let _ = app;
+/// // axum::serve(listener, app).with_graceful_shutdown(signal).await
+/// # Ok::<(), framex_server::RouteConflict>(())
+/// # }).unwrap();
+/// ```
+///
+/// Every FrameX route (and the fallback, which serves the forwarded routes
+/// and answers FrameX's 404) is wrapped in: the path made unambiguous (see
+/// [`normalize_path_layer`]), a failed proxy call answered with HTTP 200 to
+/// callers that read failures from the envelope, the request's trace span
+/// and log line, `Authorization` kept out of logs, a panic answered 500, the
+/// `[auth] rules`, and (for all but `/health`, `/metrics` and the OpenAPI
+/// document) the in-flight limit. Routes the application adds to the merged
+/// router itself are not: their stack is the application's.
+///
+/// Because the router has a fallback, an application router that merges it
+/// must not set one of its own (axum refuses two).
+#[derive(Clone)]
+pub struct Instance {
+    state: Arc<State>,
+    /// The application's routes.
+    routes: Router,
+    /// The instance's routes without the `[auth] rules`, for [`Api::call`].
+    in_process: Router,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("instance", &self.state.settings.instance_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// An instance serving `registry`'s functions and `routes`, with
+    /// `settings`. The application's documented routes are listed in the
+    /// OpenAPI document first, and an upstream's route on one of their
+    /// paths and methods is not forwarded. Routes on FrameX's endpoints, or
+    /// with a fallback of their own, are refused ([`Routes::try_merge`]).
+    pub fn new(
+        settings: Settings,
+        registry: framex_registry::Registry,
+        routes: Routes,
+    ) -> Result<Instance, RouteConflict> {
+        let routes = Routes::new().try_merge(routes)?;
+        let mut local: Vec<(Method, String)> = routes
+            .documented()
+            .into_iter()
+            .map(|(method, path)| (method, path.to_owned()))
+            .collect();
+        local.extend(
+            BUILTIN_ROUTES
+                .iter()
+                .map(|(method, path)| (method.clone(), (*path).to_owned())),
+        );
+        let missing = openapi::missing_schemas(
+            routes
+                .operations
+                .iter()
+                .map(|(_, _, operation)| &**operation),
+            &routes.schemas,
+        );
+        if !missing.is_empty() {
+            tracing::error!(
+                ?missing,
+                "the OpenAPI document refers to schemas it does not have: turn each aide router \
+                 into `Routes` on the thread that built it (aide keeps them per thread)"
+            );
+        }
+        let forwarding = Arc::new(Forwarding::new(
+            settings.upstreams.clone(),
+            registry.client().clone(),
+            settings.forward_timeout,
+            settings.max_body_bytes,
+            local,
+            forward::ForwardedOpenApi {
+                operations: routes.operations.clone(),
+                schemas: routes.schemas.clone(),
+            },
+        ));
+        let state = Arc::new(State {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+            openapi: std::sync::Mutex::new(None),
+            argument_memory: Arc::new(tokio::sync::Semaphore::new(
+                (settings.max_argument_memory / 1024).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            settings,
+            registry,
+            forwarding,
+        });
+        Ok(Instance {
+            in_process: router::build(
+                &state,
+                routes.router.clone(),
+                router::Layering::PerRoute(router::Auth::InProcess),
+            ),
+            routes: routes.router,
+            state,
+        })
+    }
+
+    /// The instance's routes, to serve or to merge into an application's
+    /// router (made on each call; clones of it share the routes).
+    pub fn router(&self) -> Router {
+        router::build(
+            &self.state,
+            self.routes.clone(),
+            router::Layering::PerRoute(router::Auth::Checked),
+        )
+    }
+
+    /// A handle for calling this instance's routes from inside the process.
+    pub fn api(&self) -> Api {
+        Api {
+            state: self.state.clone(),
+            router: self.in_process.clone(),
+        }
+    }
+
+    /// The instance's name, as `GET /health` reports it.
+    pub fn name(&self) -> &str {
+        &self.state.settings.instance_name
+    }
+
+    /// Starts loading the upstreams' OpenAPI documents (in the background,
+    /// retrying until each loads), which is what serves their routes; the
+    /// returned guard stops it when dropped. [`Server::serve`] does this
+    /// itself. Call it within a Tokio runtime.
+    pub fn start(&self) -> Started {
+        let mut loaders = tokio::task::JoinSet::new();
+        for index in 0..self.state.forwarding.upstream_count() {
+            loaders.spawn(self.state.forwarding.clone().load(index));
+        }
+        Started { _loaders: loaders }
+    }
+}
+
+/// An [`Instance`]'s background work, stopped when this is dropped.
+#[derive(Debug)]
+#[must_use = "dropping it stops loading the upstreams' documents"]
+pub struct Started {
+    _loaders: tokio::task::JoinSet<()>,
+}
+
+/// The layer that makes a request's path unambiguous before it is routed
+/// (percent-decoded, dot segments resolved, ambiguous encodings refused with
+/// 400), so that the `[auth] rules`, the routes and an upstream decide on
+/// the same path. [`Server`] puts it in front of the router; an application
+/// that merges [`Instance::router`] into its own puts it in front of its
+/// whole router (`ServiceBuilder::new().layer(normalize_path_layer()).service(app)`,
+/// as for tower-http's `NormalizePath`), so that an encoded path
+/// (`/api/v1/%72eport`) is routed as its decoded form and the path
+/// parameters Python FrameX sends in the query are put back in the path.
+/// Without it, FrameX's routes still decide the rules on the decoded path.
+pub fn normalize_path_layer() -> normalize_path::NormalizePathLayer<RefusedPath> {
+    normalize_path::NormalizePathLayer::new(refused_path as RefusedPath)
+}
+
+/// How a request whose path is refused is answered.
+pub type RefusedPath = fn(&str, path::PathError) -> Response<axum::body::Body>;
+
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
-    state: Arc<State>,
+    instance: Instance,
 }
 
 impl Server {
@@ -270,13 +451,13 @@ impl Server {
     pub async fn bind(
         settings: Settings,
         registry: framex_registry::Registry,
-        routes: Vec<(Method, String, RouteHandler)>,
+        routes: Routes,
     ) -> Result<Server, Error> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| Error::Bind { address, source })?;
-        Ok(Server::on_listener(listener, settings, registry, routes))
+        Server::on_listener(listener, settings, registry, routes)
     }
 
     /// Serves on `listener`, bound by the caller (the settings' address is
@@ -286,38 +467,12 @@ impl Server {
         listener: TcpListener,
         settings: Settings,
         registry: framex_registry::Registry,
-        routes: Vec<(Method, String, RouteHandler)>,
-    ) -> Server {
-        let mut local: Vec<(Method, String)> = routes
-            .iter()
-            .map(|(method, path, _)| (method.clone(), path.clone()))
-            .collect();
-        local.extend(
-            BUILTIN_ROUTES
-                .iter()
-                .map(|(method, path)| (method.clone(), (*path).to_owned())),
-        );
-        let forwarding = Arc::new(Forwarding::new(
-            settings.upstreams.clone(),
-            registry.client().clone(),
-            settings.forward_timeout,
-            settings.max_body_bytes,
-            local,
-        ));
-        Server {
+        routes: Routes,
+    ) -> Result<Server, Error> {
+        Ok(Server {
             listener,
-            state: Arc::new(State {
-                in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
-                openapi: std::sync::Mutex::new(None),
-                argument_memory: Arc::new(tokio::sync::Semaphore::new(
-                    (settings.max_argument_memory / 1024).min(tokio::sync::Semaphore::MAX_PERMITS),
-                )),
-                settings,
-                registry,
-                routes,
-                forwarding,
-            }),
-        }
+            instance: Instance::new(settings, registry, routes)?,
+        })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -329,34 +484,43 @@ impl Server {
 
     /// A handle for calling this instance's routes from inside the process.
     pub fn api(&self) -> Api {
-        Api {
-            state: self.state.clone(),
-        }
+        self.instance.api()
+    }
+
+    /// The instance this server serves.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits for the
     /// calls in flight to finish, for at most the shutdown grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let service = stack(self.state.clone());
+        let state = self.instance.state.clone();
+        // The instance's stack in front of its router: the path made
+        // unambiguous before it is routed.
+        let service = router::outside(
+            &state,
+            router::build(
+                &state,
+                self.instance.routes.clone(),
+                router::Layering::Outside,
+            ),
+        );
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
-        let mut loaders = tokio::task::JoinSet::new();
-        for index in 0..self.state.forwarding.upstream_count() {
-            loaders.spawn(self.state.forwarding.clone().load(index));
-        }
-        let header_read_timeout = self.state.settings.header_read_timeout;
+        let started = self.instance.start();
+        let header_read_timeout = state.settings.header_read_timeout;
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
-        let tls = self
-            .state
+        let tls = state
             .settings
             .tls
             .clone()
             .map(tokio_rustls::TlsAcceptor::from);
         tracing::info!(
-            instance = self.state.settings.instance_name,
+            instance = state.settings.instance_name,
             address = %self.local_addr(),
             tls = tls.is_some(),
             "serving"
@@ -369,7 +533,7 @@ impl Server {
                     Ok(accepted) => accepted,
                     // Out of file descriptors and the like: back off, keep serving.
                     Err(error) => {
-                        accept_errors.failed(&error, &self.state.settings.instance_name);
+                        accept_errors.failed(&error, &state.settings.instance_name);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -402,14 +566,14 @@ impl Server {
             while connections.try_join_next().is_some() {}
         }
         tracing::info!(
-            instance = self.state.settings.instance_name,
-            grace = ?self.state.settings.shutdown_grace,
+            instance = state.settings.instance_name,
+            grace = ?state.settings.shutdown_grace,
             "shutting down: no new connections; letting calls in flight finish"
         );
         drop(self.listener);
-        loaders.abort_all();
+        drop(started);
         // Past the grace period the remaining connections are closed.
-        let grace = self.state.settings.shutdown_grace;
+        let grace = state.settings.shutdown_grace;
         if tokio::time::timeout(grace, graceful.shutdown())
             .await
             .is_err()
@@ -544,6 +708,7 @@ impl tokio::io::AsyncWrite for Stream {
 #[derive(Clone)]
 pub struct Api {
     state: Arc<State>,
+    router: Router,
 }
 
 impl std::fmt::Debug for Api {
@@ -557,165 +722,40 @@ impl std::fmt::Debug for Api {
 impl Api {
     /// Calls the route that serves `request`'s method and path. The answer of a
     /// missing route is a 404 (405 for a known path with another method) in the
-    /// FrameX envelope, as over HTTP.
-    pub async fn call(&self, mut request: Request<Bytes>) -> Response<Bytes> {
+    /// FrameX envelope, as over HTTP; an answer larger than the body limit
+    /// (`max_body_bytes`) is a 502.
+    pub async fn call(&self, request: Request<Bytes>) -> Response<Bytes> {
+        let mut request = request.map(axum::body::Body::from);
         if let Err(error) = normalize_path::normalize_request(&mut request) {
             return envelope_bytes(
                 StatusCode::BAD_REQUEST,
                 &format!("path `{}` is refused: {error}", request.uri().path()),
             );
         }
-        let method = request.method().clone();
         let path = decoded_path(&request);
-        let mut path_known = false;
-        for (route_method, route_path, handler) in &self.state.routes {
-            if *route_path == path {
-                path_known = true;
-                if *route_method == method {
-                    return handler(request).await;
-                }
-            }
-        }
-        if let Some(found) = self.state.forwarding.find(&method, &path) {
-            let response = self
-                .state
-                .forwarding
-                .forward(found, request.map(Full::new), 0)
-                .await;
-            let (parts, body) = response.into_parts();
-            let limit = self.state.settings.max_body_bytes;
-            return match Limited::new(body, limit).collect().await {
-                Ok(body) => Response::from_parts(parts, body.to_bytes()),
-                Err(_) => envelope_bytes(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("the answer to {path} broke off or is larger than {limit} bytes"),
-                ),
-            };
-        }
-        if path_known || self.state.forwarding.knows_path(&path) {
-            envelope_bytes(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("method {method} is not allowed on {path}"),
-            )
-        } else {
-            envelope_bytes(StatusCode::NOT_FOUND, &format!("no route {path}"))
+        let Ok(response) = self.router.clone().oneshot(request).await;
+        let (parts, body) = response.into_parts();
+        let limit = self.state.settings.max_body_bytes;
+        match Limited::new(body, limit).collect().await {
+            Ok(body) => Response::from_parts(parts, body.to_bytes()),
+            Err(_) => envelope_bytes(
+                StatusCode::BAD_GATEWAY,
+                &format!("the answer to {path} broke off or is larger than {limit} bytes"),
+            ),
         }
     }
 }
 
-/// The middleware stack in front of [`handle`], outermost first: the
-/// `Authorization` header is marked sensitive (kept out of any log), a panic
-/// answers 500 instead of dropping the connection, and the `[auth] rules` refuse
-/// requests without a valid key before any route runs.
-fn stack(
-    state: Arc<State>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<impl hyper::body::Body<Data = Bytes, Error = impl Into<BoxError>> + use<>>,
-    Error = impl Into<BoxError> + use<>,
-    Future = impl Send + use<>,
-> + Clone
-+ Send
-+ use<> {
-    let auth = state.settings.auth.clone();
-    let inner = ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            http::header::AUTHORIZATION,
-        ]))
-        .layer(CatchPanicLayer::custom(
-            panicked as fn(Box<dyn Any + Send + 'static>) -> Response<Full<Bytes>>,
-        ))
-        .layer(RequireProxyKeyLayer::new(
-            auth,
-            denied as fn(Denial<'_>) -> _,
-        ))
-        .service(in_flight_limit(state));
-    // Outermost: a failed call to the proxy endpoint answers a caller that
-    // reads failures from the envelope with HTTP 200. Then every request,
-    // refused ones included, runs in its trace and its log span and is logged
-    // once when answered, with its real status.
-    let logged = service_fn(move |request: Request<Incoming>| {
-        let inner = inner.clone();
-        let incoming = TraceContext::from_headers(request.headers());
-        let span = tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = request.uri().path(),
-            trace_id = tracing::field::Empty,
-        );
-        // The caller's span is the parent of this request's, for an
-        // OpenTelemetry layer that records spans; without one, the request
-        // runs in a child of the caller's context.
-        if let Some(incoming) = &incoming {
-            incoming.set_parent_of(&span);
-        }
-        let trace = TraceContext::of_span(&span).unwrap_or_else(|| {
-            incoming.map_or_else(TraceContext::new_root, |incoming| incoming.child())
-        });
-        if !span.is_disabled() {
-            span.record("trace_id", tracing::field::display(trace.trace_id()));
-        }
-        Logged {
-            inner: trace.scope(inner.oneshot(request)),
-            started: Instant::now(),
-        }
-        .instrument(span)
-    });
-    // Outermost of all: the path made unambiguous, so that the auth rules,
-    // the routes and the upstream all decide on the same path.
-    ServiceBuilder::new()
-        .layer(normalize_path::NormalizePathLayer::new(
-            refused_path as fn(&str, path::PathError) -> _,
-        ))
-        .layer(envelope_status::EnvelopeStatusLayer)
-        .service(logged)
-}
-
 /// The answer to a request whose path cannot be made unambiguous: 400, naming
 /// what in it was refused.
-fn refused_path(
-    path: &str,
-    error: path::PathError,
-) -> Response<tower_http::body::UnsyncBoxBody<Bytes, BoxError>> {
+fn refused_path(path: &str, error: path::PathError) -> Response<axum::body::Body> {
     let shown: String = path.chars().take(200).collect();
     tracing::warn!(path = shown, %error, "request refused: ambiguous path");
     envelope_response(
         StatusCode::BAD_REQUEST,
         &format!("path `{shown}` is refused: {error}"),
     )
-    .map(|body| tower_http::body::UnsyncBoxBody::new(body.map_err(|never| match never {})))
-}
-
-pin_project_lite::pin_project! {
-    /// A request's answer, logged once it is ready, with the time it took.
-    struct Logged<F> {
-        #[pin]
-        inner: F,
-        started: Instant,
-    }
-}
-
-impl<F, B, E> Future for Logged<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        let latency_ms = this.started.elapsed().as_secs_f64() * 1000.0;
-        match &result {
-            Ok(response) => {
-                tracing::info!(status = response.status().as_u16(), latency_ms, "answered");
-            }
-            Err(_) => tracing::warn!(latency_ms, "request failed without an answer"),
-        }
-        std::task::Poll::Ready(result)
-    }
+    .map(axum::body::Body::new)
 }
 
 /// The answer to a request whose handler panicked.
@@ -728,7 +768,7 @@ fn panicked(_panic: Box<dyn Any + Send + 'static>) -> Response<Full<Bytes>> {
 
 /// The answer to a request the `[auth] rules` refuse, worded as Python FrameX
 /// words it, plus the reason.
-fn denied(denial: Denial<'_>) -> Response<ServerBody> {
+fn denied(denial: Denial<'_>) -> Response<axum::body::Body> {
     // The presented key is never logged, nor the rule's keys.
     tracing::warn!(
         path = denial.path,
@@ -744,7 +784,7 @@ fn denied(denial: Denial<'_>) -> Response<ServerBody> {
         framex_auth::DenyReason::DuplicateHeader => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
     };
-    boxed(envelope_response(status, &message))
+    envelope_response(status, &message).map(axum::body::Body::new)
 }
 
 /// Where an instance serves its metrics, in the OpenMetrics text format.
@@ -760,144 +800,26 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// The routes every instance serves itself, ahead of the application's and
 /// the forwarded ones: an upstream's route on one of them is never forwarded
 /// (and `GET /health` says so). [`handle`] routes each of them.
-const BUILTIN_ROUTES: [(Method, &str); 4] = [
+pub(crate) const BUILTIN_ROUTES: [(Method, &str); 4] = [
     (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH),
     (Method::GET, HEALTH_PATH),
     (Method::GET, METRICS_PATH),
     (Method::GET, OPENAPI_PATH),
 ];
 
-fn metrics_response(state: &State) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(state.registry.metrics().render())));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(framex_registry::metrics::CONTENT_TYPE),
-    );
-    response
-}
-
 /// Whether `path` is one of the instance's own `GET` routes (`/health`,
 /// `/metrics`, the OpenAPI document), which answer even at the in-flight
 /// limit.
-fn is_builtin_read(path: &str) -> bool {
+pub(crate) fn is_builtin_read(path: &str) -> bool {
     BUILTIN_ROUTES
         .iter()
         .any(|(method, builtin)| *method == Method::GET && *builtin == path)
 }
 
-async fn handle(state: &State, request: Request<Incoming>) -> Response<ServerBody> {
-    // The decoded path (see `path.rs`): what routes are matched against.
-    let path = decoded_path(&request);
-    let method = request.method().clone();
-    match (method.clone(), path.as_str()) {
-        (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH) => {
-            boxed(proxy::handle(state, request).await)
-        }
-        (Method::GET, HEALTH_PATH) => boxed(json_response(StatusCode::OK, &health(state))),
-        (Method::GET, METRICS_PATH) => boxed(metrics_response(state)),
-        (Method::GET, OPENAPI_PATH) => boxed(openapi_response(state).map(Full::new)),
-        _ => {
-            let known = state.routes.iter().filter(|(_, p, _)| *p == path);
-            let mut allowed = false;
-            for (route_method, _, handler) in known {
-                allowed = true;
-                if *route_method == method {
-                    return boxed(user_route(state, handler, request).await);
-                }
-            }
-            if let Some(found) = state.forwarding.find(&method, &path) {
-                let hops = match hops(request.headers()) {
-                    Ok(hops) if hops >= state.settings.max_hops => {
-                        return boxed(envelope_response(
-                            StatusCode::LOOP_DETECTED,
-                            &format!(
-                                "{method} {path} was forwarded through {hops} FrameX instances (limit {}); check `proxy_urls` for a loop",
-                                state.settings.max_hops
-                            ),
-                        ));
-                    }
-                    Ok(hops) => hops,
-                    Err(message) => {
-                        return boxed(envelope_response(StatusCode::BAD_REQUEST, &message));
-                    }
-                };
-                // Boxed: its future holds a whole outgoing request, kilobytes that
-                // every layer of the stack would otherwise move on every request.
-                return Box::pin(state.forwarding.forward(found, request, hops)).await;
-            }
-            let builtin =
-                path == framex_transport::wire::PROXY_FUNCTION_PATH || is_builtin_read(&path);
-            if allowed || builtin || state.forwarding.knows_path(&path) {
-                boxed(envelope_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &format!("method {method} is not allowed on {path}"),
-                ))
-            } else {
-                boxed(envelope_response(
-                    StatusCode::NOT_FOUND,
-                    &format!("no route {path}"),
-                ))
-            }
-        }
-    }
-}
-
-/// The routes behind `server.max_in_flight`: tower's concurrency limit on the
-/// instance's semaphore, shedding a request past it (503, retry later) rather
-/// than queueing it. `/health`, `/metrics` and the OpenAPI document answer even
-/// at the limit, so an overloaded instance can still be watched.
-fn in_flight_limit(
-    state: Arc<State>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<ServerBody>,
-    Error = Infallible,
-    Future = impl Send + use<>,
-> + Clone
-+ Send
-+ use<> {
-    let routes = {
-        let state = state.clone();
-        service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        })
-    };
-    let limited = ServiceBuilder::new()
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-            state.in_flight.clone(),
-        ))
-        .service(routes.clone());
-    service_fn(move |request: Request<Incoming>| {
-        let (routes, limited, state) = (routes.clone(), limited.clone(), state.clone());
-        async move {
-            let builtin_read =
-                request.method() == Method::GET && is_builtin_read(decoded_path_str(&request));
-            if builtin_read {
-                return routes.oneshot(request).await;
-            }
-            let (method, uri) = (request.method().clone(), request.uri().clone());
-            match limited.oneshot(request).await {
-                Ok(response) => Ok(response),
-                Err(_overloaded) => {
-                    tracing::warn!(
-                        %method,
-                        path = uri.path(),
-                        limit = state.settings.max_in_flight,
-                        "request refused: calls in flight at the limit"
-                    );
-                    Ok(overloaded(&state))
-                }
-            }
-        }
-    })
-}
-
 /// The request's decoded path, which the normalizing layer put in its
 /// extensions; the path itself when it was plain already (and only then: both
 /// ways in, HTTP and [`Api::call`], normalize first).
-fn decoded_path_str<B>(request: &Request<B>) -> &str {
+pub(crate) fn decoded_path_str<B>(request: &Request<B>) -> &str {
     match request.extensions().get::<normalize_path::DecodedPath>() {
         Some(decoded) => &decoded.0,
         None => request.uri().path(),
@@ -907,15 +829,6 @@ fn decoded_path_str<B>(request: &Request<B>) -> &str {
 /// [`decoded_path_str`], owned.
 fn decoded_path<B>(request: &Request<B>) -> String {
     decoded_path_str(request).to_owned()
-}
-
-/// The answer when `max_in_flight` calls are already running: 503, and a hint to
-/// retry in a second.
-fn overloaded(state: &State) -> Response<ServerBody> {
-    boxed(retry_later(&format!(
-        "this instance is running {} calls, its limit (server.max_in_flight); retry later",
-        state.settings.max_in_flight
-    )))
 }
 
 /// 503 with `message`, and a hint to retry in a second.
@@ -944,38 +857,16 @@ pub(crate) fn hops(headers: &http::HeaderMap) -> Result<u32, String> {
     }
 }
 
-fn health(state: &State) -> serde_json::Value {
-    let mut health = serde_json::json!({
-        "status": "ok",
-        "instance": state.settings.instance_name,
-        "pid": std::process::id(),
-    });
-    if state.forwarding.upstream_count() > 0 {
-        health["upstreams"] = state.forwarding.health();
-    }
-    health
-}
-
-async fn user_route(
-    state: &State,
-    handler: &RouteHandler,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body, &state.settings).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let response = handler(Request::from_parts(parts, body)).await;
-    response.map(Full::new)
-}
-
 /// Reads a whole body, answering 413 past the size limit and 408 past the body
 /// read timeout.
-pub(crate) async fn read_body(
-    body: Incoming,
+pub(crate) async fn read_body<B>(
+    body: B,
     settings: &Settings,
-) -> Result<Bytes, Response<Full<Bytes>>> {
+) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let limit = settings.max_body_bytes;
     let timeout = settings.body_read_timeout;
     let too_large = || {
@@ -986,7 +877,7 @@ pub(crate) async fn read_body(
     };
     // A declared `Content-Length` past the limit is refused before a byte of
     // the body is read or waited for.
-    if usize::try_from(hyper::body::Body::size_hint(&body).lower()).map_or(true, |n| n > limit) {
+    if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
         return Err(too_large());
     }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
@@ -1000,106 +891,6 @@ pub(crate) async fn read_body(
             StatusCode::REQUEST_TIMEOUT,
             &format!("request body was not received within {timeout:?}"),
         )),
-    }
-}
-
-/// This instance's OpenAPI document, written once per forwarding table.
-fn openapi_response(state: &State) -> Response<Bytes> {
-    let (generation, forwarded) = state.forwarding.openapi();
-    let cached = |cache: &Option<(u64, Bytes)>| {
-        cache
-            .as_ref()
-            .filter(|(written_for, _)| *written_for == generation)
-            .map(|(_, body)| body.clone())
-    };
-    let body = match state.openapi.lock().ok().and_then(|cache| cached(&cache)) {
-        Some(body) => body,
-        None => {
-            let body = Bytes::from(
-                serde_json::to_vec(&openapi(state, &forwarded)).expect("JSON values serialize"),
-            );
-            if let Ok(mut cache) = state.openapi.lock() {
-                *cache = Some((generation, body.clone()));
-            }
-            body
-        }
-    };
-    Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .expect("the header is valid")
-}
-
-/// This instance's OpenAPI document: `/health`, the application's routes and
-/// the forwarded ones with their schemas. Written straight from what
-/// `forwarded` shares with the upstreams' documents rather than through a
-/// `Value` of its own, which would copy every operation and schema (several
-/// times their JSON in memory, for a document of up to 32 MiB).
-fn openapi<'a>(state: &'a State, forwarded: &'a forward::ForwardedOpenApi) -> OpenApiDocument<'a> {
-    let mut paths: OpenApiPaths<'a> = BTreeMap::new();
-    paths.entry(HEALTH_PATH).or_default().insert(
-        "get".to_owned(),
-        Cow::Owned(serde_json::json!({"operationId": "health", "responses": {"200": {"description": "the instance is up"}}})),
-    );
-    for (method, path, _) in &state.routes {
-        let method = method.as_str().to_ascii_lowercase();
-        let operation = serde_json::json!({
-            "operationId": format!("{method}_{}", path.trim_matches('/').replace('/', "_")),
-            "responses": {"200": {"description": "success"}}
-        });
-        paths
-            .entry(path)
-            .or_default()
-            .insert(method, Cow::Owned(operation));
-    }
-    for (path, method, operation) in &forwarded.operations {
-        paths
-            .entry(path)
-            .or_default()
-            .insert(method.clone(), Cow::Borrowed(&**operation));
-    }
-    OpenApiDocument {
-        openapi: "3.1.0",
-        info: OpenApiInfo {
-            title: &state.settings.instance_name,
-            version: env!("CARGO_PKG_VERSION"),
-        },
-        paths,
-        components: (!forwarded.schemas.is_empty()).then_some(OpenApiComponents {
-            schemas: SharedSchemas(&forwarded.schemas),
-        }),
-    }
-}
-
-/// Paths, then lowercase methods, to operation objects, in order.
-type OpenApiPaths<'a> = BTreeMap<&'a str, BTreeMap<String, Cow<'a, serde_json::Value>>>;
-
-#[derive(serde::Serialize)]
-struct OpenApiDocument<'a> {
-    openapi: &'static str,
-    info: OpenApiInfo<'a>,
-    paths: OpenApiPaths<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    components: Option<OpenApiComponents<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct OpenApiInfo<'a> {
-    title: &'a str,
-    version: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct OpenApiComponents<'a> {
-    schemas: SharedSchemas<'a>,
-}
-
-/// The merged schemas, written without copying them out of their `Arc`s.
-struct SharedSchemas<'a>(&'a forward::Schemas);
-
-impl serde::Serialize for SharedSchemas<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(name, schema)| (name, &**schema)))
     }
 }
 
@@ -1144,4 +935,9 @@ fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Bytes::from(body))
         .expect("status and header are valid")
+}
+
+/// An answer with a FrameX envelope and a real HTTP status, as axum answers.
+pub(crate) fn envelope(status: StatusCode, message: &str) -> axum::response::Response {
+    envelope_bytes(status, message).map(axum::body::Body::from)
 }

@@ -20,7 +20,7 @@ pub(crate) struct DecodedPath(pub(crate) String);
 
 /// See the module documentation.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NormalizePathLayer<R> {
+pub struct NormalizePathLayer<R> {
     on_refused: R,
 }
 
@@ -43,7 +43,7 @@ impl<S, R: Clone> Layer<S> for NormalizePathLayer<R> {
 
 /// The service of [`NormalizePathLayer`].
 #[derive(Debug, Clone)]
-pub(crate) struct NormalizePath<S, R> {
+pub struct NormalizePath<S, R> {
     inner: S,
     on_refused: R,
 }
@@ -55,6 +55,7 @@ pub(crate) struct NormalizePath<S, R> {
 /// is left as it is, and no [`DecodedPath`] is added: its text is its
 /// decoded path.
 pub(crate) fn normalize_request<B>(request: &mut Request<B>) -> Result<(), PathError> {
+    fill_template_parameters(request);
     if is_plain(request.uri().path()) {
         return Ok(());
     }
@@ -76,6 +77,100 @@ pub(crate) fn normalize_request<B>(request: &mut Request<B>) -> Result<(), PathE
         .insert(DecodedPath(normalized.decoded().to_owned()));
     Ok(())
 }
+
+/// Puts back the path parameters that Python FrameX sends in the query.
+///
+/// Python FrameX (framex-kit 0.4.2) forwards a route with a path parameter
+/// to the path template itself and sends the parameter's value as a query
+/// parameter of the same name: a caller's `GET /api/v1/items/5` arrives as
+/// `GET /api/v1/items/%7Bitem_id%7D?item_id=5`. A segment that is exactly
+/// `{name}` (a Python identifier) when the query has one `name` gets that
+/// value as its text, and the query loses the pair; the path then goes
+/// through the same checks as any other, so a value with a `/` in it is
+/// refused as ambiguous. The caller could have sent the filled path itself,
+/// so nothing is reached this way that was not reachable.
+fn fill_template_parameters<B>(request: &mut Request<B>) {
+    let uri = request.uri();
+    let (path, Some(query)) = (uri.path(), uri.query()) else {
+        return;
+    };
+    // One pass over the path for the common case of no template in it.
+    if !path.bytes().any(|byte| byte == b'{' || byte == b'%')
+        || !(path.contains('{') || path.contains("%7B") || path.contains("%7b"))
+    {
+        return;
+    }
+    let single_value = |name: &str| {
+        let mut values = form_urlencoded::parse(query.as_bytes())
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value);
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.into_owned()),
+            _ => None,
+        }
+    };
+    let mut filled: Vec<String> = Vec::new();
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            let name = decoded
+                .strip_prefix('{')
+                .and_then(|rest| rest.strip_suffix('}'))
+                .filter(|name| is_identifier(name));
+            match name.and_then(|name| Some((name, single_value(name)?))) {
+                Some((name, value)) if !filled.iter().any(|done| done == name) => {
+                    filled.push(name.to_owned());
+                    percent_encoding::utf8_percent_encode(&value, SEGMENT_VALUE).to_string()
+                }
+                _ => segment.to_owned(),
+            }
+        })
+        .collect();
+    if filled.is_empty() {
+        return;
+    }
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(key, _)| key);
+            !key.is_some_and(|key| filled.iter().any(|name| *name == key))
+        })
+        .collect();
+    let mut path_and_query = segments.join("/");
+    if !rest.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&rest.join("&"));
+    }
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = path_and_query.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
+/// Whether `name` is an identifier as Python and OpenAPI templates write
+/// them: an ASCII letter or `_`, then letters, digits and `_`.
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
+
+/// What a value put into a path segment keeps as it is: letters, digits and
+/// `-._~`; everything else is percent-encoded.
+const SEGMENT_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 impl<S, R, B, Rb> Service<Request<B>> for NormalizePath<S, R>
 where
@@ -103,9 +198,10 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The answer of [`NormalizePath`].
+    /// The answer of [`NormalizePath`]: the inner service's, or one given
+    /// at once (also the answer of the body limit of application routes).
     #[project = NormalizeProjection]
-    pub(crate) enum NormalizeFuture<F, B> {
+    pub enum NormalizeFuture<F, B> {
         Inner { #[pin] future: F },
         Refused { response: Option<Response<B>> },
     }
@@ -125,5 +221,49 @@ where
                 None => Poll::Pending,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(uri: &str) -> String {
+        let mut request = Request::get(uri).body(()).unwrap();
+        fill_template_parameters(&mut request);
+        request.uri().to_string()
+    }
+
+    #[test]
+    fn a_path_parameter_sent_in_the_query_goes_back_into_the_path() {
+        assert_eq!(
+            filled("/api/v1/items/%7Bitem_id%7D?item_id=5"),
+            "/api/v1/items/5"
+        );
+        assert_eq!(
+            filled("/api/v1/items/%7Bitem_id%7D/parts/%7Bpart%7D?part=a+b&q=1&item_id=%C3%BC"),
+            "/api/v1/items/%C3%BC/parts/a%20b?q=1"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_left_as_it_came() {
+        for uri in [
+            "/api/v1/items/%7Bitem_id%7D",
+            "/api/v1/items/%7Bitem_id%7D?other=1",
+            "/api/v1/items/%7Bitem_id%7D?item_id=1&item_id=2",
+            "/api/v1/items/%7B1x%7D?1x=1",
+            "/api/v1/items/5?item_id=5",
+        ] {
+            assert_eq!(filled(uri), uri);
+        }
+    }
+
+    #[test]
+    fn a_value_with_a_slash_is_refused_by_the_checks_that_follow() {
+        let mut request = Request::get("/api/v1/items/%7Bid%7D?id=a%2F..%2Fadmin")
+            .body(())
+            .unwrap();
+        assert!(normalize_request(&mut request).is_err());
     }
 }

@@ -9,7 +9,6 @@ use framex_transport::trace::TraceContext;
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tracing::Instrument as _;
 
 use crate::{State, envelope_json, envelope_response, read_body};
@@ -19,13 +18,17 @@ use crate::{State, envelope_json, envelope_response, read_body};
 /// request would make it, and every future that wraps it, larger).
 pub(crate) fn handle(
     state: &State,
-    request: Request<Incoming>,
+    request: Request<axum::body::Body>,
 ) -> impl Future<Output = Response<Full<Bytes>>> + Send + '_ {
     let hops = crate::hops(request.headers());
     serve(state, hops, request.into_body())
 }
 
-async fn serve(state: &State, hops: Result<u32, String>, body: Incoming) -> Response<Full<Bytes>> {
+async fn serve(
+    state: &State,
+    hops: Result<u32, String>,
+    body: axum::body::Body,
+) -> Response<Full<Bytes>> {
     let hops = match hops {
         Ok(hops) => hops,
         Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
