@@ -100,12 +100,20 @@ fn fill_template_parameters<B>(request: &mut Request<B>) {
     {
         return;
     }
+    // The value's bytes as the query carries them (form encoding: `+` is a
+    // space), so that bytes that are not UTF-8 reach the path as they came,
+    // and are refused or read there as in any path, never replaced.
     let single_value = |name: &str| {
-        let mut values = form_urlencoded::parse(query.as_bytes())
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value);
+        let mut values = query.split('&').filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = form_urlencoded::parse(key.as_bytes()).next()?.0;
+            (key == name).then_some(value)
+        });
         match (values.next(), values.next()) {
-            (Some(value), None) => Some(value.into_owned()),
+            (Some(value), None) => {
+                let spaced = value.replace('+', " ");
+                Some(percent_encoding::percent_decode_str(&spaced).collect::<Vec<u8>>())
+            }
             _ => None,
         }
     };
@@ -121,7 +129,7 @@ fn fill_template_parameters<B>(request: &mut Request<B>) {
             match name.and_then(|name| Some((name, single_value(name)?))) {
                 Some((name, value)) if !filled.iter().any(|done| done == name) => {
                     filled.push(name.to_owned());
-                    percent_encoding::utf8_percent_encode(&value, SEGMENT_VALUE).to_string()
+                    percent_encoding::percent_encode(&value, SEGMENT_VALUE).to_string()
                 }
                 _ => segment.to_owned(),
             }
@@ -244,6 +252,11 @@ mod tests {
             filled("/api/v1/items/%7Bitem_id%7D/parts/%7Bpart%7D?part=a+b&q=1&item_id=%C3%BC"),
             "/api/v1/items/%C3%BC/parts/a%20b?q=1"
         );
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_reaches_the_path_as_it_came() {
+        assert_eq!(filled("/a/%7Bid%7D?id=%FF%20x"), "/a/%FF%20x");
     }
 
     #[test]
