@@ -505,3 +505,36 @@ async fn an_app_serves_on_the_listener_it_is_handed() {
         .unwrap();
     assert_eq!(result, json!({"ran_on": "handed", "n": 1}));
 }
+
+/// A route that calls another route in process while it holds the only
+/// in-flight permit: the inner call is the instance's own work, not a new
+/// request, and is not shed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_calls_another_in_process_at_the_in_flight_limit() {
+    static API: std::sync::OnceLock<framex::server::Api> = std::sync::OnceLock::new();
+    let mut app = App::from_config(config("[server]\nport = 0\nmax_in_flight = 1\n")).unwrap();
+    let outer = || async {
+        let api = API.get().expect("set once bound");
+        let request = http::Request::get("/api/v1/inner")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let response = api.call(request).await;
+        format!(
+            "{} {}",
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body())
+        )
+    };
+    let routes = axum::Router::new()
+        .route("/api/v1/inner", axum::routing::get(|| async { "inner" }))
+        .route("/api/v1/outer", axum::routing::get(outer));
+    app.routes(routes).unwrap();
+    let bound = app.isolated().bind("nested").await.unwrap();
+    let _ = API.set(bound.api());
+    let url = format!("http://{}", bound.local_addr());
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    assert_eq!(
+        crate::support::get(&url, "/api/v1/outer").await,
+        (200, "200 inner".to_owned())
+    );
+}

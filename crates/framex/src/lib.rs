@@ -454,7 +454,10 @@ impl Embedded {
     /// configuration on every SIGHUP (as [`Bound::serve`] does): the future
     /// to give `axum::serve(..).with_graceful_shutdown`, which then lets
     /// requests in flight finish (for as long as they take: bound it with a
-    /// timeout of the application's own if it must).
+    /// timeout of the application's own if it must). The handlers are
+    /// installed when this is called, so call it before announcing that the
+    /// service is ready; a signal that arrives before the future is polled
+    /// waits for it.
     pub fn signals(&self) -> impl Future<Output = ()> + Send + 'static {
         let signals = Signals::install();
         let reloader = self.reloader.clone();

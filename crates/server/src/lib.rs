@@ -300,7 +300,8 @@ pub struct Instance {
     state: Arc<State>,
     /// The application's routes.
     routes: Router,
-    /// The instance's routes without the `[auth] rules`, for [`Api::call`].
+    /// The instance's routes without the `[auth] rules` and the in-flight
+    /// limit, for [`Api::call`].
     in_process: Router,
 }
 
@@ -703,8 +704,8 @@ impl tokio::io::AsyncWrite for Stream {
 /// in place; a route forwarded from an upstream goes to that upstream. Cloning
 /// is cheap.
 ///
-/// The calling code is the instance's own, so the `[auth] rules` that guard
-/// the HTTP side do not apply.
+/// The calling code is the instance's own, so the `[auth] rules` and the
+/// in-flight limit that guard the HTTP side do not apply.
 #[derive(Clone)]
 pub struct Api {
     state: Arc<State>,

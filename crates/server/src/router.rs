@@ -30,8 +30,9 @@ use crate::{
     openapi, panicked, proxy, retry_later,
 };
 
-/// Whether a router checks the `[auth] rules`: over HTTP it does; called
-/// from inside the process ([`crate::Api`]) it does not.
+/// Whether a router checks the `[auth] rules` and the in-flight limit: over
+/// HTTP it does; called from inside the process ([`crate::Api`]) it does
+/// not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Auth {
     Checked,
@@ -120,9 +121,18 @@ pub(crate) fn build(state: &Arc<State>, routes: Router, layering: Layering) -> R
             .method_not_allowed_fallback(known_path)
     };
     let router = match layering {
-        Layering::PerRoute(auth) => reads
-            .layer(StackLayer::new(state, auth, Limit::None))
-            .merge(calls.layer(StackLayer::new(state, auth, Limit::InFlight))),
+        Layering::PerRoute(auth) => {
+            // A call from inside the process is the instance's own work, part
+            // of a request already counted: neither the rules nor the limit
+            // apply to it (at the limit it would be shed).
+            let limit = match auth {
+                Auth::Checked => Limit::InFlight,
+                Auth::InProcess => Limit::None,
+            };
+            reads
+                .layer(StackLayer::new(state, auth, Limit::None))
+                .merge(calls.layer(StackLayer::new(state, auth, limit)))
+        }
         Layering::Outside => reads.merge(calls),
     };
     // `with_state` turns each handler into its route now: a handler left as

@@ -37,6 +37,9 @@ async fn main() -> ExitCode {
         Ok(embedded) => embedded,
         Err(error) => return fail(&error.to_string()),
     };
+    // Listened for before readiness is announced, so that a signal sent
+    // right after it stops the service gracefully.
+    let shutdown = embedded.signals();
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(&format!("cannot listen on {listen}: {error}")),
@@ -51,7 +54,7 @@ async fn main() -> ExitCode {
     let service = tower_layer::Layer::layer(&framex::server::normalize_path_layer(), router);
     let make_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
     let served = axum::serve(listener, make_service)
-        .with_graceful_shutdown(embedded.signals())
+        .with_graceful_shutdown(shutdown)
         .await;
     framex::logging::shutdown();
     match served {
