@@ -99,3 +99,74 @@ async fn the_service_serves_its_routes_and_framex_on_one_port() {
     assert_eq!(names, ["pages", "job_id"], "{parameters}");
     assert!(document["paths"].get("/internal/stats").is_none());
 }
+
+/// Embedded, FrameX still follows the process's signals: SIGHUP loads the
+/// configuration file again (here moving `reports.build_report` to a remote
+/// instance), and SIGTERM ends `axum::serve` gracefully.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_stops_the_embedded_service() {
+    use rustix::process::{Signal, getpid, kill_process};
+
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reports-service");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.toml", std::process::id()));
+    std::fs::write(&file, "[server]\nport = 0\n").unwrap();
+    let config = framex::config::Config::load(Some(&file)).unwrap();
+    // Isolated: the other test of this process installs its own runtime.
+    let app = framex_example_reports::app(config).unwrap();
+    let registry = app.registry().clone();
+    let embedded = app.isolated().embed("reports").unwrap();
+    let shutdown = embedded.signals();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = framex_example_reports::router(&embedded);
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    let built = framex::call_on(
+        &registry,
+        "reports.build_report",
+        json!({"job_id": "a", "pages": 1}),
+    );
+    assert!(built.await.is_ok(), "runs here before the reload");
+
+    // A port nothing listens on: once moved there, a call fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    std::fs::write(
+        &file,
+        format!(
+            "load_builtin_plugins = [\"proxy\"]\n[server]\nport = 0\nenable_proxy = true\n\
+             [plugins.proxy]\nproxy_urls = [\"{remote}\"]\n\
+             proxy_functions = {{ \"{remote}\" = [\"reports.build_report\"] }}\n"
+        ),
+    )
+    .unwrap();
+    kill_process(getpid(), Signal::HUP).unwrap();
+    let mut moved = false;
+    for _ in 0..200 {
+        let call = framex::call_on(
+            &registry,
+            "reports.build_report",
+            json!({"job_id": "a", "pages": 1}),
+        );
+        if let Err(error) = call.await {
+            assert!(error.to_string().contains(&remote), "{error}");
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(moved, "SIGHUP moved reports.build_report to {remote}");
+
+    kill_process(getpid(), Signal::TERM).unwrap();
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), serving)
+        .await
+        .expect("SIGTERM ends axum::serve")
+        .unwrap();
+    assert!(served.is_ok(), "{served:?}");
+    let _ = std::fs::remove_file(&file);
+}
