@@ -17,7 +17,7 @@ use bytes::Bytes;
 use framex_transport::{Client, ErrorKind};
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Limited};
 use serde_json::Value;
 
 use crate::{BoxError, ServerBody, boxed, envelope_response};
@@ -717,7 +717,7 @@ impl Forwarding {
         let (mut parts, body) = response.into_parts();
         parts.headers = pass_on(&parts.headers);
         if route.stream {
-            return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+            return Response::from_parts(parts, ServerBody::new(body));
         }
         let collected = tokio::time::timeout(
             self.timeout,
@@ -725,12 +725,9 @@ impl Forwarding {
         )
         .await;
         match collected {
-            Ok(Ok(collected)) => Response::from_parts(
-                parts,
-                Full::new(collected.to_bytes())
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            ),
+            Ok(Ok(collected)) => {
+                Response::from_parts(parts, ServerBody::from(collected.to_bytes()))
+            }
             Ok(Err(_)) => boxed(envelope_response(
                 StatusCode::BAD_GATEWAY,
                 &format!(
@@ -916,7 +913,7 @@ pub(crate) fn schema_refs<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {
 }
 
 /// Where a `$ref` to a schema of the document points.
-const SCHEMAS_PREFIX: &str = "#/components/schemas/";
+pub(crate) const SCHEMAS_PREFIX: &str = "#/components/schemas/";
 
 /// `value` with every `$ref` to a schema in `renames` pointed at its new
 /// name: a copy when it has such a reference, else `value` itself.

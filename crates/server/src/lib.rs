@@ -65,7 +65,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use framex_auth::Denial;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -399,11 +398,6 @@ impl Instance {
         }
     }
 
-    /// The instance's name, as `GET /health` reports it.
-    pub fn name(&self) -> &str {
-        &self.state.settings.instance_name
-    }
-
     /// Starts loading the upstreams' OpenAPI documents (in the background,
     /// retrying until each loads), which is what serves their routes; the
     /// returned guard stops it when dropped. [`Server::serve`] does this
@@ -486,11 +480,6 @@ impl Server {
     /// A handle for calling this instance's routes from inside the process.
     pub fn api(&self) -> Api {
         self.instance.api()
-    }
-
-    /// The instance this server serves.
-    pub fn instance(&self) -> &Instance {
-        &self.instance
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits for the
@@ -752,11 +741,10 @@ impl Api {
 fn refused_path(path: &str, error: path::PathError) -> Response<axum::body::Body> {
     let shown: String = path.chars().take(200).collect();
     tracing::warn!(path = shown, %error, "request refused: ambiguous path");
-    envelope_response(
+    envelope(
         StatusCode::BAD_REQUEST,
         &format!("path `{shown}` is refused: {error}"),
     )
-    .map(axum::body::Body::new)
 }
 
 /// The answer to a request whose handler panicked.
@@ -785,7 +773,7 @@ fn denied(denial: Denial<'_>) -> Response<axum::body::Body> {
         framex_auth::DenyReason::DuplicateHeader => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNAUTHORIZED,
     };
-    envelope_response(status, &message).map(axum::body::Body::new)
+    envelope(status, &message)
 }
 
 /// Where an instance serves its metrics, in the OpenMetrics text format.
@@ -800,7 +788,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// The routes every instance serves itself, ahead of the application's and
 /// the forwarded ones: an upstream's route on one of them is never forwarded
-/// (and `GET /health` says so). [`handle`] routes each of them.
+/// (and `GET /health` says so). `router.rs` routes each of them.
 pub(crate) const BUILTIN_ROUTES: [(Method, &str); 4] = [
     (Method::POST, framex_transport::wire::PROXY_FUNCTION_PATH),
     (Method::GET, HEALTH_PATH),
@@ -858,6 +846,20 @@ pub(crate) fn hops(headers: &http::HeaderMap) -> Result<u32, String> {
     }
 }
 
+/// Whether `body` declares (by its `Content-Length`) more than `limit`
+/// bytes: such a body is refused before a byte of it is read or waited for.
+pub(crate) fn declares_more_than(body: &impl http_body::Body, limit: usize) -> bool {
+    usize::try_from(body.size_hint().lower()).map_or(true, |declared| declared > limit)
+}
+
+/// The answer to a request body larger than `limit` bytes: 413.
+pub(crate) fn body_too_large(limit: usize) -> Response<Full<Bytes>> {
+    envelope_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body is larger than {limit} bytes"),
+    )
+}
+
 /// Reads a whole body, answering 413 past the size limit and 408 past the body
 /// read timeout.
 pub(crate) async fn read_body<B>(
@@ -870,15 +872,8 @@ where
 {
     let limit = settings.max_body_bytes;
     let timeout = settings.body_read_timeout;
-    let too_large = || {
-        envelope_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than {limit} bytes"),
-        )
-    };
-    // A declared `Content-Length` past the limit is refused before a byte of
-    // the body is read or waited for.
-    if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
+    let too_large = || body_too_large(limit);
+    if declares_more_than(&body, limit) {
         return Err(too_large());
     }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
@@ -895,12 +890,13 @@ where
     }
 }
 
-/// The body of every answer: whole, or streamed from an upstream.
-pub(crate) type ServerBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body of every answer, whole or streamed from an upstream: axum's,
+/// so that the router passes it on without boxing it again.
+pub(crate) type ServerBody = axum::body::Body;
 
 /// A whole answer as a [`ServerBody`] answer.
 pub(crate) fn boxed(response: Response<Full<Bytes>>) -> Response<ServerBody> {
-    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+    response.map(ServerBody::new)
 }
 
 /// An answer with a FrameX envelope and a real HTTP status.

@@ -105,9 +105,8 @@ fn fill_template_parameters<B>(request: &mut Request<B>) {
     // and are refused or read there as in any path, never replaced.
     let single_value = |name: &str| {
         let mut values = query.split('&').filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = form_urlencoded::parse(key.as_bytes()).next()?.0;
-            (key == name).then_some(value)
+            let (key, value) = query_pair(pair);
+            (key? == name).then_some(value)
         });
         match (values.next(), values.next()) {
             (Some(value), None) => {
@@ -141,9 +140,7 @@ fn fill_template_parameters<B>(request: &mut Request<B>) {
     let rest: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let key = form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .map(|(key, _)| key);
+            let (key, _) = query_pair(pair);
             !key.is_some_and(|key| filled.iter().any(|name| *name == key))
         })
         .collect();
@@ -160,6 +157,16 @@ fn fill_template_parameters<B>(request: &mut Request<B>) {
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+}
+
+/// A query's `key=value` pair: its key decoded (`None` when empty), its value
+/// as it came.
+fn query_pair(pair: &str) -> (Option<std::borrow::Cow<'_, str>>, &str) {
+    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let key = form_urlencoded::parse(key.as_bytes())
+        .next()
+        .map(|(key, _)| key);
+    (key, value)
 }
 
 /// Whether `name` is an identifier as Python and OpenAPI templates write

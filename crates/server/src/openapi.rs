@@ -22,10 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::forward::{self, ForwardedOpenApi};
-
-/// Where a `$ref` to a schema of the document points.
-const SCHEMAS_PREFIX: &str = "#/components/schemas/";
+use crate::forward::{self, ForwardedOpenApi, SCHEMAS_PREFIX};
 
 /// The JSON types, as a schema that takes any value, in the `anyOf` form
 /// Python FrameX reads (integers before numbers, so that `1` stays `1`).

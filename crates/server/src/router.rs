@@ -14,20 +14,17 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get_service, post_service};
 use framex_auth::RequireProxyKeyLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeaders;
-
-use crate::NormalizePath;
-use crate::envelope_status::EnvelopeStatus;
 use framex_transport::trace::TraceContext;
 use http::StatusCode;
 use http_body_util::Full;
 use tower::{BoxError, Layer, Service, service_fn};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tracing::Instrument as _;
 
+use crate::envelope_status::EnvelopeStatus;
 use crate::{
-    HEALTH_PATH, METRICS_PATH, OPENAPI_PATH, State, decoded_path, denied, envelope, json_response,
-    openapi, panicked, proxy, retry_later,
+    HEALTH_PATH, METRICS_PATH, NormalizePath, OPENAPI_PATH, State, decoded_path, denied, envelope,
+    json_response, openapi, panicked, proxy, retry_later,
 };
 
 /// Whether a router checks the `[auth] rules` and the in-flight limit: over
@@ -432,12 +429,12 @@ fn openapi_response(state: &State) -> Response<Full<bytes::Bytes>> {
 
 /// The instance's registry in each request's extensions (for
 /// `Extension<Registry>`), and `server.max_body_bytes` and
-/// `server.body_read_timeout` for the application's routes: a declared `Content-Length` past the limit is
-/// answered 413 in the FrameX envelope before a byte is read (as the proxy
-/// endpoint answers it), and the body is cut at the limit and when a part of
-/// it is not received within the timeout (tower-http's `TimeoutBody`), which
-/// axum's extractors answer with 413 and 400. tower-http's
-/// `RequestBodyLimit` would answer the first in plain text.
+/// `server.body_read_timeout` for the application's routes: a declared
+/// `Content-Length` past the limit is answered 413 in the FrameX envelope
+/// before a byte is read (as the proxy endpoint answers it), and the body is
+/// cut at the limit and when a part of it is not received within the timeout
+/// (tower-http's `TimeoutBody`), which axum's extractors answer with 413 and
+/// 400. tower-http's `RequestBodyLimit` would answer the first in plain text.
 #[derive(Debug, Clone)]
 struct BodyLimitLayer {
     max_bytes: usize,
@@ -477,13 +474,9 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let (max_bytes, timeout) = (self.limits.max_bytes, self.limits.timeout);
         let body = request.body();
-        let declared = http_body::Body::size_hint(body).lower();
-        if usize::try_from(declared).map_or(true, |declared| declared > max_bytes) {
+        if crate::declares_more_than(body, max_bytes) {
             return crate::normalize_path::NormalizeFuture::Refused {
-                response: Some(envelope(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request body is larger than {max_bytes} bytes"),
-                )),
+                response: Some(crate::body_too_large(max_bytes).into_response()),
             };
         }
         // A request without a body (most `GET`s) has nothing to limit.
