@@ -845,7 +845,7 @@ fn merge_openapi(
 /// name, and then each that refers to a renamed one (its references change),
 /// found by walking who refers to whom once, so that a document of many
 /// schemas costs time in proportion to its size.
-fn schema_renames(merged: &Schemas, incoming: &Schemas) -> HashMap<String, String> {
+pub(crate) fn schema_renames(merged: &Schemas, incoming: &Schemas) -> HashMap<String, String> {
     let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
     for (name, schema) in incoming {
         let mut refs = Vec::new();
@@ -917,7 +917,7 @@ pub(crate) const SCHEMAS_PREFIX: &str = "#/components/schemas/";
 
 /// `value` with every `$ref` to a schema in `renames` pointed at its new
 /// name: a copy when it has such a reference, else `value` itself.
-fn renamed(value: &Arc<Value>, renames: &HashMap<String, String>) -> Arc<Value> {
+pub(crate) fn renamed(value: &Arc<Value>, renames: &HashMap<String, String>) -> Arc<Value> {
     if renames.is_empty() {
         return value.clone();
     }

@@ -9,7 +9,7 @@ use axum::Router;
 use http::Method;
 use serde_json::Value;
 
-use crate::forward::{OpenApiOperation, Schemas};
+use crate::forward::{self, OpenApiOperation, Schemas};
 use crate::openapi;
 
 /// The routes an application adds to a FrameX instance: axum handlers with
@@ -95,11 +95,23 @@ impl Routes {
                 });
         let probe = merged.clone();
         let _probed = caught(move || builtins.fallback(|| async {}).merge(probe))?;
+        // Two routers that name different schemas alike keep them apart, as
+        // forwarding keeps two upstreams' apart: `other`'s is renamed.
+        let renames = forward::schema_renames(&self.schemas, &other.schemas);
         let mut operations = self.operations;
-        operations.extend(other.operations);
+        operations.extend(other.operations.iter().map(|(path, method, operation)| {
+            (
+                path.clone(),
+                method.clone(),
+                forward::renamed(operation, &renames),
+            )
+        }));
         let mut schemas = self.schemas;
-        for (name, schema) in other.schemas {
-            schemas.entry(name).or_insert(schema);
+        for (name, schema) in &other.schemas {
+            let name = renames.get(name).unwrap_or(name);
+            schemas
+                .entry(name.clone())
+                .or_insert_with(|| forward::renamed(schema, &renames));
         }
         Ok(Routes {
             router: merged,
@@ -150,5 +162,65 @@ impl From<ApiRouter> for Routes {
             operations: described.operations,
             schemas: described.schemas,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aide::axum::ApiRouter;
+    use aide::axum::routing::post;
+    use axum::Json;
+
+    use super::Routes;
+
+    mod first {
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        pub struct Item {
+            pub name: String,
+        }
+    }
+
+    mod second {
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        pub struct Item {
+            pub count: u32,
+        }
+    }
+
+    async fn first(Json(item): Json<first::Item>) -> String {
+        item.name
+    }
+
+    async fn second(Json(item): Json<second::Item>) -> String {
+        item.count.to_string()
+    }
+
+    /// Two routers' schemas of one name but different shapes are kept apart,
+    /// and each operation refers to its own.
+    #[test]
+    fn schemas_of_one_name_from_two_routers_are_kept_apart() {
+        let a = Routes::from(ApiRouter::new().api_route("/a", post(first)));
+        let b = Routes::from(ApiRouter::new().api_route("/b", post(second)));
+        let merged = a.try_merge(b).unwrap();
+        let reference = |path: &str| {
+            let (_, _, operation) = merged
+                .operations
+                .iter()
+                .find(|(p, _, _)| p == path)
+                .unwrap();
+            operation
+                .pointer("/requestBody/content/application~1json/schema/$ref")
+                .and_then(|r| r.as_str())
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(reference("/a"), "#/components/schemas/Item");
+        assert_eq!(reference("/b"), "#/components/schemas/Item_2");
+        assert!(merged.schemas["Item"]["properties"].get("name").is_some());
+        assert!(
+            merged.schemas["Item_2"]["properties"]
+                .get("count")
+                .is_some()
+        );
     }
 }
