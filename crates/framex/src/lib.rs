@@ -335,16 +335,22 @@ impl App {
         self.bind_on(Some(listener), instance_name).await
     }
 
+    /// The reloader of the instance this app becomes: its registry, and the
+    /// file its configuration came from.
+    fn reloader(&self) -> Reloader {
+        Reloader {
+            registry: self.registry.clone(),
+            source: self.config.source().map(Arc::from),
+        }
+    }
+
     async fn bind_on(
         self,
         listener: Option<tokio::net::TcpListener>,
         instance_name: &str,
     ) -> Result<Bound, BuildError> {
         let settings = server_settings(&self.config, instance_name)?;
-        let reloader = Reloader {
-            registry: self.registry.clone(),
-            source: self.config.source().map(Arc::from),
-        };
+        let (reloader, install_on_bind) = (self.reloader(), self.install_on_bind);
         let registry = self.registry.clone();
         let server = match listener {
             Some(listener) => {
@@ -352,10 +358,7 @@ impl App {
             }
             None => framex_server::Server::bind(settings, self.registry, self.routes).await?,
         };
-        let installed = match self.install_on_bind {
-            true => Some(runtime::install(registry, Some(server.api()))?),
-            false => None,
-        };
+        let installed = install_if(install_on_bind, registry, server.api())?;
         Ok(Bound {
             server,
             reloader,
@@ -459,25 +462,20 @@ impl Embedded {
     /// service is ready; a signal that arrives before the future is polled
     /// waits for it.
     pub fn signals(&self) -> impl Future<Output = ()> + Send + 'static {
-        let signals = Signals::install();
-        let reloader = self.reloader.clone();
-        async move {
-            #[cfg(unix)]
-            {
-                let reloading = signals
-                    .hangup
-                    .map(|hangups| tokio::spawn(reload_on_sighup(hangups, reloader)));
-                Signals::shutdown(signals.terminate, signals.interrupt).await;
-                if let Some(reloading) = reloading {
-                    reloading.abort();
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let (Signals, _) = (signals, reloader);
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        Signals::install().until_stopped(self.reloader.clone())
+    }
+}
+
+/// Installs `registry` and `api` as the process's FrameX runtime when
+/// `install` says so (the app is not [`isolated`](App::isolated)).
+fn install_if(
+    install: bool,
+    registry: framex_registry::Registry,
+    api: framex_server::Api,
+) -> Result<Option<Installed>, BuildError> {
+    match install {
+        true => Ok(Some(runtime::install(registry, Some(api))?)),
+        false => Ok(None),
     }
 }
 
@@ -765,6 +763,18 @@ impl Signals {
         }
     }
 
+    /// Completes at the first SIGTERM or SIGINT, reloading the configuration
+    /// with `reloader` on every SIGHUP until then.
+    async fn until_stopped(self, reloader: Reloader) {
+        let reloading = self
+            .hangup
+            .map(|hangups| tokio::spawn(reload_on_sighup(hangups, reloader)));
+        Signals::shutdown(self.terminate, self.interrupt).await;
+        if let Some(reloading) = reloading {
+            reloading.abort();
+        }
+    }
+
     /// Completes at the first SIGTERM or SIGINT.
     async fn shutdown(
         terminate: Option<tokio::signal::unix::Signal>,
@@ -792,6 +802,11 @@ struct Signals;
 impl Signals {
     fn install() -> Signals {
         Signals
+    }
+
+    /// Completes at Ctrl-C; there is no SIGHUP to reload on.
+    async fn until_stopped(self, _reloader: Reloader) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -831,27 +846,9 @@ impl Bound {
     /// refused, its errors logged, and the running one kept.
     pub async fn serve(mut self) {
         let signals = self.signals.take().unwrap_or_else(Signals::install);
-        #[cfg(unix)]
-        {
-            let reloading = signals
-                .hangup
-                .map(|hangups| tokio::spawn(reload_on_sighup(hangups, self.reloader.clone())));
-            self.server
-                .serve(Signals::shutdown(signals.terminate, signals.interrupt))
-                .await;
-            if let Some(reloading) = reloading {
-                reloading.abort();
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let Signals = signals;
-            self.server
-                .serve(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await;
-        }
+        self.server
+            .serve(signals.until_stopped(self.reloader.clone()))
+            .await;
     }
 
     /// Serves until `shutdown` completes.
