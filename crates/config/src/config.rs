@@ -102,6 +102,11 @@ impl Default for Config {
                 force_stream_apis: Vec::new(),
                 auth: framex_auth::Rules::default(),
                 ca_file: None,
+                connect_timeout: None,
+                nameservers: Vec::new(),
+                dns_ttl: (Duration::from_secs(1), Duration::from_secs(60)),
+                function_timeouts: BTreeMap::new(),
+                idempotent: std::collections::BTreeSet::new(),
             },
             warnings: Vec::new(),
         }
@@ -203,6 +208,11 @@ pub struct Proxy {
     pub(crate) force_stream_apis: Vec<String>,
     pub(crate) auth: framex_auth::Rules,
     pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) nameservers: Vec<std::net::SocketAddr>,
+    pub(crate) dns_ttl: (Duration, Duration),
+    pub(crate) function_timeouts: BTreeMap<String, Duration>,
+    pub(crate) idempotent: std::collections::BTreeSet<String>,
 }
 
 impl Proxy {
@@ -241,6 +251,40 @@ impl Proxy {
         self.timeout
     }
 
+    /// `connect_timeout` (seconds): how long connecting to an upstream's
+    /// endpoint may take; `None` for the transport's default. FrameX for
+    /// Rust only.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// `nameservers`: the DNS servers that upstreams' names are looked up on;
+    /// empty for the system's. FrameX for Rust only.
+    pub fn nameservers(&self) -> &[std::net::SocketAddr] {
+        &self.nameservers
+    }
+
+    /// `dns_ttl_floor` and `dns_ttl_ceiling` (seconds, default 1 and 60): how
+    /// soon and how late an upstream's name is looked up again, whatever its
+    /// TTL says. FrameX for Rust only.
+    pub fn dns_ttl_bounds(&self) -> (Duration, Duration) {
+        self.dns_ttl
+    }
+
+    /// `proxy_urls."URL".function_timeouts."name"` (seconds): how long a
+    /// call of `name` may take, before the upstream's and the global timeout.
+    /// FrameX for Rust only.
+    pub fn function_timeout(&self, name: &str) -> Option<Duration> {
+        self.function_timeouts.get(name).copied()
+    }
+
+    /// `proxy_urls."URL".idempotent_functions`: whether `name` may run twice, so that a call
+    /// of it whose connection failed after it was sent goes to another
+    /// endpoint. FrameX for Rust only.
+    pub fn is_idempotent(&self, name: &str) -> bool {
+        self.idempotent.contains(name)
+    }
+
     /// `force_stream_apis`: route paths forwarded as streams.
     pub fn force_stream_apis(&self) -> &[String] {
         &self.force_stream_apis
@@ -257,12 +301,27 @@ impl Proxy {
 pub struct Upstream {
     pub(crate) url: String,
     pub(crate) routes: Option<Routes>,
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl Upstream {
     /// The base URL as written, such as `http://remote-framex:8080`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `proxy_urls."URL".endpoints`: the instances called instead of every address of
+    /// the URL's host, each `host` or `host:port`; empty for the URL's host.
+    /// FrameX for Rust only.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// `proxy_urls."URL".timeout` (seconds): how long a call to this upstream
+    /// may take, before the global timeout. FrameX for Rust only.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The route-forwarding rules, for the table form; `None` for the list form,
@@ -336,6 +395,14 @@ impl fmt::Display for Summary<'_> {
                     writeln!(f, "    {}: {endpoint}", crate::PROXY_FUNCTION_PATH)?;
                 }
             }
+            if upstream.endpoints().is_empty() {
+                writeln!(f, "    endpoints: every address of its host, from DNS")?;
+            } else {
+                writeln!(f, "    endpoints: {}", upstream.endpoints().join(", "))?;
+            }
+            if let Some(timeout) = upstream.timeout() {
+                writeln!(f, "    timeout: {} s", timeout.as_secs())?;
+            }
         }
         if proxy.functions.is_empty() {
             writeln!(
@@ -346,7 +413,18 @@ impl fmt::Display for Summary<'_> {
             writeln!(f, "proxy functions (every other function runs locally):")?;
         }
         for (name, url) in proxy.functions() {
-            writeln!(f, "  {name} -> {url}")?;
+            let mut notes = Vec::new();
+            if let Some(timeout) = proxy.function_timeout(name) {
+                notes.push(format!("timeout {} s", timeout.as_secs()));
+            }
+            if proxy.is_idempotent(name) {
+                notes.push("idempotent".to_owned());
+            }
+            if notes.is_empty() {
+                writeln!(f, "  {name} -> {url}")?;
+            } else {
+                writeln!(f, "  {name} -> {url} ({})", notes.join(", "))?;
+            }
         }
         for api in proxy.force_stream_apis() {
             writeln!(f, "streamed route: {api}")?;

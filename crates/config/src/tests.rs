@@ -850,3 +850,127 @@ fn thousands_of_unlisted_urls_are_each_reported_and_only_the_first_get_a_hint() 
         errors[1999]
     );
 }
+
+/// An upstream in table form with two functions, and `extra` keys in its
+/// table, then `[plugins.proxy]` keys in `proxy`.
+fn replicas(upstream: &str, proxy: &str) -> String {
+    format!(
+        "{PROXY_ON}[plugins.proxy.proxy_urls.\"http://reports:8080\"]\nenable = []\n{upstream}\n\
+         [plugins.proxy.proxy_urls.\"http://other:8080\"]\nenable = []\n\n\
+         [plugins.proxy]\n\
+         proxy_functions = {{ \"http://reports:8080\" = [\"reports.build\", \"reports.get\"], \"http://other:8080\" = [\"other.f\"] }}\n\
+         {proxy}"
+    )
+}
+
+#[test]
+fn replica_settings_load() {
+    let toml = replicas(
+        r#"endpoints = ["10.0.0.5:8080", "reports-1.reports", "[fd00::1]:9000"]
+timeout = 20
+function_timeouts = { "reports.build" = 120 }
+idempotent_functions = ["reports.get"]
+"#,
+        r#"connect_timeout = 2
+nameservers = ["10.96.0.10", "127.0.0.1:5353", "[::1]:53"]
+dns_ttl_floor = 2
+dns_ttl_ceiling = 30
+"#,
+    );
+    let config = load(&toml, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    let proxy = config.proxy();
+    assert_eq!(proxy.connect_timeout(), Some(Duration::from_secs(2)));
+    assert_eq!(
+        proxy.nameservers(),
+        &[
+            "10.96.0.10:53".parse().unwrap(),
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        proxy.dns_ttl_bounds(),
+        (Duration::from_secs(2), Duration::from_secs(30))
+    );
+    let upstream = proxy.upstream("http://reports:8080").unwrap();
+    assert_eq!(
+        upstream.endpoints(),
+        ["10.0.0.5:8080", "reports-1.reports", "[fd00::1]:9000"]
+    );
+    assert_eq!(upstream.timeout(), Some(Duration::from_secs(20)));
+    let other = proxy.upstream("http://other:8080").unwrap();
+    assert!(other.endpoints().is_empty());
+    assert_eq!(other.timeout(), None);
+    assert_eq!(
+        proxy.function_timeout("reports.build"),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(proxy.function_timeout("reports.get"), None);
+    assert!(proxy.is_idempotent("reports.get"));
+    assert!(!proxy.is_idempotent("reports.build"));
+}
+
+#[test]
+fn replica_settings_refuse_what_would_be_ignored_or_misread() {
+    let one = |upstream: &str, proxy: &str, expect: &str| {
+        let toml = replicas(upstream, proxy);
+        let found: Vec<String> = match load(&toml, &[]) {
+            Ok(_) => panic!("loaded: {upstream} {proxy}"),
+            Err(error) => error.errors().map(ToString::to_string).collect(),
+        };
+        assert!(
+            found.len() == 1 && found[0].contains(expect),
+            "{upstream} {proxy}: {found:?}"
+        );
+    };
+    one(
+        "function_timeouts = { \"reports.buil\" = 5 }\n",
+        "",
+        "function `reports.buil` in `function_timeouts` is not sent to `http://reports:8080` by `proxy_functions`, so `function_timeouts` would not apply to it; did you mean `reports.build`?",
+    );
+    // Listed, but for another upstream.
+    one(
+        "idempotent_functions = [\"other.f\"]\n",
+        "",
+        "function `other.f` in `idempotent_functions` is not sent to `http://reports:8080`",
+    );
+    one("endpoints = []\n", "", "lists no endpoints");
+    one("timeout = 0\n", "", "expected a number of seconds from 1");
+    for (endpoint, why) in [
+        ("http://10.0.0.5:8080", "without a scheme"),
+        ("10.0.0.5:0", "port that is not a number from 1 to 65535"),
+        ("10.0.0.5:http", "port that is not a number"),
+        ("fd00::zz:8080", "is not host:port"),
+        ("[fd00::1", "unclosed"),
+        (":8080", "has no host"),
+        ("a b", "must be host or host:port"),
+        ("user@10.0.0.5", "must be host or host:port"),
+        ("", "is empty"),
+    ] {
+        let upstream = format!("endpoints = [{endpoint:?}]\n");
+        one(&upstream, "", &format!("endpoint `{endpoint}` "));
+        one(&upstream, "", why);
+    }
+    one(
+        "",
+        "nameservers = [\"dns.local\"]\n",
+        "nameserver `dns.local` is not an IP address or IP:port",
+    );
+    one(
+        "",
+        "dns_ttl_floor = 90\n",
+        "`dns_ttl_floor` (90 s) is above `dns_ttl_ceiling` (60 s)",
+    );
+    one(
+        "",
+        "connect_timeout = 0\n",
+        "expected a number of seconds from 1",
+    );
+    // The per-upstream keys belong to the upstream, not to `[plugins.proxy]`.
+    one(
+        "",
+        "endpoints = { \"http://reports:8080\" = [\"10.0.0.5\"] }\n",
+        "unknown key `endpoints`",
+    );
+}

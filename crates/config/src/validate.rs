@@ -45,9 +45,17 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             .as_ref()
             .and_then(|routes| compile_routes(routes, reporter));
         index_of.insert(upstream.url.value.clone(), upstreams.len());
+        let (endpoints, timeout) = upstream.routes.as_ref().map_or((Vec::new(), None), |raw| {
+            (
+                raw.endpoints.clone(),
+                raw.timeout_secs.map(Duration::from_secs),
+            )
+        });
         upstreams.push(Upstream {
             url: upstream.url.value,
             routes,
+            endpoints,
+            timeout,
         });
         raw_routes.push(upstream.routes);
     }
@@ -138,6 +146,48 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
         }
     }
 
+    let mut function_timeouts = BTreeMap::new();
+    let mut idempotent = std::collections::BTreeSet::new();
+    for (index, raw) in raw_routes.iter().enumerate() {
+        let Some(raw) = raw else { continue };
+        let url = upstreams[index].url.as_str();
+        for (name, secs) in &raw.function_timeouts {
+            if sent_there(reporter, &functions, index, url, name, "function_timeouts") {
+                function_timeouts.insert(name.value.clone(), Duration::from_secs(*secs));
+            }
+        }
+        for name in &raw.idempotent_functions {
+            if sent_there(
+                reporter,
+                &functions,
+                index,
+                url,
+                name,
+                "idempotent_functions",
+            ) {
+                idempotent.insert(name.value.clone());
+            }
+        }
+    }
+    let dns_ttl_floor = Duration::from_secs(proxy.dns_ttl_floor_secs.unwrap_or(1));
+    let dns_ttl_ceiling = Duration::from_secs(proxy.dns_ttl_ceiling_secs.unwrap_or(60));
+    if dns_ttl_floor > dns_ttl_ceiling {
+        let origin = proxy.origin.clone().unwrap_or(Origin::Defaults);
+        reporter.error(
+            Kind::InvalidValue,
+            &origin,
+            &KeyPath::default()
+                .child("plugins")
+                .child("proxy")
+                .child("dns_ttl_floor"),
+            format!(
+                "`dns_ttl_floor` ({} s) is above `dns_ttl_ceiling` ({} s)",
+                dns_ttl_floor.as_secs(),
+                dns_ttl_ceiling.as_secs()
+            ),
+        );
+    }
+
     Config {
         source: None,
         load_builtin_plugins,
@@ -151,9 +201,44 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             force_stream_apis: proxy.force_stream_apis,
             auth: framex_auth::Rules::from_rules(proxy.auth_rules),
             ca_file: proxy.ca_file.map(|file| PathBuf::from(file.value)),
+            connect_timeout: proxy.connect_timeout_secs.map(Duration::from_secs),
+            nameservers: proxy.nameservers,
+            dns_ttl: (dns_ttl_floor, dns_ttl_ceiling),
+            function_timeouts,
+            idempotent,
         },
         warnings: Vec::new(),
     }
+}
+
+/// Whether `name`, listed in the upstream `url`'s `what`, is a function that
+/// `proxy_functions` sends to that upstream (index `index`); reports it when
+/// it is not.
+fn sent_there(
+    reporter: &mut Reporter<'_>,
+    functions: &BTreeMap<String, usize>,
+    index: usize,
+    url: &str,
+    name: &crate::walk::Item<String>,
+    what: &str,
+) -> bool {
+    if functions.get(&name.value) == Some(&index) {
+        return true;
+    }
+    let mut message = format!(
+        "function `{}` in `{what}` is not sent to `{url}` by `proxy_functions`, so `{what}` would not apply to it",
+        name.value
+    );
+    let listed: Vec<&str> = functions
+        .iter()
+        .filter(|(_, at)| **at == index)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if let Some(close) = did_you_mean(&name.value, &listed) {
+        message.push_str(&format!("; did you mean `{close}`?"));
+    }
+    reporter.error(Kind::UnknownKey, &name.origin, &name.path, message);
+    false
 }
 
 fn compile_routes(routes: &RawRoutes, reporter: &mut Reporter<'_>) -> Option<Routes> {

@@ -71,6 +71,10 @@ pub(crate) struct RawProxy {
     pub(crate) force_stream_apis: Vec<String>,
     pub(crate) auth_rules: Vec<framex_auth::Rule>,
     pub(crate) ca_file: Option<Item<String>>,
+    pub(crate) connect_timeout_secs: Option<u64>,
+    pub(crate) nameservers: Vec<std::net::SocketAddr>,
+    pub(crate) dns_ttl_floor_secs: Option<u64>,
+    pub(crate) dns_ttl_ceiling_secs: Option<u64>,
 }
 
 impl Default for RawProxy {
@@ -84,6 +88,10 @@ impl Default for RawProxy {
             force_stream_apis: Vec::new(),
             auth_rules: Vec::new(),
             ca_file: None,
+            connect_timeout_secs: None,
+            nameservers: Vec::new(),
+            dns_ttl_floor_secs: None,
+            dns_ttl_ceiling_secs: None,
         }
     }
 }
@@ -100,6 +108,12 @@ pub(crate) struct RawRoutes {
     pub(crate) enable: Vec<Item<String>>,
     pub(crate) disable: Vec<Item<String>>,
     pub(crate) docs_path: String,
+    /// `endpoints`: the upstream's static endpoints.
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) timeout_secs: Option<u64>,
+    /// `function_timeouts`: function name to seconds.
+    pub(crate) function_timeouts: Vec<(Item<String>, u64)>,
+    pub(crate) idempotent_functions: Vec<Item<String>>,
 }
 
 #[derive(Debug)]
@@ -157,9 +171,23 @@ const PROXY: &[&str] = &[
     "timeout",
     "force_stream_apis",
     "auth",
+    // FrameX for Rust only; Python FrameX ignores them.
+    "connect_timeout",
+    "nameservers",
+    "dns_ttl_floor",
+    "dns_ttl_ceiling",
 ];
 const PROXY_IGNORED: &[&str] = &["ingress_config"];
-const UPSTREAM: &[&str] = &["enable", "disable", "docs_path"];
+const UPSTREAM: &[&str] = &[
+    "enable",
+    "disable",
+    "docs_path",
+    // FrameX for Rust only; Python FrameX ignores them here.
+    "endpoints",
+    "timeout",
+    "function_timeouts",
+    "idempotent_functions",
+];
 
 /// The builtin plugins that FrameX for Rust provides.
 const BUILTIN_PLUGINS: &[&str] = &["proxy"];
@@ -380,6 +408,23 @@ impl Walker<'_, '_> {
                 }
                 "auth" => proxy.auth_rules = self.auth(&entry.value, &path),
                 "ca_file" => proxy.ca_file = self.file_path(&entry.value, &path),
+                "connect_timeout" => proxy.connect_timeout_secs = self.seconds(&entry.value, &path),
+                "dns_ttl_floor" => proxy.dns_ttl_floor_secs = self.seconds(&entry.value, &path),
+                "dns_ttl_ceiling" => proxy.dns_ttl_ceiling_secs = self.seconds(&entry.value, &path),
+                "nameservers" => {
+                    for server in self.string_items(&entry.value, &path).unwrap_or_default() {
+                        match parse_nameserver(&server.value) {
+                            Some(address) => proxy.nameservers.push(address),
+                            None => self.invalid_item(
+                                &server,
+                                format!(
+                                    "nameserver `{}` is not an IP address or IP:port",
+                                    server.value
+                                ),
+                            ),
+                        }
+                    }
+                }
                 _ => self.other_key(entry, &path, PROXY, PROXY_IGNORED),
             }
         }
@@ -442,6 +487,10 @@ impl Walker<'_, '_> {
             }],
             disable: Vec::new(),
             docs_path: crate::DEFAULT_DOCS_PATH.to_owned(),
+            endpoints: Vec::new(),
+            timeout_secs: None,
+            function_timeouts: Vec::new(),
+            idempotent_functions: Vec::new(),
         };
         for entry in entries {
             let path = path.child(&entry.key);
@@ -464,6 +513,35 @@ impl Walker<'_, '_> {
                         }
                     }
                 }
+                "endpoints" => {
+                    let endpoints = self.string_items(&entry.value, &path).unwrap_or_default();
+                    if endpoints.is_empty() {
+                        self.invalid(
+                            &entry.value,
+                            &path,
+                            "lists no endpoints; leave `endpoints` out to call every address of the URL's host"
+                                .into(),
+                        );
+                    }
+                    for endpoint in endpoints {
+                        match check_endpoint(&endpoint.value) {
+                            Ok(()) => routes.endpoints.push(endpoint.value),
+                            Err(message) => self.invalid_item(&endpoint, message),
+                        }
+                    }
+                }
+                "timeout" => routes.timeout_secs = self.seconds(&entry.value, &path),
+                "function_timeouts" => {
+                    for (name, item) in self.keyed(&entry.value, &path) {
+                        if let Some(secs) = self.seconds(&item.value, &name.path) {
+                            routes.function_timeouts.push((name, secs));
+                        }
+                    }
+                }
+                "idempotent_functions" => {
+                    routes.idempotent_functions =
+                        self.string_items(&entry.value, &path).unwrap_or_default();
+                }
                 _ => self.other_key(entry, &path, UPSTREAM, &[]),
             }
         }
@@ -473,6 +551,22 @@ impl Walker<'_, '_> {
             }
         }
         Some(routes)
+    }
+
+    /// A table's entries, each key an item of its own.
+    fn keyed<'n>(&mut self, node: &'n Node, path: &KeyPath) -> Vec<(Item<String>, &'n Entry)> {
+        self.table(node, path)
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                let key = Item {
+                    value: entry.key.clone(),
+                    origin: entry.key_origin.clone(),
+                    path: path.child(&entry.key),
+                };
+                (key, entry)
+            })
+            .collect()
     }
 
     fn proxy_functions(&mut self, node: &Node, path: &KeyPath) -> Vec<RawFunctions> {
@@ -732,6 +826,62 @@ fn list(keys: &[&str]) -> String {
 
 /// Checks an upstream base URL: `http` or `https`, a host, an optional port, and
 /// nothing after it. Returns what is wrong.
+/// A nameserver: an IP address, with a port or on 53.
+fn parse_nameserver(text: &str) -> Option<std::net::SocketAddr> {
+    text.parse().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+    })
+}
+
+/// A static endpoint: `host` or `host:port`, an IP address (`[v6]` with a
+/// port) or a DNS name.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("endpoint `{endpoint}` {why}"));
+    if endpoint.is_empty() {
+        return bad("is empty");
+    }
+    if endpoint.contains("://") {
+        return bad("must be host or host:port, without a scheme (the upstream URL has it)");
+    }
+    if endpoint
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
+    {
+        return bad("must be host or host:port");
+    }
+    let (host, port) = if let Some(rest) = endpoint.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, port)) => match port.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return bad("must be [IPv6]:port"),
+            },
+            None => return bad("has an unclosed `[`"),
+        }
+    } else if endpoint.matches(':').count() > 1 {
+        if endpoint.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("is not host:port (an IPv6 address with a port goes in brackets)");
+        }
+        (endpoint, None)
+    } else {
+        match endpoint.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (endpoint, None),
+        }
+    };
+    if host.is_empty() {
+        return bad("has no host");
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|port| port > 0)
+    {
+        return bad("has a port that is not a number from 1 to 65535");
+    }
+    Ok(())
+}
+
 pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("it must be absolute, like `http://host:8080`".into());
