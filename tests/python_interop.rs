@@ -152,6 +152,13 @@ struct Fixture {
 static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
 
 /// The functions Python lists for the Rust instance.
+/// The keys of an upstream's table that only FrameX for Rust reads: the
+/// Python instance's configuration has them, which it must start with and
+/// ignore.
+const REPLICA_KEYS: &str = "timeout = 60\n\
+     function_timeouts = { \"interop_plugin.rust_describe\" = 30 }\n\
+     idempotent_functions = [\"interop_plugin.rust_u64\"]\n";
+
 const ON_RUST: [&str; 7] = [
     "interop_plugin.rust_describe",
     "interop_plugin.rust_fail",
@@ -200,10 +207,12 @@ fn start_all() -> Result<Fixture, String> {
          load_plugins = [\"interop_plugin\"]\n\n\
          [server]\nhost = \"{python_host}\"\nport = {python_port}\nenable_proxy = true\n\n\
          [auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{PYTHON_KEY}\"] }}\n\n\
-         [plugins.proxy.proxy_urls.\"{rust_url}\"]\nenable = [\"/api/v1/*\"]\ndisable = []\n\n\
+         [plugins.proxy.proxy_urls.\"{rust_url}\"]\nenable = [\"/api/v1/*\"]\ndisable = []\n\
+         endpoints = [\"{rust_endpoint}\"]\n{REPLICA_KEYS}\n\
          [plugins.proxy.proxy_urls.\"{locked_url}\"]\nenable = []\ndisable = []\n\n\
          [plugins.proxy]\nproxy_functions = {{ \"{rust_url}\" = {on_rust}, \"{locked_url}\" = [\"{ON_LOCKED}\"] }}\n\n\
-         [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{RUST_KEY}\"] }}\n"
+         [plugins.proxy.auth]\nrules = {{ \"/api/v1/proxy/remote\" = [\"{RUST_KEY}\"] }}\n",
+        rust_endpoint = rust_url.trim_start_matches("http://"),
     );
     let python = python_framex::start(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
@@ -894,6 +903,18 @@ fn the_python_configuration_loads_unchanged_in_rust() {
     );
     // Python's plugin list is accepted and not used.
     assert_eq!(config.load_plugins(), ["interop_plugin"]);
+    // The replica settings that Python FrameX started with and ignored.
+    let upstream = proxy.upstream(&fixture.rust_url).unwrap();
+    assert_eq!(
+        upstream.endpoints(),
+        [fixture.rust_url.trim_start_matches("http://")]
+    );
+    assert_eq!(upstream.timeout(), Some(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        proxy.function_timeout("interop_plugin.rust_describe"),
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert!(proxy.is_idempotent("interop_plugin.rust_u64"));
     let warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
     assert_eq!(warnings, Vec::<String>::new());
 }

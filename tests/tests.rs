@@ -2,6 +2,7 @@
 //! workspace crates together through the `framex` facade.
 
 mod bad_input;
+mod deadlines;
 mod embed;
 mod faults;
 mod forward;
@@ -10,6 +11,7 @@ mod metrics;
 mod on_proxy;
 mod python_interop;
 mod reload;
+mod replicas;
 mod seed_config;
 mod support;
 mod tls;

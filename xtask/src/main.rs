@@ -12,6 +12,7 @@ mod instances;
 mod load;
 mod memory;
 mod payload;
+mod replicas;
 mod routes;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -27,8 +28,10 @@ tasks:
           per request
   e2e     build the demo, start a remote and a local FrameX instance on free
           loopback ports, and check local and remote execution from outside
-  load [--calls N] [--concurrency C]
-          a bounded load run on loopback with a fault: the remote is killed
+  load [--calls N] [--concurrency C] [--fault F]...
+          bounded load runs on loopback, each with a fault (restart, kill-one,
+          cut-one, slow-one, dns-change, all-down, rolling-restart, or all; see
+          xtask/src/replicas.rs); the default, restart: the remote is killed
           and restarted mid-run; prints calls sent, succeeded, failed with a
           clear error, hung and lost (the last two must be 0)
   memory  one call with 30 MiB of arguments of each costly shape (zeros,

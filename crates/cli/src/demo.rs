@@ -2,7 +2,9 @@
 //! starts twice). Five `#[framex::on_proxy]` functions, four registered:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
-//!   made it (its name and process id);
+//!   made it (its name and process id), after `FRAMEX_DEMO_REPORT_DELAY_MS`
+//!   milliseconds if that is set (how `cargo xtask load --fault slow-one`
+//!   makes one replica slower than the others);
 //! - `demo.whoami()`: which instance ran the call;
 //! - `demo.slow(millis)`: answers after a while, a call in flight at shutdown;
 //! - `demo.echo(value)`: answers its argument, for `cargo xtask bench`;
@@ -35,6 +37,19 @@ use your_module::Report;
 /// This instance's name, set once at start-up.
 static INSTANCE: OnceLock<String> = OnceLock::new();
 
+/// `FRAMEX_DEMO_REPORT_DELAY_MS`, read once; zero when unset or not a number
+/// of milliseconds up to 10 s.
+fn report_delay() -> std::time::Duration {
+    static DELAY: OnceLock<std::time::Duration> = OnceLock::new();
+    *DELAY.get_or_init(|| {
+        let millis = std::env::var("FRAMEX_DEMO_REPORT_DELAY_MS")
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .unwrap_or(0);
+        std::time::Duration::from_millis(millis.min(10_000))
+    })
+}
+
 fn instance() -> Value {
     json!({
         "instance": INSTANCE.get().map_or("demo", String::as_str),
@@ -63,6 +78,10 @@ mod your_module {
     pub async fn build_report(job_id: String) -> Result<Report, framex::Error> {
         if job_id.is_empty() {
             return Err(framex::Error::msg("job_id must not be empty"));
+        }
+        let delay = super::report_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         Ok(Report {
             job_id,

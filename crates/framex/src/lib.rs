@@ -60,6 +60,8 @@ pub use framex_json as json;
 pub use framex_registry as registry;
 pub use framex_server as server;
 pub use framex_transport as transport;
+/// The deadline of the call a handler is running: `framex::deadline::current()`.
+pub use framex_transport::deadline;
 /// The JSON Schema crate whose `JsonSchema` derive describes the types of
 /// documented routes (aide's version of it).
 pub use schemars;
@@ -610,8 +612,12 @@ fn routing_of(config: &framex_config::Config) -> framex_registry::Routing {
         .key_for(framex_transport::wire::PROXY_FUNCTION_PATH)
         .map(|key| key.expose().to_owned());
     let mut routing = framex_registry::Routing::default();
-    for (name, url) in config.proxy().functions() {
-        routing = routing.route(name, framex_registry::Remote::new(url, key.clone()));
+    let proxy = config.proxy();
+    for (name, url) in proxy.functions() {
+        let remote = framex_registry::Remote::new(url, key.clone())
+            .with_timeout(proxy.function_timeout(name))
+            .with_idempotent(proxy.is_idempotent(name));
+        routing = routing.route(name, remote);
     }
     routing
 }
@@ -871,14 +877,29 @@ pub async fn resolve_routes(
     Ok(resolutions)
 }
 
-/// The client for calls and forwarded routes: `plugins.proxy.timeout`, and the
-/// system's CAs plus `plugins.proxy.ca_file`'s.
+/// The client for calls and forwarded routes: `plugins.proxy.timeout`, the
+/// system's CAs plus `plugins.proxy.ca_file`'s, and how upstreams' endpoints
+/// are found and connected to.
 fn client_of(config: &framex_config::Config) -> Result<framex_transport::Client, BuildError> {
-    Ok(framex_transport::Client::try_new(
-        framex_transport::ClientSettings::default()
-            .with_timeout(config.proxy().timeout())
-            .with_root_certificates(ca_certificates(config)?),
-    )?)
+    let proxy = config.proxy();
+    let (floor, ceiling) = proxy.dns_ttl_bounds();
+    let mut settings = framex_transport::ClientSettings::default()
+        .with_timeout(proxy.timeout())
+        .with_root_certificates(ca_certificates(config)?)
+        .with_nameservers(proxy.nameservers().iter().copied())
+        .with_dns_refresh(floor, ceiling);
+    if let Some(connect_timeout) = proxy.connect_timeout() {
+        settings = settings.with_connect_timeout(connect_timeout);
+    }
+    for upstream in proxy.upstreams() {
+        let mut own = framex_transport::UpstreamSettings::default()
+            .with_endpoints(upstream.endpoints().iter().cloned());
+        if let Some(timeout) = upstream.timeout() {
+            own = own.with_timeout(timeout);
+        }
+        settings = settings.with_upstream(upstream.url(), own);
+    }
+    Ok(framex_transport::Client::try_new(settings)?)
 }
 
 /// The certificates of `plugins.proxy.ca_file`, if set.

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use framex_transport::wire::CallBody;
-use framex_transport::{CallRequest, Client, Endpoint, Value};
+use framex_transport::{CallRequest, Client, Upstream, Value};
 use serde::Serialize;
 use tracing::Instrument as _;
 
@@ -47,6 +47,7 @@ use tracing::Instrument as _;
 /// lookup no slower, and every call looks its name up.
 type ByName<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
+mod endpoint_metrics;
 mod json;
 pub mod metrics;
 #[cfg(test)]
@@ -130,16 +131,18 @@ pub enum HandlerError {
     TooLarge(String),
 }
 
-/// Where calls of a name go: the remote URL and the key to send there. Its `Debug`
-/// output leaves the key out.
+/// Where calls of a name go: the remote URL, the key to send there, and how
+/// long a call may take. Its `Debug` output leaves the key out.
 #[derive(Clone)]
 pub struct Remote {
     url: String,
     key: Option<String>,
-    /// The endpoint of `url`, resolved when the routing is handed to a
+    timeout: Option<std::time::Duration>,
+    idempotent: bool,
+    /// The upstream of `url`, resolved when the routing is handed to a
     /// registry, so that a call looks nothing up by URL; `None` until then,
     /// and for a URL that is not one (its calls fail naming it).
-    endpoint: Option<Endpoint>,
+    upstream: Option<Upstream>,
 }
 
 impl Remote {
@@ -148,8 +151,24 @@ impl Remote {
         Remote {
             url: url.into(),
             key,
-            endpoint: None,
+            timeout: None,
+            idempotent: false,
+            upstream: None,
         }
+    }
+
+    /// Calls of it may take `timeout`, instead of the upstream's or the
+    /// client's.
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Remote {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The function may run twice: a call whose connection failed after it
+    /// was sent goes to another endpoint too.
+    pub fn with_idempotent(mut self, idempotent: bool) -> Remote {
+        self.idempotent = idempotent;
+        self
     }
 
     /// The upstream's base URL.
@@ -164,18 +183,23 @@ impl Remote {
 
     /// A call of `name` there with `body`.
     fn request<'a>(&'a self, name: &'a str, body: CallBody) -> CallRequest<'a> {
-        match &self.endpoint {
-            Some(endpoint) => CallRequest::to(endpoint, name, body),
+        match &self.upstream {
+            Some(upstream) => CallRequest::to(upstream, name, body),
             // Looked up by URL, which fails naming it and the function.
             None => CallRequest::encoded(&self.url, name, body),
         }
         .key(self.key())
+        .timeout(self.timeout)
+        .idempotent(self.idempotent)
     }
 }
 
 impl PartialEq for Remote {
     fn eq(&self, other: &Remote) -> bool {
-        self.url == other.url && self.key == other.key
+        self.url == other.url
+            && self.key == other.key
+            && self.timeout == other.timeout
+            && self.idempotent == other.idempotent
     }
 }
 
@@ -186,6 +210,8 @@ impl fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("url", &self.url)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("idempotent", &self.idempotent)
             .finish()
     }
 }
@@ -216,14 +242,15 @@ impl Routing {
             .map(|(name, remote)| (name.as_str(), &**remote))
     }
 
-    /// The routing with each remote's endpoint resolved by `client`, every
-    /// remote of one URL sharing one endpoint and its connections.
+    /// The routing with each remote's upstream resolved by `client`, every
+    /// remote of one URL sharing one upstream, its endpoints and their
+    /// connections.
     fn resolved(self, client: &Client) -> Routing {
         let remote = self
             .remote
             .into_iter()
             .map(|(name, mut remote)| {
-                Arc::make_mut(&mut remote).endpoint = client.endpoint(&remote.url).ok();
+                Arc::make_mut(&mut remote).upstream = client.upstream(&remote.url).ok();
                 (name, remote)
             })
             .collect();
@@ -346,12 +373,16 @@ impl Registry {
     /// An empty registry that routes by `routing` and calls remotes with `client`.
     pub fn new(routing: Routing, client: Client) -> Registry {
         let routing = routing.resolved(&client);
+        let metrics = Arc::<Metrics>::default();
+        metrics
+            .registry()
+            .register_collector(Box::new(endpoint_metrics::EndpointMetrics(client.clone())));
         Registry {
             inner: Arc::new(Inner {
                 handlers: ByName::default(),
                 routing: Arc::new(ArcSwap::from_pointee(routing)),
                 client,
-                metrics: Arc::default(),
+                metrics,
             }),
         }
     }

@@ -71,6 +71,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceExt as _};
 
+mod drain;
 mod envelope_status;
 pub mod forward;
 mod normalize_path;
@@ -256,6 +257,8 @@ pub(crate) struct State {
     /// forwarding table it was written for: written again only when the
     /// forwarded routes change, not on every request.
     pub(crate) openapi: std::sync::Mutex<Option<(u64, Bytes)>>,
+    /// Whether the instance is shutting down.
+    pub(crate) drain: drain::Drain,
 }
 
 /// A FrameX instance's HTTP side: FrameX's endpoints (`POST
@@ -368,6 +371,7 @@ impl Instance {
             settings,
             registry,
             forwarding,
+            drain: drain::Drain::default(),
         });
         Ok(Instance {
             in_process: router::build(
@@ -558,13 +562,29 @@ impl Server {
         tracing::info!(
             instance = state.settings.instance_name,
             grace = ?state.settings.shutdown_grace,
-            "shutting down: no new connections; letting calls in flight finish"
+            "shutting down: no new connections; callers told to move on; letting calls in flight finish"
         );
         drop(self.listener);
         drop(started);
         // Past the grace period the remaining connections are closed.
         let grace = state.settings.shutdown_grace;
-        if tokio::time::timeout(grace, graceful.shutdown())
+        let stop_at = tokio::time::Instant::now() + grace;
+        state.drain.start();
+        // Callers are told to move on (see `drain`) until they have.
+        loop {
+            while connections.try_join_next().is_some() {}
+            if connections.is_empty()
+                || state.drain.quiet_for() >= drain::QUIET
+                || tokio::time::Instant::now() >= stop_at
+            {
+                break;
+            }
+            tokio::select! {
+                _ = connections.join_next() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        if tokio::time::timeout_at(stop_at, graceful.shutdown())
             .await
             .is_err()
         {

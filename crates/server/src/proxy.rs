@@ -3,10 +3,12 @@
 
 use bytes::Bytes;
 use framex_registry::{CallError, Kwargs, Target};
-use framex_transport::ErrorKind;
+use std::time::Instant;
+
 use framex_transport::json;
 use framex_transport::trace::TraceContext;
 use framex_transport::wire::{self, CallBody, Envelope, WireError};
+use framex_transport::{ErrorKind, deadline};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tracing::Instrument as _;
@@ -20,19 +22,88 @@ pub(crate) fn handle(
     state: &State,
     request: Request<axum::body::Body>,
 ) -> impl Future<Output = Response<Full<Bytes>>> + Send + '_ {
-    let hops = crate::hops(request.headers());
-    serve(state, hops, request.into_body())
+    let headers = request.headers();
+    let hops = crate::hops(headers);
+    let deadline = headers
+        .get(deadline::TIMEOUT_HEADER)
+        .map(|value| deadline::parse(value, Instant::now()))
+        .transpose();
+    // A caller that fails over: a FrameX for Rust client.
+    let moves_on = headers.contains_key(framex_transport::ERRORS_HEADER);
+    let draining = state.drain.draining();
+    let body = request.into_body();
+    async move {
+        if draining && moves_on {
+            return draining_answer(&state.settings.instance_name);
+        }
+        let deadline = match deadline {
+            Ok(deadline) => deadline,
+            Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
+        };
+        let mut response = match deadline {
+            None => serve(state, hops, body, None).await,
+            Some(deadline) => {
+                let served = deadline::scope(deadline, serve(state, hops, body, Some(deadline)));
+                match tokio::time::timeout_at(deadline.into(), served).await {
+                    Ok(response) => response,
+                    Err(_) => past_deadline("the call did not end by its caller's deadline"),
+                }
+            }
+        };
+        if draining {
+            // The caller's next call goes elsewhere.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+/// 503 to a caller that moves on: this instance is shutting down, and the
+/// call did not run.
+fn draining_answer(instance: &str) -> Response<Full<Bytes>> {
+    let mut response = crate::retry_later(&format!(
+        "instance `{instance}` is shutting down; the call did not run here"
+    ));
+    let headers = response.headers_mut();
+    headers.insert(
+        const { http::HeaderName::from_static(framex_transport::DRAINING_HEADER) },
+        http::HeaderValue::from_static("1"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// 504: the caller's deadline passed (`why`); the caller no longer waits.
+/// Marked with a zero [`deadline::TIMEOUT_HEADER`], so that a FrameX for Rust
+/// caller reports its own timeout, whichever of the two ends first.
+fn past_deadline(why: &str) -> Response<Full<Bytes>> {
+    let mut response = envelope_response(StatusCode::GATEWAY_TIMEOUT, why);
+    response.headers_mut().insert(
+        const { http::HeaderName::from_static(deadline::TIMEOUT_HEADER) },
+        http::HeaderValue::from_static("0"),
+    );
+    response
 }
 
 async fn serve(
     state: &State,
     hops: Result<u32, String>,
     body: axum::body::Body,
+    deadline: Option<Instant>,
 ) -> Response<Full<Bytes>> {
     let hops = match hops {
         Ok(hops) => hops,
         Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
     };
+    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return past_deadline("the call arrived after its caller's deadline; it did not run");
+    }
     let body = match read_body(body, &state.settings).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -101,7 +172,12 @@ async fn serve(
         ));
     };
     let kwargs = Kwargs::from_json(kwargs).limit_memory(memory);
-    run_local(&name, target, kwargs, reserved).await
+    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return past_deadline(&format!(
+            "the caller's deadline passed before `{name}` could run; it did not run"
+        ));
+    }
+    run_local(&name, target, kwargs, reserved, deadline).await
 }
 
 /// The function name of a call: refused before any lookup when it is longer
@@ -164,6 +240,7 @@ async fn run_local(
     target: Target<'_>,
     kwargs: Kwargs,
     reserved: tokio::sync::OwnedSemaphorePermit,
+    deadline: Option<Instant>,
 ) -> Response<Full<Bytes>> {
     // The task owns its copy of the name; this one answers if it panics.
     let target = target.into_owned();
@@ -175,7 +252,30 @@ async fn run_local(
         drop(reserved);
         result
     });
-    let outcome = tokio::spawn(call.instrument(tracing::Span::current())).await;
+    let call = call.instrument(tracing::Span::current());
+    let mut task = match deadline {
+        // The handler reads its deadline (`framex_transport::deadline`), and
+        // the calls it makes end by then.
+        Some(deadline) => tokio::spawn(deadline::scope(deadline, call)),
+        None => tokio::spawn(call),
+    };
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), &mut task).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // No one waits for its result any more.
+                task.abort();
+                tracing::warn!(
+                    function = name,
+                    "proxy function stopped at its caller's deadline"
+                );
+                return past_deadline(&format!(
+                    "`{name}` did not finish by its caller's deadline and was stopped"
+                ));
+            }
+        },
+        None => task.await,
+    };
     match outcome {
         Ok(result) => answer(name, result),
         Err(_) => {
@@ -240,6 +340,15 @@ async fn relay(
                 ..Envelope::success(String::new())
             },
         ),
+        // The caller's own deadline, not this instance's timeout, ended it.
+        Err(CallError::Remote(error))
+            if error.is_timeout() && deadline::remaining().is_some_and(|left| left.is_zero()) =>
+        {
+            past_deadline(&format!(
+                "the call of `{name}` relayed to {} did not end by its caller's deadline",
+                error.url()
+            ))
+        }
         Err(CallError::Remote(error)) => {
             tracing::warn!(function = name, url = error.url(), %error, "relaying a call failed");
             let status = match error.kind() {

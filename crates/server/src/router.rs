@@ -98,7 +98,13 @@ pub(crate) fn build(state: &Arc<State>, routes: Router, layering: Layering) -> R
                 HEALTH_PATH,
                 get_service(service_fn(move |_: Request| {
                     let body = health_of(&health);
-                    async move { Ok::<_, Infallible>(json_response(StatusCode::OK, &body)) }
+                    // Draining: no longer ready for calls.
+                    let status = if health.drain.draining() {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    async move { Ok::<_, Infallible>(json_response(status, &body)) }
                 })),
             )
             .route(
@@ -376,15 +382,57 @@ fn overloaded(max_in_flight: usize) -> Response {
 }
 
 fn health_of(state: &State) -> serde_json::Value {
+    let status = if state.drain.draining() {
+        "draining"
+    } else {
+        "ok"
+    };
     let mut health = serde_json::json!({
-        "status": "ok",
+        "status": status,
         "instance": state.settings.instance_name,
         "pid": std::process::id(),
     });
     if state.forwarding.upstream_count() > 0 {
         health["upstreams"] = state.forwarding.health();
     }
+    let endpoints = state.registry.client().upstreams();
+    if !endpoints.is_empty() {
+        health["endpoints"] = endpoints_health(&endpoints);
+    }
     health
+}
+
+/// Each upstream's endpoints and their state, by upstream URL.
+fn endpoints_health(upstreams: &[framex_transport::UpstreamStatus]) -> serde_json::Value {
+    let millis = |duration: std::time::Duration| duration.as_secs_f64() * 1000.0;
+    let mut by_url = serde_json::Map::new();
+    for upstream in upstreams {
+        let endpoints: Vec<serde_json::Value> = upstream
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                serde_json::json!({
+                    "address": endpoint.address.to_string(),
+                    "state": if endpoint.ejected_for.is_some() { "ejected" } else { "healthy" },
+                    "ejected_for_ms": endpoint.ejected_for.map(|d| d.as_millis() as u64),
+                    "in_flight": endpoint.in_flight,
+                    "latency_ewma_ms": endpoint.latency_ewma.map(millis),
+                    "requests": endpoint.requests,
+                    "failures": endpoint.failures,
+                    "ejections": endpoint.ejections,
+                    "last_error": endpoint.last_error,
+                })
+            })
+            .collect();
+        by_url.insert(
+            upstream.url.clone(),
+            serde_json::json!({
+                "endpoints": endpoints,
+                "lookup_error": upstream.lookup_error,
+            }),
+        );
+    }
+    serde_json::Value::Object(by_url)
 }
 
 fn metrics_response(state: &State) -> Response<Full<bytes::Bytes>> {

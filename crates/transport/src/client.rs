@@ -1,15 +1,14 @@
 //! The pooled HTTP client that calls proxy functions on other FrameX instances.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framex_json::Value;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,10 +16,15 @@ use serde::de::DeserializeOwned;
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{Error, ErrorKind};
-use crate::pool::{Connection, Idle, OutgoingBody, StreamedBody};
-use crate::tls;
+use crate::pool::{OutgoingBody, StreamedBody};
 use crate::trace::TraceContext;
+use crate::upstream::discover::{Lookup, Refresh, Target};
+use crate::upstream::endpoint::{AttemptError, EndpointShared, Failure};
+use crate::upstream::{
+    Attempts, CallTemplate, Connector, Parts, Pinned, Policy, Tried, Upstream, UpstreamStatus,
+};
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
+use crate::{deadline, tls};
 
 /// The header that counts how many FrameX instances a call has passed through.
 pub const HOPS_HEADER: &str = "x-framex-hops";
@@ -46,6 +50,40 @@ pub struct ClientSettings {
     pool_max_idle_per_host: usize,
     retry_closed_connection: bool,
     root_certificates: Vec<CertificateDer<'static>>,
+    upstreams: HashMap<String, UpstreamSettings>,
+    nameservers: Vec<SocketAddr>,
+    dns_refresh: Refresh,
+    eject_base: Duration,
+    eject_max: Duration,
+}
+
+/// Settings of one upstream, by its base URL
+/// ([`ClientSettings::with_upstream`]).
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamSettings {
+    endpoints: Vec<String>,
+    timeout: Option<Duration>,
+}
+
+impl UpstreamSettings {
+    /// The instances to call instead of every address of the URL's host:
+    /// each `host:port` (or `host`, on the URL's port), an IP address or a
+    /// name that is looked up like the URL's host. The URL's host still goes
+    /// in the `Host` header and names the TLS server.
+    pub fn with_endpoints<S: Into<String>>(
+        mut self,
+        endpoints: impl IntoIterator<Item = S>,
+    ) -> UpstreamSettings {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long a call to this upstream may take, instead of the client's
+    /// timeout (a call's own timeout, [`CallRequest::timeout`], comes first).
+    pub fn with_timeout(mut self, timeout: Duration) -> UpstreamSettings {
+        self.timeout = Some(timeout);
+        self
+    }
 }
 
 impl Default for ClientSettings {
@@ -61,6 +99,14 @@ impl Default for ClientSettings {
             pool_max_idle_per_host: 64,
             retry_closed_connection: true,
             root_certificates: Vec::new(),
+            upstreams: HashMap::new(),
+            nameservers: Vec::new(),
+            dns_refresh: Refresh {
+                floor: Duration::from_secs(1),
+                ceiling: Duration::from_secs(60),
+            },
+            eject_base: Duration::from_secs(1),
+            eject_max: Duration::from_secs(30),
         }
     }
 }
@@ -73,7 +119,9 @@ impl ClientSettings {
         self
     }
 
-    /// How long connecting may take; default 10 s, and never longer than the timeout.
+    /// How long connecting may take; default 10 s, and never longer than the
+    /// timeout. It is also how long a connection may go without its data being
+    /// acknowledged (the socket's TCP user timeout) before it counts as cut.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientSettings {
         self.connect_timeout = timeout;
         self
@@ -129,9 +177,57 @@ impl ClientSettings {
         self
     }
 
+    /// Settings of the upstream at base URL `url`: its static endpoints, its
+    /// timeout.
+    pub fn with_upstream(
+        mut self,
+        url: impl Into<String>,
+        settings: UpstreamSettings,
+    ) -> ClientSettings {
+        self.upstreams.insert(url.into(), settings);
+        self
+    }
+
+    /// The DNS servers that upstreams' names are looked up on, instead of
+    /// the system's (`/etc/resolv.conf`).
+    pub fn with_nameservers(
+        mut self,
+        servers: impl IntoIterator<Item = SocketAddr>,
+    ) -> ClientSettings {
+        self.nameservers = servers.into_iter().collect();
+        self
+    }
+
+    /// How often an upstream's name is looked up again: when its records'
+    /// TTL runs out, but never sooner than `floor` (default 1 s, at least
+    /// 100 ms) nor later than `ceiling` (default 60 s).
+    pub fn with_dns_refresh(mut self, floor: Duration, ceiling: Duration) -> ClientSettings {
+        let floor = floor.max(Duration::from_millis(100));
+        self.dns_refresh = Refresh {
+            floor,
+            ceiling: ceiling.max(floor),
+        };
+        self
+    }
+
+    /// How long an endpoint that fails is left out: `base` (default 1 s) the
+    /// first time, twice as long each time it fails again, at most `max`
+    /// (default 30 s).
+    pub fn with_ejection(mut self, base: Duration, max: Duration) -> ClientSettings {
+        let base = base.max(Duration::from_millis(1));
+        self.eject_base = base;
+        self.eject_max = max.max(base);
+        self
+    }
+
     /// The call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The connect timeout (never longer than the call timeout).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.min(self.timeout)
     }
 }
 
@@ -140,11 +236,13 @@ impl ClientSettings {
 pub struct CallRequest<'a> {
     url: &'a str,
     /// The target resolved already ([`CallRequest::to`]): no lookup by URL.
-    endpoint: Option<&'a Endpoint>,
+    upstream: Option<&'a Upstream>,
     func_name: &'a str,
     body: CallBody,
     key: Option<&'a str>,
     hops: u32,
+    timeout: Option<Duration>,
+    idempotent: bool,
 }
 
 impl<'a> CallRequest<'a> {
@@ -165,25 +263,23 @@ impl<'a> CallRequest<'a> {
     pub fn encoded(url: &'a str, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
         CallRequest {
             url,
-            endpoint: None,
+            upstream: None,
             func_name,
             body,
             key: None,
             hops: 0,
+            timeout: None,
+            idempotent: false,
         }
     }
 
-    /// A call whose body is already encoded to an endpoint resolved once
-    /// ([`Client::endpoint`]), as a caller that calls the same instance again
-    /// and again holds it.
-    pub fn to(endpoint: &'a Endpoint, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
+    /// A call whose body is already encoded to an upstream resolved once
+    /// ([`Client::upstream`]), as a caller that calls the same instances
+    /// again and again holds it.
+    pub fn to(upstream: &'a Upstream, func_name: &'a str, body: CallBody) -> CallRequest<'a> {
         CallRequest {
-            url: endpoint.url(),
-            endpoint: Some(endpoint),
-            func_name,
-            body,
-            key: None,
-            hops: 0,
+            upstream: Some(upstream),
+            ..CallRequest::encoded(upstream.url(), func_name, body)
         }
     }
 
@@ -198,6 +294,22 @@ impl<'a> CallRequest<'a> {
         self.hops = hops;
         self
     }
+
+    /// How long this call may take, instead of the upstream's or the client's
+    /// timeout. A call made while another is served never outlasts that one's
+    /// deadline ([`crate::deadline`]).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> CallRequest<'a> {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Marks the function as safe to run twice: a call whose connection failed
+    /// after it was sent goes to another endpoint too (within the retry
+    /// budget), not only one that provably reached no handler.
+    pub fn idempotent(mut self, idempotent: bool) -> CallRequest<'a> {
+        self.idempotent = idempotent;
+        self
+    }
 }
 
 /// A pooled, keep-alive HTTP/1 client for FrameX calls, over `http://` or
@@ -205,47 +317,52 @@ impl<'a> CallRequest<'a> {
 ///
 /// A call runs on the task that awaits it: that task writes the request and
 /// reads the answer on a connection taken from the pool, with no task per
-/// connection and no channel in between. Each base URL has its own idle
-/// connections, at most [`ClientSettings::with_pool_max_idle_per_host`] of them,
-/// closed after [`ClientSettings::with_pool_idle_timeout`].
-#[derive(Debug, Clone)]
+/// connection and no channel in between. Each base URL is an [`Upstream`]:
+/// every address its host resolves to (looked up again as the DNS TTL says),
+/// each with its own idle connections, at most
+/// [`ClientSettings::with_pool_max_idle_per_host`] of them, closed after
+/// [`ClientSettings::with_pool_idle_timeout`]. Each call goes to the endpoint
+/// that power-of-two-choices over peak-EWMA latency picks; one that provably
+/// never reached a handler (refused, closed before it was written, shed with a
+/// 503) goes to another, within a retry budget of 20% of the calls plus 10 a
+/// second; an endpoint that keeps failing is left out for a backoff.
+#[derive(Clone)]
 pub struct Client {
-    connector: HttpsConnector<HttpConnector>,
+    connectors: Arc<Connectors>,
     settings: Arc<ClientSettings>,
-    endpoints: Arc<RwLock<HashMap<Box<str>, Endpoint>>>,
+    lookup: Lookup,
+    upstreams: Arc<RwLock<HashMap<Box<str>, Upstream>>>,
 }
 
-/// The proxy-function endpoint of one instance, parsed once, and its idle
-/// connections: what [`Client::endpoint`] resolves a base URL to. Cloning it
-/// shares the connections.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub(crate) inner: Arc<EndpointInner>,
-}
-
-impl Endpoint {
-    /// The base URL it was resolved from.
-    pub fn url(&self) -> &str {
-        &self.inner.url
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct EndpointInner {
-    /// The base URL, for messages.
-    url: Box<str>,
-    /// The whole URL, which the connector connects to.
-    pub(crate) uri: Uri,
-    /// Its path, which the request line carries.
-    pub(crate) path: Uri,
-    pub(crate) host: HeaderValue,
-    /// `None` for a URL past [`MAX_REMEMBERED_ENDPOINTS`]: its connection is
-    /// closed after the call.
-    pub(crate) idle: Option<Arc<Idle>>,
+/// What every endpoint's connector is made of.
+struct Connectors {
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    policy: Arc<Policy>,
 }
 
-/// How many base URLs a [`Client`] keeps parsed.
-const MAX_REMEMBERED_ENDPOINTS: usize = 1024;
+impl Connectors {
+    fn for_address(&self, address: SocketAddr) -> Connector {
+        let mut http = HttpConnector::new_with_resolver(Pinned(address));
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        // A connection whose data goes unacknowledged this long is cut, so
+        // that a call on an endpoint that vanished fails instead of hanging.
+        http.set_tcp_user_timeout(Some(self.connect_timeout));
+        tls::wrap(http, self.tls.clone())
+    }
+}
+
+/// How many base URLs a [`Client`] keeps resolved.
+const MAX_REMEMBERED_UPSTREAMS: usize = 1024;
 
 impl Default for Client {
     fn default() -> Client {
@@ -259,47 +376,77 @@ impl Client {
     /// A root certificate that rustls cannot use is left out; [`Client::try_new`]
     /// refuses it instead.
     pub fn new(settings: ClientSettings) -> Client {
-        let (connector, _rejected) = connector(&settings);
-        Client::build(connector, settings)
+        let (tls, _rejected) = tls::client_config(&settings.root_certificates);
+        Client::build(tls, settings)
     }
 
     /// A client with these settings, or the error of the first root certificate
     /// that rustls cannot use.
     pub fn try_new(settings: ClientSettings) -> Result<Client, tls::TlsError> {
-        let (connector, rejected) = connector(&settings);
+        let (tls, rejected) = tls::client_config(&settings.root_certificates);
         if let Some(error) = rejected.into_iter().next() {
             return Err(error);
         }
-        Ok(Client::build(connector, settings))
+        Ok(Client::build(tls, settings))
     }
 
-    fn build(connector: HttpsConnector<HttpConnector>, settings: ClientSettings) -> Client {
+    fn build(tls: rustls::ClientConfig, settings: ClientSettings) -> Client {
+        let policy = Arc::new(Policy {
+            pool_idle_timeout: settings.pool_idle_timeout,
+            pool_max_idle: settings.pool_max_idle_per_host,
+            retry_closed_connection: settings.retry_closed_connection,
+            eject_base: settings.eject_base,
+            eject_max: settings.eject_max,
+        });
         Client {
-            connector,
+            connectors: Arc::new(Connectors {
+                tls,
+                connect_timeout: settings.connect_timeout(),
+                policy,
+            }),
+            lookup: dns_lookup(&settings.nameservers),
             settings: Arc::new(settings),
-            endpoints: Arc::default(),
+            upstreams: Arc::default(),
         }
     }
 
-    /// The proxy-function endpoint of the instance at base URL `url`, which
-    /// calls of it ([`CallRequest::to`]) go to without looking the URL up.
-    /// Every endpoint of one URL shares its idle connections. The error is an
-    /// [`ErrorKind::InvalidUrl`] naming the URL.
-    pub fn endpoint(&self, url: &str) -> Result<Endpoint, Error> {
+    /// The instances behind base URL `url`, which calls of it
+    /// ([`CallRequest::to`]) go to without looking the URL up; from now on,
+    /// its host is looked up as its TTL says. Every upstream of one URL shares
+    /// its endpoints and their connections. The error is an
+    /// [`ErrorKind::InvalidUrl`] naming the URL (its source names the static
+    /// endpoint of [`UpstreamSettings::with_endpoints`] that is not one).
+    pub fn upstream(&self, url: &str) -> Result<Upstream, Error> {
         self.lookup(url, "")
     }
 
-    /// The endpoint of `url`, parsed once per URL: calls go to a handful of
-    /// instances, again and again.
-    pub(crate) fn lookup(&self, url: &str, func: &str) -> Result<Endpoint, Error> {
-        if let Some(endpoint) = self
-            .endpoints
+    /// Every upstream this client has called or resolved, and the state of
+    /// its endpoints, by URL.
+    pub fn upstreams(&self) -> Vec<UpstreamStatus> {
+        let upstreams: Vec<Upstream> = self
+            .upstreams
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut statuses: Vec<UpstreamStatus> = upstreams.iter().map(Upstream::status).collect();
+        statuses.sort_by(|a, b| a.url.cmp(&b.url));
+        statuses
+    }
+
+    /// The upstream of `url`, made once per URL: calls go to a handful of
+    /// upstreams, again and again.
+    pub(crate) fn lookup(&self, url: &str, func: &str) -> Result<Upstream, Error> {
+        if let Some(upstream) = self
+            .upstreams
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(url)
         {
-            return Ok(endpoint.clone());
+            return Ok(upstream.clone());
         }
+        let invalid = || Error::new(ErrorKind::InvalidUrl, url, func);
         let uri: Uri = format!("{url}{PROXY_FUNCTION_PATH}")
             .parse()
             .ok()
@@ -309,53 +456,84 @@ impl Client {
                     || scheme == Some(&http::uri::Scheme::HTTPS))
                     && uri.host().is_some()
             })
-            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+            .ok_or_else(invalid)?;
+        let default_port = match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        };
+        let authority = uri.authority().ok_or_else(invalid)?;
+        // Credentials in the URL would be dropped without a word: FrameX
+        // sends keys in `Authorization` (`[plugins.proxy.auth]`).
+        if authority.as_str().contains('@') {
+            return Err(invalid().with_source("a base URL must not hold credentials"));
+        }
+        let port = authority.port_u16().unwrap_or(default_port);
         // The host and port as written, which is what the connection pool would
         // otherwise format into a `Host` header on every call.
-        let host = uri
-            .authority()
-            .and_then(|authority| {
-                let port = authority.port_u16();
-                let default = match uri.scheme_str() {
-                    Some("https") => 443,
-                    _ => 80,
-                };
-                let host = authority.host();
-                match port {
-                    Some(port) if port != default => {
-                        HeaderValue::from_str(&format!("{host}:{port}")).ok()
-                    }
-                    _ => HeaderValue::from_str(host).ok(),
-                }
-            })
-            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => {
+                HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+            }
+            _ => HeaderValue::from_str(authority.host()),
+        }
+        .map_err(|_| invalid())?;
         let path = uri
             .path_and_query()
             .map(|path| Uri::from(path.clone()))
-            .ok_or_else(|| Error::new(ErrorKind::InvalidUrl, url, func))?;
-        let mut endpoints = self
-            .endpoints
+            .ok_or_else(invalid)?;
+        let own = self.settings.upstreams.get(url);
+        let targets = match own.map(|own| own.endpoints.as_slice()) {
+            Some(endpoints) if !endpoints.is_empty() => endpoints
+                .iter()
+                .map(|endpoint| Target::parse(endpoint, port))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|detail| invalid().with_source(detail))?,
+            _ => vec![Target {
+                host: authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port,
+            }],
+        };
+        let connectors = self.connectors.clone();
+        let endpoint_uri = uri.clone();
+        let upstream_url: Arc<str> = Arc::from(url);
+        let make = move |address: SocketAddr, changed| {
+            EndpointShared::new(
+                address,
+                upstream_url.clone(),
+                connectors.for_address(address),
+                endpoint_uri.clone(),
+                connectors.policy.clone(),
+                changed,
+            )
+        };
+        let mut upstreams = self
+            .upstreams
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(endpoint) = endpoints.get(url) {
-            // Another call parsed it first: share its connections.
-            return Ok(endpoint.clone());
+        if let Some(upstream) = upstreams.get(url) {
+            // Another call made it first: share its endpoints.
+            return Ok(upstream.clone());
         }
-        // Bounded, for a program that calls ever new URLs.
-        let remembered = endpoints.len() < MAX_REMEMBERED_ENDPOINTS;
-        let endpoint = Endpoint {
-            inner: Arc::new(EndpointInner {
-                url: url.into(),
-                uri,
-                path,
-                host,
-                idle: remembered.then(Arc::default),
-            }),
-        };
-        if remembered {
-            endpoints.insert(url.into(), endpoint.clone());
+        let upstream = Upstream::new(Parts {
+            url: url.into(),
+            path,
+            host,
+            timeout: own.and_then(|own| own.timeout),
+            targets,
+            lookup: self.lookup.clone(),
+            refresh: self.settings.dns_refresh,
+            make: Box::new(make),
+        });
+        // Bounded, for a program that calls ever new URLs: those past the
+        // bound are made for the call, and their connections closed after it.
+        if upstreams.len() < MAX_REMEMBERED_UPSTREAMS {
+            upstreams.insert(url.into(), upstream.clone());
         }
-        Ok(endpoint)
+        Ok(upstream)
     }
 
     /// The client's settings.
@@ -424,117 +602,106 @@ impl Client {
 
     /// Sends a prepared call and returns the envelope's `data` still encoded, as a
     /// relaying instance passes it on.
+    ///
+    /// The call may take its own timeout ([`CallRequest::timeout`]), else its
+    /// upstream's ([`UpstreamSettings::with_timeout`]), else the client's; and
+    /// never longer than the deadline of the call being served, if any.
     pub async fn send_encoded(&self, call: CallRequest<'_>) -> Result<Value, Error> {
-        let timeout = self.settings.timeout;
-        match tokio::time::timeout(timeout, self.exchange(&call)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout { after: timeout },
-                call.url,
-                call.func_name,
-            )),
-        }
-    }
-
-    async fn exchange(&self, call: &CallRequest<'_>) -> Result<Value, Error> {
         let (url, func) = (call.url, call.func_name);
         let looked_up;
-        let endpoint = match call.endpoint {
-            Some(endpoint) => &endpoint.inner,
+        let upstream = match call.upstream {
+            Some(upstream) => upstream,
             None => {
                 looked_up = self.lookup(url, func)?;
-                &looked_up.inner
+                &looked_up
             }
         };
-        let authorization = call
-            .key
-            .map(|key| {
-                let mut value = HeaderValue::from_str(key).map_err(|e| {
-                    let detail = "the key is not a valid header value".to_owned();
-                    Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
-                })?;
-                value.set_sensitive(true);
-                Ok::<_, Error>(value)
-            })
-            .transpose()?;
-        let body = Bytes::from(call.body.to_json());
-        // The caller's trace goes on, from the current span.
-        let trace = TraceContext::outgoing();
-        let request = || {
-            let mut request = Request::new(OutgoingBody::Left(Full::new(body.clone())));
-            *request.method_mut() = Method::POST;
-            *request.uri_mut() = endpoint.path.clone();
-            let headers = request.headers_mut();
-            headers.insert(HOST, endpoint.host.clone());
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            headers.insert(
-                const { http::HeaderName::from_static(ERRORS_HEADER) },
-                HeaderValue::from_static(ERRORS_BY_STATUS),
-            );
-            if let Some(value) = &authorization {
-                headers.insert(AUTHORIZATION, value.clone());
-            }
-            if call.hops > 0 {
-                headers.insert(
-                    const { http::HeaderName::from_static(HOPS_HEADER) },
-                    HeaderValue::from(call.hops),
-                );
-            }
-            trace.insert_into(headers);
-            request
+        let timeout = call
+            .timeout
+            .or(upstream.inner.timeout)
+            .unwrap_or(self.settings.timeout);
+        let now = Instant::now();
+        let deadline = match (now.checked_add(timeout), deadline::current()) {
+            (Some(own), Some(caller)) => Some(own.min(caller)),
+            (own, caller) => own.or(caller),
         };
+        let after = deadline.map_or(timeout, |deadline| deadline.saturating_duration_since(now));
+        let attempts = Attempts::default();
+        let exchange = self.exchange(&call, upstream, deadline, after, &attempts);
+        let result = match deadline {
+            // The call it is made from has no time left: nothing is sent.
+            Some(_) if after.is_zero() => Err(Error::new(ErrorKind::Timeout { after }, url, func)
+                .with_source("the deadline of the call it is made for had passed")),
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(ErrorKind::Timeout { after }, url, func)),
+            },
+            None => exchange.await,
+        };
+        result.map_err(|error| error.with_tried(tried(&attempts)))
+    }
 
-        let idle = endpoint.idle.as_ref();
-        let mut connection = self.connection(endpoint, url, func).await?;
-        let interrupted =
-            |error: hyper::Error| Error::new(ErrorKind::Interrupted, url, func).with_source(error);
-        let response = match connection.send(request()).await {
-            Ok(response) => response,
-            // The call is sent once more on a new connection (see
-            // `ClientSettings::with_retry_closed_connection`).
-            Err(error) if self.settings.retry_closed_connection && closed_before_answer(&error) => {
-                connection = match self.open(endpoint, url, func).await {
-                    Ok(connection) => connection,
-                    // The instance is gone: the first failure says more.
-                    Err(_) => return Err(interrupted(error)),
-                };
-                connection.send(request()).await.map_err(interrupted)?
-            }
-            Err(error) => return Err(interrupted(error)),
-        };
-        let status = response.status();
-        let limit = self.settings.max_response_bytes;
-        let body = connection
-            .read_body(response.into_body(), limit)
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    let detail = format!("the answer is larger than {limit} bytes");
-                    Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
-                } else {
-                    Error::new(ErrorKind::Interrupted, url, func).with_source(e)
-                }
+    async fn exchange(
+        &self,
+        call: &CallRequest<'_>,
+        upstream: &Upstream,
+        deadline: Option<Instant>,
+        after: Duration,
+        attempts: &Attempts,
+    ) -> Result<Value, Error> {
+        let (url, func) = (call.url, call.func_name);
+        let inner = &upstream.inner;
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(HOST, inner.host.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            const { http::HeaderName::from_static(ERRORS_HEADER) },
+            HeaderValue::from_static(ERRORS_BY_STATUS),
+        );
+        if let Some(key) = call.key {
+            let mut value = HeaderValue::from_str(key).map_err(|e| {
+                let detail = "the key is not a valid header value".to_owned();
+                Error::new(ErrorKind::Decode { detail }, url, func).with_source(e)
             })?;
-        if let Some(idle) = idle
-            && connection.is_reusable().await
-        {
-            idle.put(
-                connection,
-                self.settings.pool_max_idle_per_host,
-                self.settings.pool_idle_timeout,
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        if call.hops > 0 {
+            headers.insert(
+                const { http::HeaderName::from_static(HOPS_HEADER) },
+                HeaderValue::from(call.hops),
             );
         }
-        interpret(status, &body, url, func)
+        // The caller's trace goes on, from the current span.
+        TraceContext::outgoing().insert_into(&mut headers);
+        let template = Arc::new(CallTemplate {
+            path: inner.path.clone(),
+            headers,
+            body: Bytes::from(call.body.to_json()),
+            deadline,
+            max_response_bytes: self.settings.max_response_bytes,
+        });
+        let answered = inner
+            .call(template, call.idempotent, attempts)
+            .await
+            .map_err(|error| attempt_error(error, url, func, self.settings.max_response_bytes))?;
+        if answered.deadline_passed {
+            // The remote stopped at this call's deadline, just before this
+            // side's timer: the same timeout.
+            return Err(Error::new(ErrorKind::Timeout { after }, url, func));
+        }
+        interpret(answered.status, &answered.body, url, func)
     }
 
     /// Sends `request` (any method, any body, streamed; its URI a URL under
-    /// base URL `url`) to that instance, over the idle connections that calls
-    /// of `url` use, and returns the answer as soon as its head arrives; its
-    /// body is read as the caller reads it, and its connection goes back to
-    /// the pool once it has ended. The request line carries the URI's path and
-    /// query, the `Host` header the URL's host; the caller's timeouts apply
-    /// (this waits for the head without one). What route forwarding sends
-    /// through.
+    /// base URL `url`) to one of that upstream's endpoints, over the idle
+    /// connections that calls of `url` use, and returns the answer as soon as
+    /// its head arrives; its body is read as the caller reads it, and its
+    /// connection goes back to the pool once it has ended. The request line
+    /// carries the URI's path and query, the `Host` header the URL's host; the
+    /// caller's timeouts apply (this waits for the head without one). A
+    /// request that never left goes to another endpoint. What route
+    /// forwarding sends through.
     pub async fn forward<B>(
         &self,
         url: &str,
@@ -544,93 +711,82 @@ impl Client {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let endpoint = self.lookup(url, "")?;
-        let endpoint = &endpoint.inner;
+        let upstream = self.lookup(url, "")?;
+        let inner = &upstream.inner;
         let origin_form = request
             .uri()
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
         *request.uri_mut() = origin_form;
-        request.headers_mut().insert(HOST, endpoint.host.clone());
+        request.headers_mut().insert(HOST, inner.host.clone());
         let request = request.map(|body| {
             OutgoingBody::Right(http_body_util::BodyExt::boxed_unsync(
                 http_body_util::BodyExt::map_err(body, Into::into),
             ))
         });
-        let mut connection = self.connection(endpoint, url, "").await?;
-        let response = connection
-            .send(request)
-            .await
-            .map_err(|error| Error::new(ErrorKind::Interrupted, url, "").with_source(error))?;
-        let (parts, body) = response.into_parts();
-        let body = StreamedBody::new(
-            body,
-            connection,
-            endpoint.idle.clone(),
-            self.settings.pool_max_idle_per_host,
-            self.settings.pool_idle_timeout,
-        );
-        Ok(Response::from_parts(parts, body))
-    }
-
-    /// An idle connection to `endpoint` from the pool, else a new one.
-    async fn connection(
-        &self,
-        endpoint: &EndpointInner,
-        url: &str,
-        func: &str,
-    ) -> Result<Connection, Error> {
-        if let Some(idle) = &endpoint.idle
-            && let Some(connection) = idle.take(self.settings.pool_idle_timeout).await
-        {
-            return Ok(connection);
-        }
-        self.open(endpoint, url, func).await
-    }
-
-    /// A new connection to `endpoint`.
-    async fn open(
-        &self,
-        endpoint: &EndpointInner,
-        url: &str,
-        func: &str,
-    ) -> Result<Connection, Error> {
-        Connection::open(&self.connector, &endpoint.uri)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Connect, url, func).with_source(e))
+        let attempts = Attempts::default();
+        inner.forward(request, &attempts).await.map_err(|error| {
+            attempt_error(error, url, "", self.settings.max_response_bytes)
+                .with_tried(tried(&attempts))
+        })
     }
 }
 
-/// Whether a request failed because its connection closed before any part of
-/// the answer arrived: the server closed a kept-alive connection as the request
-/// went out on it.
-fn closed_before_answer(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
-        // Cut while the answer was awaited, or closed before the request went
-        // out at all.
-        let incomplete = cause
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed());
-        let reset = cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            )
-        });
-        if incomplete || reset {
-            return true;
+/// The client's DNS: `nameservers`, else the system's configuration, else
+/// the system's resolver.
+fn dns_lookup(nameservers: &[SocketAddr]) -> Lookup {
+    use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let builder = if nameservers.is_empty() {
+        match hickory_resolver::TokioResolver::builder_tokio() {
+            Ok(builder) => builder,
+            Err(error) => {
+                tracing::debug!(%error, "no DNS configuration: names are looked up by the system");
+                return Lookup::System;
+            }
         }
-        source = cause.source();
+    } else {
+        let servers = nameservers
+            .iter()
+            .map(|server| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                NameServerConfig::new(server.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        hickory_resolver::TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(None, Vec::new(), servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    match builder.build() {
+        Ok(resolver) => Lookup::Dns(Arc::new(resolver)),
+        Err(error) => {
+            tracing::debug!(%error, "no DNS resolver: names are looked up by the system");
+            Lookup::System
+        }
     }
-    false
 }
 
-fn connector(settings: &ClientSettings) -> (HttpsConnector<HttpConnector>, Vec<tls::TlsError>) {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
-    tls::connector(http, &settings.root_certificates)
+fn tried(attempts: &Attempts) -> Vec<Tried> {
+    attempts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// The error of a call whose last attempt failed so.
+fn attempt_error(error: AttemptError, url: &str, func: &str, limit: usize) -> Error {
+    let kind = match error.failure {
+        Failure::NoEndpoints | Failure::Connect => ErrorKind::Connect,
+        Failure::NotSent | Failure::Interrupted | Failure::Unreachable => ErrorKind::Interrupted,
+        Failure::TooLarge => ErrorKind::Decode {
+            detail: format!("the answer is larger than {limit} bytes"),
+        },
+    };
+    Error::new(kind, url, func).with_source(error.source)
 }
 
 /// Turns an HTTP answer into the envelope's encoded data or an error.

@@ -16,6 +16,8 @@ pub struct Error {
     url: String,
     func_name: String,
     source: Option<BoxError>,
+    /// The endpoints the call was sent to, and how each attempt ended.
+    tried: Vec<String>,
 }
 
 /// What went wrong in a call.
@@ -64,7 +66,23 @@ impl Error {
             url: url.to_owned(),
             func_name: func_name.to_owned(),
             source: None,
+            tried: Vec::new(),
         }
+    }
+
+    /// Notes the attempts the call made that failed.
+    pub(crate) fn with_tried(mut self, tried: Vec<crate::upstream::Tried>) -> Error {
+        if !tried.is_empty() {
+            self.tried = tried.iter().map(ToString::to_string).collect();
+        }
+        self
+    }
+
+    /// The endpoints the call was sent to and how each attempt ended, such
+    /// as `127.0.0.2:8080 (connection refused)`; empty when it made no
+    /// attempt that failed.
+    pub fn endpoints_tried(&self) -> &[String] {
+        &self.tried
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Error {
@@ -120,6 +138,13 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_kind(f)?;
+        self.write_tried(f)
+    }
+}
+
+impl Error {
+    fn write_kind(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (url, func) = (&self.url, &self.func_name);
         match &self.kind {
             // Resolved before any function is called (`Client::endpoint`).
@@ -159,6 +184,30 @@ impl fmt::Display for Error {
             }
         }
     }
+}
+
+impl Error {
+    fn write_tried(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tried.is_empty() {
+            return Ok(());
+        }
+        write!(f, "; tried {}", self.tried.join(", "))
+    }
+}
+
+/// `error` and its causes, `: `-separated, each message once.
+pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl StdError for Error {

@@ -45,19 +45,23 @@
 //! the W3C trace context from call to call.
 
 mod client;
+pub mod deadline;
 mod error;
 mod pool;
 pub mod tls;
 pub mod trace;
+mod upstream;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use client::{
-    CallRequest, Client, ClientSettings, ERRORS_BY_STATUS, ERRORS_HEADER, Endpoint, HOPS_HEADER,
+    CallRequest, Client, ClientSettings, ERRORS_BY_STATUS, ERRORS_HEADER, HOPS_HEADER,
+    UpstreamSettings,
 };
 pub use error::{Error, ErrorKind};
 pub use framex_json::{self as json, Value};
 pub use pool::StreamedBody;
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+pub use upstream::{DRAINING_HEADER, EndpointStatus, Upstream, UpstreamStatus};

@@ -21,10 +21,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tower_service::Service;
+
+use crate::upstream::Connector;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -53,10 +54,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects to `uri`'s host (TLS for `https://`) within the connector's
     /// connect timeout.
-    pub(crate) async fn open(
-        connector: &HttpsConnector<HttpConnector>,
-        uri: &Uri,
-    ) -> Result<Connection, BoxError> {
+    pub(crate) async fn open(connector: &Connector, uri: &Uri) -> Result<Connection, BoxError> {
         let mut connector = connector.clone();
         poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri.clone()).await?;
@@ -67,13 +65,17 @@ impl Connection {
         })
     }
 
-    /// Sends `request` and waits for the head of the answer.
+    /// Sends `request` and waits for the head of the answer; the request
+    /// comes back with the error when it was never written.
     pub(crate) async fn send(
         &mut self,
         request: Request<OutgoingBody>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        let response = self.sender.send_request(request);
-        self.drive(response).await
+    ) -> Result<Response<Incoming>, SendError> {
+        let response = self.sender.try_send_request(request);
+        self.drive(response).await.map_err(|mut error| SendError {
+            unsent: error.take_message(),
+            error: error.into_error(),
+        })
     }
 
     /// Reads the whole body of an answer, refusing one longer than `limit` bytes.
@@ -121,6 +123,14 @@ impl Connection {
         }
         self.driver.is_some()
     }
+}
+
+/// A request that failed: why, and the request itself when the connection
+/// closed before any of it was written.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub(crate) error: hyper::Error,
+    pub(crate) unsent: Option<Request<OutgoingBody>>,
 }
 
 pin_project_lite::pin_project! {
@@ -244,6 +254,12 @@ impl Idle {
                 return Some(connection);
             }
         }
+    }
+
+    /// Closes every idle connection: the server said it closes them.
+    pub(crate) fn clear(&self) {
+        let closed = std::mem::take(&mut self.state().connections);
+        drop(closed);
     }
 
     /// Keeps `connection` for the next call, closing the oldest idle one when

@@ -333,17 +333,18 @@ async fn the_host_header_leaves_out_the_default_port_and_keeps_others() {
         ("https://remote-framex:8443", "remote-framex:8443"),
         ("http://[::1]:9000", "[::1]:9000"),
     ] {
-        let endpoint = client.endpoint(url).unwrap();
-        assert_eq!(endpoint.inner.host, host, "{url}");
-        assert_eq!(
-            endpoint.inner.uri.to_string(),
-            format!("{url}/api/v1/proxy/remote"),
-            "{url}"
-        );
+        let upstream = client.upstream(url).unwrap();
+        assert_eq!(upstream.inner.host, host, "{url}");
+        assert_eq!(upstream.inner.path, "/api/v1/proxy/remote", "{url}");
     }
-    for url in ["remote-framex:8080", "ftp://remote-framex", "http://"] {
+    for url in [
+        "remote-framex:8080",
+        "ftp://remote-framex",
+        "http://",
+        "http://user:secret@remote-framex",
+    ] {
         assert_eq!(
-            *client.endpoint(url).unwrap_err().kind(),
+            *client.upstream(url).unwrap_err().kind(),
             crate::ErrorKind::InvalidUrl,
             "{url}"
         );

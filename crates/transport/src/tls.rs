@@ -71,13 +71,12 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
-/// A connector for `http://` and `https://` URLs that trusts the system's CAs and
-/// `extra_roots`, with the error of each extra root that rustls cannot use (it
-/// is left out). The FrameX server's route forwarding uses it too.
-pub fn connector(
-    mut http: HttpConnector,
+/// The TLS settings of the client's connections: the system's CAs and
+/// `extra_roots` trusted, with the error of each extra root that rustls cannot
+/// use (it is left out).
+pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
-) -> (HttpsConnector<HttpConnector>, Vec<TlsError>) {
+) -> (rustls::ClientConfig, Vec<TlsError>) {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     let mut rejected = Vec::new();
@@ -93,14 +92,22 @@ pub fn connector(
         .expect("the ring provider supports the default TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    (config, rejected)
+}
+
+/// A connector for `http://` and `https://` URLs over `http`, with `config`
+/// for TLS.
+pub(crate) fn wrap<R>(
+    mut http: HttpConnector<R>,
+    config: rustls::ClientConfig,
+) -> HttpsConnector<HttpConnector<R>> {
     // The HTTPS connector hands `https://` URLs to the HTTP connector.
     http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
+    HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    (connector, rejected)
+        .wrap_connector(http)
 }
 
 /// A rustls server configuration for a certificate chain and its key.

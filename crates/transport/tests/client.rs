@@ -267,10 +267,16 @@ async fn a_closed_port_is_a_connect_error() {
         .await
         .unwrap_err();
     assert!(error.is_connect(), "{error:?}");
+    // The message names the endpoint tried and why it failed.
+    let address = held.local_addr().unwrap();
     assert_eq!(
         error.to_string(),
-        format!("cannot connect to {url} to call `m.f`")
+        format!(
+            "cannot connect to {url} to call `m.f`; tried {address} \
+             (tcp connect error: Connection refused (os error 111))"
+        )
     );
+    assert_eq!(error.endpoints_tried().len(), 1);
 }
 
 #[tokio::test]

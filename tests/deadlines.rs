@@ -1,0 +1,153 @@
+//! Deadlines: a caller's remaining time travels with its call, the serving
+//! instance refuses a call whose deadline has passed and stops a handler at
+//! it, a relay passes on what is left, and a handler reads its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use framex::App;
+use framex::registry::CallError;
+use framex::transport::ErrorKind;
+use serde_json::{Value, json};
+
+use crate::support::{config, send, start};
+
+/// A remote whose `d.left` answers the milliseconds its deadline leaves (or
+/// null without one) and whose `d.slow` takes 3 s; `ran` counts handlers run
+/// and `finished` those that ended.
+async fn remote(ran: Arc<AtomicUsize>, finished: Arc<AtomicUsize>) -> String {
+    let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    let counted = ran.clone();
+    app.register_handler(
+        "d.left",
+        framex::registry::typed(move |_: Value| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                let left = framex::deadline::remaining().map(|left| left.as_millis() as u64);
+                Ok::<_, String>(json!(left))
+            }
+        }),
+    )
+    .unwrap();
+    app.register_handler(
+        "d.slow",
+        framex::registry::typed(move |_: Value| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            let finished = finished.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(json!("done"))
+            }
+        }),
+    )
+    .unwrap();
+    start(app, "remote").await
+}
+
+/// An app that sends `d.left` and `d.slow` to `url`: `timeout` seconds in all,
+/// `d.slow` 1 s.
+fn caller(url: &str, timeout: u64) -> App {
+    App::from_config(config(&format!(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+         [plugins.proxy.proxy_urls.\"{url}\"]\nenable = []\n\
+         function_timeouts = {{ \"d.slow\" = 1 }}\n\
+         [plugins.proxy]\ntimeout = {timeout}\n\
+         proxy_functions = {{ \"{url}\" = [\"d.left\", \"d.slow\"] }}\n"
+    )))
+    .unwrap()
+}
+
+fn left_ms(value: &framex::Value) -> u64 {
+    value
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| panic!("no deadline reached the handler: {value}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_reads_what_its_caller_has_left_even_through_a_relay() {
+    let (ran, finished) = (Arc::default(), Arc::default());
+    let url = remote(ran, finished).await;
+    let direct = caller(&url, 4);
+    let left = left_ms(&direct.call("d.left", json!({})).await.unwrap());
+    assert!((3000..=4000).contains(&left), "{left} ms");
+
+    // Through a relay whose own timeout is longer: the caller's time counts.
+    let relay = start(caller(&url, 60), "relay").await;
+    let first = caller(&relay, 2);
+    let left = left_ms(&first.call("d.left", json!({})).await.unwrap());
+    assert!((1000..=2000).contains(&left), "{left} ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_is_stopped_at_its_deadline_and_the_caller_times_out() {
+    let (ran, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let url = remote(ran.clone(), finished.clone()).await;
+    let app = caller(&url, 30);
+    let started = std::time::Instant::now();
+    let error = app.call("d.slow", json!({})).await.unwrap_err();
+    let elapsed = started.elapsed();
+    let framex::Error::Call(CallError::Remote(error)) = &error else {
+        panic!("not a remote error: {error}");
+    };
+    // The function's own timeout, not the upstream's 30 s.
+    assert_eq!(
+        error.kind(),
+        &ErrorKind::Timeout {
+            after: Duration::from_secs(1)
+        }
+    );
+    assert!(elapsed < Duration::from_millis(1900), "{elapsed:?}");
+    // The remote stopped the handler: it never finishes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_call_that_arrives_past_its_deadline_does_not_run() {
+    let (ran, finished) = (Arc::new(AtomicUsize::new(0)), Arc::default());
+    let url = remote(ran.clone(), finished).await;
+    let body = framex::transport::wire::CallBody::encode("d.left", &json!({}))
+        .unwrap()
+        .to_json();
+    let call = |timeout: &'static str| {
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            send(
+                &url,
+                "POST",
+                "/api/v1/proxy/remote",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-framex-errors", "http-status"),
+                    ("x-framex-timeout-ms", timeout),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let (status, answer) = call("0").await;
+    assert_eq!(status, 504);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["message"],
+        "the call arrived after its caller's deadline; it did not run"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    // A header that is not a number of milliseconds is refused, naming it.
+    let (status, answer) = call("soon").await;
+    assert_eq!(status, 400);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["message"],
+        "header `x-framex-timeout-ms` must be a whole number of milliseconds, not \"soon\""
+    );
+    // With time left it runs, and the handler sees it.
+    let (status, _) = call("5000").await;
+    assert_eq!(status, 200);
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
