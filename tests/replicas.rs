@@ -338,6 +338,13 @@ async fn killing_one_of_three_fails_only_its_calls_in_flight() {
     let b = &cluster.replicas[1];
     let finished_before = b.stats.finished.load(Ordering::SeqCst);
     let b_address = b.address;
+    // What the caller has sent to `b` and not had answered: calls on their
+    // way to it that it has not yet read die with it too.
+    let sent_to_b = app.registry().client().upstreams()[0]
+        .endpoints
+        .iter()
+        .find(|endpoint| endpoint.address == b_address)
+        .map_or(0, |endpoint| endpoint.in_flight);
     cluster.replicas[1].kill().await;
     // A handler spawned for a request read before the kill starts soon after.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -346,9 +353,10 @@ async fn killing_one_of_three_fails_only_its_calls_in_flight() {
 
     assert_eq!(tally.hung(), 0);
     let failures = tally.failures();
-    // At most the calls that had reached `b` when it died fail, each saying
-    // the connection to it broke during the call.
-    let in_flight = started_after - finished_before;
+    // At most the calls that were on `b` when it died fail (running there,
+    // or sent and not yet read), each saying the connection to it broke
+    // during the call.
+    let in_flight = (started_after - finished_before).max(sent_to_b);
     assert!(
         failures.len() <= in_flight,
         "{} failed, {in_flight} were in flight on b: {failures:?}",
@@ -361,9 +369,15 @@ async fn killing_one_of_three_fails_only_its_calls_in_flight() {
             "{error}"
         );
     }
-    // No call ran twice, and every call that did not fail ran once.
+    // No call ran twice: every call that succeeded ran once, and one that
+    // failed at most once.
     let ran: usize = cluster.replicas.iter().map(started).sum();
-    assert_eq!(ran, tally.succeeded() + failures.len());
+    assert!(
+        (tally.succeeded()..=tally.succeeded() + failures.len()).contains(&ran),
+        "{ran} ran, {} succeeded, {} failed",
+        tally.succeeded(),
+        failures.len()
+    );
     // The others took the calls after it.
     let late = tally
         .calls

@@ -40,14 +40,13 @@ pub(crate) fn handle(
             Ok(deadline) => deadline,
             Err(message) => return envelope_response(StatusCode::BAD_REQUEST, &message),
         };
+        // No timer of its own: a local handler is stopped at the deadline
+        // (`run_local`), a relayed call ends by it (the client reads the
+        // scope's deadline), and reading the body has its own timeout.
         let mut response = match deadline {
             None => serve(state, hops, body, None).await,
             Some(deadline) => {
-                let served = deadline::scope(deadline, serve(state, hops, body, Some(deadline)));
-                match tokio::time::timeout_at(deadline.into(), served).await {
-                    Ok(response) => response,
-                    Err(_) => past_deadline("the call did not end by its caller's deadline"),
-                }
+                deadline::scope(deadline, serve(state, hops, body, Some(deadline))).await
             }
         };
         if draining {

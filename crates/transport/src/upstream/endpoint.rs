@@ -219,6 +219,9 @@ pub(crate) struct EndpointShared {
     pub(crate) ejections: AtomicU64,
     /// The EWMA of its answers' latency, in nanoseconds; 0 before the first.
     latency_ewma_nanos: AtomicU64,
+    /// Whether `health` holds anything an answer clears: an answer then
+    /// takes no lock.
+    troubled: std::sync::atomic::AtomicBool,
     health: Mutex<Health>,
 }
 
@@ -277,6 +280,7 @@ impl EndpointShared {
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             latency_ewma_nanos: AtomicU64::new(0),
+            troubled: std::sync::atomic::AtomicBool::new(false),
             health: Mutex::default(),
         }
     }
@@ -327,6 +331,9 @@ impl EndpointShared {
             old - old / 8 + nanos / 8
         };
         self.latency_ewma_nanos.store(ewma, Ordering::Relaxed);
+        if !self.troubled.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut health = self.health();
         health.consecutive_failures = 0;
         health.last_error = None;
@@ -347,6 +354,7 @@ impl EndpointShared {
     fn failed(&self, eject_now: bool, why: String) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut health = self.health();
+        self.troubled.store(true, Ordering::Release);
         if self.ejected_until().is_some() {
             // Calls that were on their way when it was ejected: it is out
             // already, and its backoff grows only when a probe fails.
