@@ -510,7 +510,7 @@ async fn with_every_replica_down_a_call_fails_in_time_naming_what_it_tried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_replica_costs_the_connect_timeout_once() {
     let Some(namespace) = netns::Namespace::create() else {
-        eprintln!("skipped: making a network namespace needs root and `ip`");
+        eprintln!("skipped: cutting a replica off needs root, `ip`, `nft` and `nsenter`");
         return;
     };
     let cluster = Cluster::start().await;

@@ -25,10 +25,14 @@ fn run(program: &str, args: &[&str]) -> bool {
 
 impl Namespace {
     /// A namespace linked to this one, or `None` where namespaces cannot be
-    /// made (not root, no `ip`).
+    /// made or cut off (not root; no `ip`, `nft` or `nsenter`).
     pub(crate) fn create() -> Option<Namespace> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        if !rustix::process::geteuid().is_root() || !run("ip", &["-V"]) {
+        if !rustix::process::geteuid().is_root()
+            || !run("ip", &["-V"])
+            || !run("nft", &["--version"])
+            || !run("nsenter", &["--version"])
+        {
             return None;
         }
         let id = std::process::id() % 10_000 * 10 + NEXT.fetch_add(1, Ordering::SeqCst) % 10;

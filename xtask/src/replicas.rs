@@ -134,7 +134,7 @@ pub(crate) fn run(fault: Fault, demo: &Path, dir: &Path, options: &Options) -> R
         match netns::Namespace::create() {
             Some(namespace) => Some(Arc::new(namespace)),
             None => {
-                println!("skipped: cutting a replica off needs root and `ip` (network namespaces)");
+                println!("skipped: cutting a replica off needs root, `ip`, `nft` and `nsenter`");
                 return Ok(());
             }
         }
