@@ -593,8 +593,13 @@ impl Server {
                 ?grace,
                 "shutdown grace period over: closing the connections still open"
             );
-            connections.abort_all();
         }
+        // Every connection's socket closed before this returns: a caller that
+        // calls again once the instance is gone finds it gone (refused), not a
+        // kept-alive connection that closes under its call. What is left has
+        // served its last answer, or is still in a TLS handshake.
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
 }
 
