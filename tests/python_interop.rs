@@ -957,9 +957,11 @@ fn python_forwards_rust_routes_with_their_parameters_and_bodies() {
 fn the_rust_document_validates_as_openapi_3_with_parameters_and_schemas() {
     let fixture = fixture();
     // Python's routes are in it once the Rust instance has read Python's
-    // document, which it fetches in the background.
+    // document, which it fetches in the background: it started before Python
+    // did, so its next attempt may be up to the loader's 30 s backoff away
+    // (a fresh machine installs framex-kit first).
     let mut document = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..700 {
         let (status, body) = fixture
             .runtime
             .block_on(http("GET", &fixture.rust_url, "/api/v1/openapi.json", None))
