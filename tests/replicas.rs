@@ -473,6 +473,32 @@ async fn replicas_added_to_and_removed_from_dns_take_and_stop_taking_calls() {
     );
 }
 
+/// Docker's DNS answers with a 600 s TTL. The name is looked up again after
+/// `dns_ttl_ceiling` all the same, and the resolver's cache does not hand the
+/// old answer back: a replica added is called within the ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_ttl_is_looked_at_again_after_the_ceiling() {
+    let cluster = Cluster::start().await;
+    let [a, b] = [0, 1].map(|i| cluster.replicas[i].ip());
+    cluster.dns.set_with_ttl("svc", &[a], 600).await;
+    let app = cluster.caller("dns_ttl_ceiling = 1\n");
+    let running = load(&app, 4, Duration::from_secs(5));
+    // Looked up, and the 600 s answer cached.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(started(&cluster.replicas[1]), 0);
+    cluster.dns.set_with_ttl("svc", &[a, b], 600).await;
+    let took = until(
+        "the added replica takes calls",
+        Duration::from_secs(4),
+        || started(&cluster.replicas[1]) > 0,
+    )
+    .await;
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    let tally = running.end().await;
+    assert_eq!(tally.hung(), 0);
+    assert_eq!(tally.failures().len(), 0, "{:?}", tally.failures());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_replica_down_a_call_fails_in_time_naming_what_it_tried() {
     let mut cluster = Cluster::start().await;

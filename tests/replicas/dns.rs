@@ -60,13 +60,18 @@ impl Dns {
     /// `name` (under the zone: `svc` is `svc.replicas.test.`) has exactly
     /// `addresses` from now on, as A records.
     pub(crate) async fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
+        self.set_with_ttl(name, addresses, TTL_SECS).await;
+    }
+
+    /// As [`Dns::set`], with records of TTL `ttl_secs`.
+    pub(crate) async fn set_with_ttl(&self, name: &str, addresses: &[Ipv4Addr], ttl_secs: u32) {
         let name = Name::from_str(&format!("{name}.{ZONE}")).unwrap();
         self.zone
             .records_mut()
             .await
             .remove(&RrKey::new(LowerName::new(&name), RecordType::A));
         for &address in addresses {
-            let record = Record::from_rdata(name.clone(), TTL_SECS, RData::A(A(address)));
+            let record = Record::from_rdata(name.clone(), ttl_secs, RData::A(A(address)));
             assert!(self.zone.upsert(record, 1).await);
         }
     }

@@ -404,7 +404,7 @@ impl Client {
                 connect_timeout: settings.connect_timeout(),
                 policy,
             }),
-            lookup: dns_lookup(&settings.nameservers),
+            lookup: dns_lookup(&settings.nameservers, settings.dns_refresh),
             settings: Arc::new(settings),
             upstreams: Arc::default(),
         }
@@ -733,8 +733,11 @@ impl Client {
 }
 
 /// The client's DNS: `nameservers`, else the system's configuration, else
-/// the system's resolver.
-fn dns_lookup(nameservers: &[SocketAddr]) -> Lookup {
+/// the system's resolver. The resolver's cache keeps an answer no longer than
+/// `refresh.ceiling`: without that bound, a name looked up again after the
+/// ceiling got the cached answer for its whole TTL (Docker's DNS gives 600
+/// s), and replicas added meanwhile were not seen.
+fn dns_lookup(nameservers: &[SocketAddr], refresh: Refresh) -> Lookup {
     use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
     use hickory_resolver::net::runtime::TokioRuntimeProvider;
     let builder = if nameservers.is_empty() {
@@ -761,6 +764,10 @@ fn dns_lookup(nameservers: &[SocketAddr]) -> Lookup {
             TokioRuntimeProvider::default(),
         )
     };
+    let mut builder = builder;
+    let options = builder.options_mut();
+    options.positive_max_ttl = Some(refresh.ceiling);
+    options.negative_max_ttl = Some(refresh.ceiling);
     match builder.build() {
         Ok(resolver) => Lookup::Dns(Arc::new(resolver)),
         Err(error) => {
