@@ -2,7 +2,7 @@
 //! starts twice). Five `#[framex::on_proxy]` functions, four registered:
 //!
 //! - `your_module.build_report(job_id)`: a report stamped with the instance that
-//!   made it (its name and process id), after `FRAMEX_DEMO_REPORT_DELAY_MS`
+//!   made it (its name, host name and process id), after `FRAMEX_DEMO_REPORT_DELAY_MS`
 //!   milliseconds if that is set (how `cargo xtask load --fault slow-one`
 //!   makes one replica slower than the others);
 //! - `demo.whoami()`: which instance ran the call;
@@ -50,9 +50,22 @@ fn report_delay() -> std::time::Duration {
     })
 }
 
+/// The machine's name: in a container, the container's, which tells
+/// replicas that share an instance name apart.
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 fn instance() -> Value {
     json!({
         "instance": INSTANCE.get().map_or("demo", String::as_str),
+        "host": host(),
         "pid": std::process::id(),
     })
 }

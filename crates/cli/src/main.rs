@@ -71,6 +71,22 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// Ask a running instance's `/health` on this machine, for a container's
+    /// health check: exit 0 when it answers 200 within the timeout, 1 naming
+    /// the URL and what went wrong otherwise (503 while it drains).
+    ///
+    /// The address is the configuration's `server.host` and `server.port`,
+    /// an unspecified host (`0.0.0.0`) probed on loopback.
+    Health {
+        /// The configuration file, as for `check`.
+        config: Option<PathBuf>,
+        /// Probe this `HOST:PORT` instead of the configuration's.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// How long connecting, and then answering, may each take.
+        #[arg(long, default_value_t = 3, value_name = "SECS")]
+        timeout: u64,
+    },
     /// Serve the demo functions with a configuration, for trying FrameX out:
     /// prints `listening on http://ADDRESS` once it accepts connections, loads
     /// the configuration again on SIGHUP (moving functions between local and
@@ -104,7 +120,37 @@ async fn main() -> ExitCode {
             timeout,
             raw,
         } => call(&url, &function, &kwargs, key.as_deref(), timeout, raw).await,
+        Command::Health {
+            config,
+            address,
+            timeout,
+        } => health(config, address, timeout),
         Command::Serve { config, name } => serve(config, &name).await,
+    }
+}
+
+fn health(config: Option<PathBuf>, address: Option<String>, timeout: u64) -> ExitCode {
+    let address = match address {
+        Some(address) => address,
+        None => match Config::load(config.as_deref()) {
+            Ok(config) => {
+                framex::health::local_address(config.server().host(), config.server().port())
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match framex::health::probe(&address, Duration::from_secs(timeout.max(1))) {
+        Ok(body) => {
+            println!("{}", body.trim());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -101,7 +101,7 @@ fn serve_named(config: &PathBuf, name: &str) -> Served {
 fn every_command_explains_itself() {
     let help = run(&["--help"]);
     assert!(help.status.success());
-    for command in ["check", "call", "serve"] {
+    for command in ["check", "call", "health", "serve"] {
         assert!(
             text(&help.stdout).contains(command),
             "{}",
@@ -121,6 +121,7 @@ fn every_command_explains_itself() {
                 "--timeout",
             ][..],
         ),
+        ("health", &["[CONFIG]", "--address", "--timeout", "503"][..]),
         ("serve", &["[CONFIG]", "--name", "listening on"][..]),
     ] {
         let output = run(&[command, "--help"]);
@@ -269,6 +270,47 @@ fn call_to_nothing_listening_is_a_connect_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains(&format!("cannot connect to {closed}")),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// The container image's health check: `framex health` exits 0 printing the
+/// instance's `/health` while it serves, and 1 naming the URL once it is gone;
+/// without `--address`, the configuration says where to ask.
+#[test]
+fn health_answers_for_a_running_instance_and_names_the_url_of_one_gone() {
+    let served = serve_named(
+        &config_file("health.toml", "[server]\nhost = \"127.0.0.1\"\nport = 0\n"),
+        "probed",
+    );
+    let address = served.url.trim_start_matches("http://").to_owned();
+    let output = run(&["health", "--address", &address]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let health: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["instance"], "probed");
+    drop(served);
+    let output = run(&["health", "--address", &address, "--timeout", "2"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(&format!("http://{address}/health")),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // The configuration's port, on loopback for an unspecified host.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    drop(held);
+    let config = config_file(
+        "health-config.toml",
+        &format!("[server]\nhost = \"0.0.0.0\"\nport = {port}\n"),
+    );
+    let output = run(&["health", config.to_str().unwrap(), "--timeout", "2"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(&format!("http://127.0.0.1:{port}/health")),
         "{}",
         text(&output.stderr)
     );

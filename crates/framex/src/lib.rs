@@ -43,6 +43,7 @@ use framex_registry::{Kwargs, Output};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod health;
 pub mod logging;
 pub mod otel;
 mod runtime;

@@ -3,6 +3,10 @@
 //! configuration `CONFIG` (default `./config.toml`, then `FRAMEX__…`).
 //! Stops on Ctrl-C or SIGTERM once requests in flight have finished, and
 //! reloads the configuration on SIGHUP.
+//!
+//! `reports-service --health [--listen ADDRESS]` asks a running service's
+//! `/health` on that address instead (an unspecified host on loopback) and
+//! exits 0 when it answers 200: the health check of its container image.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +18,7 @@ async fn main() -> ExitCode {
     }
     let mut config: Option<PathBuf> = None;
     let mut listen = "127.0.0.1:8080".to_owned();
+    let mut health = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -21,13 +26,19 @@ async fn main() -> ExitCode {
                 Some(address) => listen = address,
                 None => return fail("--listen takes an address, such as 127.0.0.1:8080"),
             },
+            "--health" => health = true,
             "-h" | "--help" => {
-                println!("usage: reports-service [CONFIG] [--listen ADDRESS]");
+                println!(
+                    "usage: reports-service [CONFIG] [--listen ADDRESS]\n       reports-service --health [--listen ADDRESS]"
+                );
                 return ExitCode::SUCCESS;
             }
             _ if config.is_none() && !arg.starts_with('-') => config = Some(arg.into()),
             _ => return fail(&format!("unexpected argument `{arg}`; see --help")),
         }
+    }
+    if health {
+        return probe(&listen);
     }
     let config = match framex::config::Config::load(config.as_deref()) {
         Ok(config) => config,
@@ -60,6 +71,24 @@ async fn main() -> ExitCode {
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&format!("serving stopped: {error}")),
+    }
+}
+
+/// `--health`: `/health` of the service listening on `listen`.
+fn probe(listen: &str) -> ExitCode {
+    let Some((host, port)) = listen
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    else {
+        return fail(&format!("--listen `{listen}` is not HOST:PORT"));
+    };
+    let address = framex::health::local_address(host, port);
+    match framex::health::probe(&address, std::time::Duration::from_secs(3)) {
+        Ok(body) => {
+            println!("{}", body.trim());
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 
