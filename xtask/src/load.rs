@@ -21,7 +21,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,17 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// `calls` calls from `concurrency` threads, for a caller that injects
+    /// its own fault (the container scenarios).
+    #[cfg_attr(not(feature = "containers"), allow(dead_code))]
+    pub(crate) fn new(calls: usize, concurrency: usize) -> Options {
+        Options {
+            calls,
+            concurrency,
+            faults: Vec::new(),
+        }
+    }
+
     pub(crate) fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
         let mut options = Options {
             calls: 3000,
@@ -137,6 +148,12 @@ pub(crate) struct Counts {
     pub(crate) succeeded: AtomicUsize,
     /// Calls that succeeded once the fault thread said the fault was over.
     pub(crate) succeeded_after_fault: AtomicUsize,
+    /// The longest a call that succeeded took, in microseconds, among those
+    /// sent once the fault had begun (its thread had marked it): what the
+    /// fault cost the calls that got through.
+    pub(crate) slowest_after_fault_us: AtomicU64,
+    /// Set by the fault thread when the fault begins.
+    pub(crate) fault_began: AtomicBool,
     pub(crate) failed_clear: AtomicUsize,
     failed_unclear: AtomicUsize,
     hung: AtomicUsize,
@@ -366,8 +383,16 @@ pub(crate) fn drive(
                         std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     }
                     let after = after_fault.load(Ordering::SeqCst);
+                    let began = counts.fault_began.load(Ordering::SeqCst);
+                    let sent_at = Instant::now();
                     let answer = call(&url, n);
-                    classify(&counts, n, after, started, answer);
+                    let took = sent_at.elapsed();
+                    if classify(&counts, n, after, started, answer) && began {
+                        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                        counts
+                            .slowest_after_fault_us
+                            .fetch_max(micros, Ordering::SeqCst);
+                    }
                 }
             })
         })
@@ -510,7 +535,14 @@ fn call(url: &str, n: usize) -> Answer {
     Answer::Http(status, body.to_owned())
 }
 
-fn classify(counts: &Counts, n: usize, after_fault: bool, started: Instant, answer: Answer) {
+/// Counts how the call ended; whether it succeeded.
+fn classify(
+    counts: &Counts,
+    n: usize,
+    after_fault: bool,
+    started: Instant,
+    answer: Answer,
+) -> bool {
     let count = match answer {
         Answer::Http(200, body) => {
             let body: Value = serde_json::from_str(&body).unwrap_or_default();
@@ -565,4 +597,5 @@ fn classify(counts: &Counts, n: usize, after_fault: bool, started: Instant, answ
     };
     count.fetch_add(1, Ordering::SeqCst);
     counts.answered.fetch_add(1, Ordering::SeqCst);
+    std::ptr::eq(count, &counts.succeeded)
 }
