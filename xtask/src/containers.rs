@@ -68,16 +68,7 @@ impl Options {
         };
         let mut args = args;
         while let Some(arg) = args.next() {
-            let mut number = |name: &str| -> Result<usize> {
-                let value = args
-                    .next()
-                    .with_context(|| format!("{name} needs a number"))?;
-                let number: usize = value
-                    .parse()
-                    .with_context(|| format!("{name} needs a number, not `{value}`"))?;
-                ensure!(number > 0, "{name} must be above 0");
-                Ok(number)
-            };
+            let mut number = |name: &str| crate::load::positive(name, args.next());
             match arg.as_str() {
                 "--calls" => options.calls = number("--calls")?.min(100_000),
                 "--concurrency" => options.concurrency = number("--concurrency")?.min(256),

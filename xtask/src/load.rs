@@ -101,18 +101,10 @@ impl Options {
         };
         let mut args = args;
         while let Some(arg) = args.next() {
-            let value = |name: &str, value: Option<String>| -> Result<usize> {
-                let value = value.with_context(|| format!("{name} needs a number"))?;
-                let number: usize = value
-                    .parse()
-                    .with_context(|| format!("{name} needs a number, not `{value}`"))?;
-                ensure!(number > 0, "{name} must be above 0");
-                Ok(number)
-            };
             match arg.as_str() {
-                "--calls" => options.calls = value("--calls", args.next())?.min(100_000),
+                "--calls" => options.calls = positive("--calls", args.next())?.min(100_000),
                 "--concurrency" => {
-                    options.concurrency = value("--concurrency", args.next())?.min(256);
+                    options.concurrency = positive("--concurrency", args.next())?.min(256);
                 }
                 "--fault" => {
                     let name = args.next().context("--fault needs a fault")?;
@@ -140,6 +132,16 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// The number option `name` takes: `value`, a whole number above 0.
+pub(crate) fn positive(name: &str, value: Option<String>) -> Result<usize> {
+    let value = value.with_context(|| format!("{name} needs a number"))?;
+    let number: usize = value
+        .parse()
+        .with_context(|| format!("{name} needs a number, not `{value}`"))?;
+    ensure!(number > 0, "{name} must be above 0");
+    Ok(number)
 }
 
 /// How the calls ended, counted as they end.

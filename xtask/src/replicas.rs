@@ -351,7 +351,8 @@ pub(crate) fn run(fault: Fault, demo: &Path, dir: &Path, options: &Options) -> R
     Ok(())
 }
 
-fn marks_at(marks: &Mutex<Vec<Duration>>, index: usize) -> f64 {
+/// When the fault's `index`th step took effect, in seconds into the run.
+pub(crate) fn marks_at(marks: &Mutex<Vec<Duration>>, index: usize) -> f64 {
     marks
         .lock()
         .ok()

@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 
 use crate::containers::Options;
 use crate::load::{Counts, drive};
+use crate::replicas::marks_at as at;
 
 /// The name the local instance calls the remote by, as in the seed.
 const ALIAS: &str = "remote-framex";
@@ -550,15 +551,6 @@ fn replicas(harness: &Harness, fault: &str, options: &Options) -> Result<()> {
         ),
     }
     Ok(())
-}
-
-fn at(marks: &Mutex<Vec<Duration>>, index: usize) -> f64 {
-    marks
-        .lock()
-        .ok()
-        .and_then(|marks| marks.get(index).copied())
-        .unwrap_or_default()
-        .as_secs_f64()
 }
 
 /// A Rust and a Python FrameX calling each other: the Rust instance lists
