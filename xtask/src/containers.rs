@@ -4,8 +4,8 @@
 //!
 //! Scenarios (every one by default; `--scenario` picks):
 //!
-//! - `two-instances`: the `cargo xtask e2e` checks, with the local instance
-//!   and the remote in two containers;
+//! - `two-instances`: a load through a local instance to a remote in another
+//!   container, then the `cargo xtask e2e` checks across the two;
 //! - `reports`: the example axum service's image, healthy by its own health
 //!   check, serving its routes and its functions;
 //! - `kill-one`, `cut-one`, `rolling-restart`: three remote replicas behind

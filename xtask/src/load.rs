@@ -353,6 +353,17 @@ pub(crate) struct Run {
     sent: usize,
     elapsed: Duration,
     fault: String,
+    /// A load without a fault: nothing is counted as after one.
+    faultless: bool,
+}
+
+/// [`drive`] with no fault; `what` says what the calls cross.
+#[cfg_attr(not(feature = "containers"), allow(dead_code))]
+pub(crate) fn drive_without_fault(url: &str, options: &Options, what: &str) -> Result<Run> {
+    let what = format!("no fault: {what}");
+    let mut run = drive(url, options, None, move |_, _| Ok(what))?;
+    run.faultless = true;
+    Ok(run)
 }
 
 /// Sends the calls to `url` while `fault` runs on a thread of its own (it
@@ -422,6 +433,7 @@ pub(crate) fn drive(
         sent,
         elapsed,
         fault,
+        faultless: false,
     })
 }
 
@@ -439,11 +451,18 @@ impl Run {
         let lost = sent.saturating_sub(counted);
         println!("{}", self.fault);
         println!("  calls sent                      {sent:>7}");
-        println!(
-            "  succeeded                       {:>7}   ({} after the fault)",
-            get(&counts.succeeded),
-            get(&counts.succeeded_after_fault)
-        );
+        if self.faultless {
+            println!(
+                "  succeeded                       {:>7}",
+                get(&counts.succeeded)
+            );
+        } else {
+            println!(
+                "  succeeded                       {:>7}   ({} after the fault)",
+                get(&counts.succeeded),
+                get(&counts.succeeded_after_fault)
+            );
+        }
         println!(
             "  failed with a clear error       {:>7}",
             get(&counts.failed_clear)

@@ -53,7 +53,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     for scenario in &options.scenarios {
         println!("\n== scenario `{scenario}`");
         let result = match scenario.as_str() {
-            "two-instances" => two_instances(&harness),
+            "two-instances" => two_instances(&harness, options),
             "kill-one" | "cut-one" | "rolling-restart" => replicas(&harness, scenario, options),
             "python" => python(&harness, options),
             "reports" => reports(&harness),
@@ -388,12 +388,30 @@ impl crate::e2e::Pair for Containers<'_> {
     }
 }
 
-fn two_instances(harness: &Harness) -> Result<()> {
+fn two_instances(harness: &Harness, options: &Options) -> Result<()> {
     let network = harness.network("pair")?;
     let remote =
         harness.start(Spec::framex("remote", &network.name, remote_config()).aliased(ALIAS))?;
     let seed = crate::e2e::local_seed(&format!("http://{ALIAS}:8080"));
     let local = harness.start(Spec::framex("local", &network.name, local_config(&seed)))?;
+    // Calls across the two hosts under load first, then the e2e checks
+    // (which stop the remote).
+    let load = crate::load::Options::new(options.calls, options.concurrency);
+    println!(
+        "sending {} calls from {} threads to {} (`your_module.build_report` runs on http://{ALIAS}:8080)",
+        options.calls, options.concurrency, local.url
+    );
+    let run = crate::load::drive_without_fault(
+        &local.url,
+        &load,
+        "every call crosses from the local container to the remote",
+    )?;
+    run.report(&load)?;
+    let by = run.counts.answered_by(Duration::ZERO, Duration::MAX);
+    ensure!(
+        by.iter().all(|(name, _)| name == "remote") && Counts::get(&run.counts.failed_clear) == 0,
+        "not every call ran on the remote: {by:?}"
+    );
     let remote_url = remote.url.clone();
     let mut pair = Containers {
         harness,
@@ -597,9 +615,11 @@ fn python(harness: &Harness, options: &Options) -> Result<()> {
         "Rust calls Python: {calls} calls to {} (`your_module.build_report` runs on {python_url})",
         rust.url
     );
-    let run = drive(&rust.url, &load, None, |_, _| {
-        Ok("no fault: every call crosses from the Rust container to the Python one".to_owned())
-    })?;
+    let run = crate::load::drive_without_fault(
+        &rust.url,
+        &load,
+        "every call crosses from the Rust container to the Python one",
+    )?;
     run.report(&load)?;
     let by = run.counts.answered_by(Duration::ZERO, Duration::MAX);
     ensure!(
@@ -615,17 +635,37 @@ fn python(harness: &Harness, options: &Options) -> Result<()> {
         "Python calls Rust: {calls} calls to {}/api/v1/python/whoami (`demo.whoami` runs on {rust_url})",
         python.url
     );
-    let (mut succeeded, mut failed) = (0, Vec::new());
+    // One call at a time: each ends before the next is sent, so none is
+    // lost; one without an answer within the read timeout (15 s) hung.
+    let (mut succeeded, mut hung, mut failed) = (0, 0, Vec::new());
     for _ in 0..calls {
         match crate::instances::get(&python.url, "/api/v1/python/whoami") {
             Ok(body) if body["data"]["ran_on"]["instance"] == "rust" => succeeded += 1,
             Ok(body) => failed.push(body.to_string()),
+            Err(error)
+                if error.chain().any(|cause| {
+                    cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        )
+                    })
+                }) =>
+            {
+                hung += 1;
+            }
             Err(error) => failed.push(format!("{error:#}")),
         }
     }
     println!("  calls sent                      {calls:>7}");
     println!("  succeeded (ran on rust)         {succeeded:>7}");
     println!("  failed                          {:>7}", failed.len());
+    println!("  hung                            {hung:>7}   (must be 0)");
+    println!(
+        "  lost                            {:>7}   (must be 0)",
+        calls - succeeded - hung - failed.len()
+    );
+    ensure!(hung == 0, "Python's calls to Rust hung");
     ensure!(
         failed.is_empty(),
         "Python's calls to Rust failed, for example: {}",
