@@ -73,18 +73,16 @@ pub(crate) fn docker_engine() -> Result<String> {
 pub(crate) fn build(python: bool) -> Result<Built> {
     let engine = docker_engine()?;
     println!("Docker engine {engine}");
+    // One build each, as `cargo xtask memory` and `bench` build the framex
+    // command: built together, cargo would unify their dependencies'
+    // features and build the framex command anew.
     let root = crate::instances::build_release(
-        "the framex command and the reports service",
-        &[
-            "-p",
-            "framex-cli",
-            "--bin",
-            "framex",
-            "-p",
-            "framex-example-reports",
-            "--bin",
-            "reports-service",
-        ],
+        "the framex command",
+        &["-p", "framex-cli", "--bin", "framex"],
+    )?;
+    crate::instances::build_release(
+        "the reports service",
+        &["-p", "framex-example-reports", "--bin", "reports-service"],
     )?;
     let version = env!("CARGO_PKG_VERSION");
     for (binary, image, dockerfile) in [
