@@ -86,12 +86,51 @@ fn compose_command() -> Result<Vec<String>> {
     }
 }
 
+/// Takes down the projects of earlier runs that were stopped before they
+/// could (`framex-compose-PID` whose process is gone).
+fn sweep(compose: &[String]) {
+    let Ok(output) = Command::new("docker")
+        .args([
+            "ps",
+            "--all",
+            "--filter",
+            "label=com.docker.compose.project",
+            "--format",
+            "{{.Label \"com.docker.compose.project\"}}",
+        ])
+        .output()
+    else {
+        return;
+    };
+    let mut projects: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|name| {
+            name.strip_prefix("framex-compose-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .map(str::to_owned)
+        .collect();
+    projects.sort();
+    projects.dedup();
+    for name in projects {
+        drop(Project {
+            compose: compose.to_vec(),
+            name: name.clone(),
+            port: 0,
+        });
+        println!("  took down {name}, left by an earlier run");
+    }
+}
+
 pub(crate) fn run() -> Result<()> {
+    let compose = compose_command()?;
+    sweep(&compose);
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let project = Project {
-        compose: compose_command()?,
+        compose,
         name: format!("framex-compose-{}", std::process::id()),
         port,
     };

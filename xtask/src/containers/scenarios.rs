@@ -49,6 +49,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         docker,
         prefix: format!("framex-{}", std::process::id()),
     };
+    harness.sweep()?;
     let mut failed = Vec::new();
     for scenario in &options.scenarios {
         println!("\n== scenario `{scenario}`");
@@ -170,6 +171,62 @@ impl Node {
 }
 
 impl Harness {
+    /// Removes what earlier runs left when they were stopped before they
+    /// could clean up (Ctrl-C, SIGKILL): containers and networks named
+    /// `framex-PID-…` whose process is gone.
+    fn sweep(&self) -> Result<()> {
+        use bollard::query_parameters::{
+            ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+        };
+        let filters =
+            std::collections::HashMap::from([("name".to_owned(), vec!["framex-".to_owned()])]);
+        self.handle.block_on(async {
+            let containers = self
+                .docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .context("cannot list containers")?;
+            for container in containers {
+                let (Some(id), Some(names)) = (container.id, container.names) else {
+                    continue;
+                };
+                if let Some(name) = names.iter().find(|name| left_behind(name)) {
+                    let options = RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    };
+                    self.docker
+                        .remove_container(&id, Some(options))
+                        .await
+                        .with_context(|| format!("cannot remove {name}"))?;
+                    println!("removed the container {name}, left by an earlier run");
+                }
+            }
+            let networks = self
+                .docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .context("cannot list networks")?;
+            for name in networks.into_iter().filter_map(|network| network.name) {
+                if left_behind(&name) {
+                    self.docker
+                        .remove_network(&name)
+                        .await
+                        .with_context(|| format!("cannot remove the network {name}"))?;
+                    println!("removed the network {name}, left by an earlier run");
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Makes the scenario's network, `PREFIX-SCENARIO`.
     fn network(&self, scenario: &str) -> Result<Network> {
         let name = format!("{}-{scenario}", self.prefix);
@@ -327,6 +384,21 @@ impl Harness {
             }
         })
     }
+}
+
+/// Whether `name` (a container's, `/framex-PID-…`, or a network's) is of a
+/// run whose process is gone.
+fn left_behind(name: &str) -> bool {
+    let Some(rest) = name.trim_start_matches('/').strip_prefix("framex-") else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split_once('-')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A remote's configuration: the proxy endpoint behind `KEY`, up to 10 s for
