@@ -6,9 +6,10 @@
 //! it prints `listening on` (Python FrameX: until it has registered the
 //! functions it calls elsewhere), and removed when its scenario ends, however
 //! it ends. Each scenario has a private network of its own, named after this
-//! process, which goes when its last container does. What testcontainers does
-//! not do, bollard (its own Docker client) does: a network alias shared by
-//! several containers, disconnecting one, killing one.
+//! process, removed after its containers; a run that was killed before it
+//! could clean up is swept by the next. What testcontainers does not do,
+//! bollard (its own Docker client) does: the networks, a network alias shared
+//! by several containers, disconnecting one, killing one.
 //!
 //! The loads are `cargo xtask load`'s (`load::drive`): blocking threads that
 //! call the local instance's published port from here, while the fault runs on
