@@ -110,11 +110,7 @@ impl Options {
 pub(crate) fn run(options: &Options) -> Result<()> {
     let engine = crate::image::docker_engine()?;
     let python = options.scenarios.iter().any(|s| s == "python");
-    let built = crate::image::build(python)?;
-    ensure!(
-        !python || built.python.is_some(),
-        "the python scenario needs the Python FrameX image (see above)"
-    );
+    crate::image::build(python).context("the images the scenarios start")?;
     let mut failed = Vec::new();
     let in_containers: Vec<String> = options
         .scenarios
@@ -147,7 +143,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 /// Builds and runs `xtask-containers`, through the API bridge when the
 /// engine needs one.
 fn run_scenarios(engine: &str, options: &Options) -> Result<()> {
-    let root = crate::image::workspace()?;
+    let root = crate::instances::workspace()?;
     let api = engine
         .split_whitespace()
         .nth(1)
@@ -167,7 +163,7 @@ fn run_scenarios(engine: &str, options: &Options) -> Result<()> {
         "--",
     ]);
     command.args(options.args());
-    match engine_socket()? {
+    match engine_socket() {
         Some(socket) => {
             let bridge =
                 std::env::temp_dir().join(format!("framex-docker-{}.sock", std::process::id()));
@@ -188,9 +184,9 @@ fn run_scenarios(engine: &str, options: &Options) -> Result<()> {
 
 /// The engine's Unix socket: `DOCKER_HOST` when it names one, else Docker's
 /// default; `None` when `DOCKER_HOST` is another kind of address.
-fn engine_socket() -> Result<Option<PathBuf>> {
+fn engine_socket() -> Option<PathBuf> {
     match std::env::var("DOCKER_HOST") {
-        Ok(host) if !host.is_empty() => Ok(host.strip_prefix("unix://").map(PathBuf::from)),
-        _ => Ok(Some(PathBuf::from("/var/run/docker.sock"))),
+        Ok(host) if !host.is_empty() => host.strip_prefix("unix://").map(PathBuf::from),
+        _ => Some(PathBuf::from("/var/run/docker.sock")),
     }
 }

@@ -25,11 +25,6 @@ pub(crate) const FRAMEX: &str = "framex:latest";
 pub(crate) const REPORTS: &str = "framex-reports:latest";
 pub(crate) const PYTHON: &str = "framex-python:0.4.2";
 
-/// What was built.
-pub(crate) struct Built {
-    pub(crate) python: Option<String>,
-}
-
 pub(crate) fn run(args: impl Iterator<Item = String>) -> Result<()> {
     let mut python = false;
     for arg in args {
@@ -38,11 +33,7 @@ pub(crate) fn run(args: impl Iterator<Item = String>) -> Result<()> {
             other => bail!("unknown option `{other}`: cargo xtask image [--python]"),
         }
     }
-    let built = build(python)?;
-    if python && built.python.is_none() {
-        bail!("the Python FrameX image was not built (see above)");
-    }
-    Ok(())
+    build(python)
 }
 
 /// Checks that a Docker engine answers, and says plainly what to do when none
@@ -70,7 +61,9 @@ pub(crate) fn docker_engine() -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-pub(crate) fn build(python: bool) -> Result<Built> {
+/// Builds the images; with `python`, the Python FrameX image too, failing
+/// when it cannot be built here.
+pub(crate) fn build(python: bool) -> Result<()> {
     let engine = docker_engine()?;
     println!("Docker engine {engine}");
     // One build each, as `cargo xtask memory` and `bench` build the framex
@@ -96,25 +89,10 @@ pub(crate) fn build(python: bool) -> Result<Built> {
         println!("built {image} ({versioned}): {}", size_of(image)?);
     }
     prune();
-    let python = if python {
-        match python_image(&root) {
-            Ok(()) => Some(PYTHON.to_owned()),
-            Err(error) => {
-                eprintln!("the Python FrameX image cannot be built here: {error:#}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    Ok(Built { python })
-}
-
-pub(crate) fn workspace() -> Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?
-        .to_owned())
+    if python {
+        python_image(&root).context("the Python FrameX image cannot be built here")?;
+    }
+    Ok(())
 }
 
 /// Lays out `context/rootfs`: the stripped binary at `/NAME`, each shared

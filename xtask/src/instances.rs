@@ -142,14 +142,19 @@ pub(crate) fn kill_started_on_interrupt() -> Result<()> {
     Ok(())
 }
 
+/// The workspace's root, where xtask's own folder is.
+pub(crate) fn workspace() -> Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_owned())
+}
+
 /// Builds `targets` (cargo's `-p`/`--bin`/`--example` arguments) with the
 /// release profile, saying `what` is being built, and returns the workspace
 /// root.
 pub(crate) fn build_release(what: &str, targets: &[&str]) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?
-        .to_owned();
+    let root = workspace()?;
     println!("building {what} (release)…");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
@@ -163,12 +168,10 @@ pub(crate) fn build_release(what: &str, targets: &[&str]) -> Result<PathBuf> {
 
 /// Builds the `framex` command once and returns its path.
 pub(crate) fn build_framex() -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask lives in the workspace")?;
+    let root = workspace()?;
     println!("building the framex command…");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
+        .current_dir(&root)
         .args(["build", "--quiet", "-p", "framex-cli", "--bin", "framex"])
         .status()
         .context("cannot run cargo build")?;

@@ -25,7 +25,7 @@ struct Project {
 
 impl Project {
     fn command(&self) -> Command {
-        let root = crate::image::workspace().unwrap_or_default();
+        let root = crate::instances::workspace().unwrap_or_default();
         let mut command = Command::new(&self.compose[0]);
         command
             .args(&self.compose[1..])

@@ -72,6 +72,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 
 /// What every scenario uses: the runtime testcontainers and bollard run on,
 /// and bollard's client.
+#[derive(Clone)]
 struct Harness {
     handle: Handle,
     docker: bollard::Docker,
@@ -474,17 +475,12 @@ fn two_instances(harness: &Harness, options: &Options) -> Result<()> {
         "sending {} calls from {} threads to {} (`your_module.build_report` runs on http://{ALIAS}:8080)",
         options.calls, options.concurrency, local.url
     );
-    let run = crate::load::drive_without_fault(
+    across(
         &local.url,
         &load,
         "every call crosses from the local container to the remote",
+        "remote",
     )?;
-    run.report(&load)?;
-    let by = run.counts.answered_by(Duration::ZERO, Duration::MAX);
-    ensure!(
-        by.iter().all(|(name, _)| name == "remote") && Counts::get(&run.counts.failed_clear) == 0,
-        "not every call ran on the remote: {by:?}"
-    );
     let remote_url = remote.url.clone();
     let mut pair = Containers {
         harness,
@@ -493,6 +489,21 @@ fn two_instances(harness: &Harness, options: &Options) -> Result<()> {
         remote_url,
     };
     crate::e2e::checks(&mut pair)
+}
+
+/// A load without a fault through `url` (`what` it crosses): none may hang,
+/// be lost or fail, and every report must be made by `instance`.
+fn across(url: &str, load: &crate::load::Options, what: &str, instance: &str) -> Result<()> {
+    let run = crate::load::drive_without_fault(url, load, what)?;
+    run.report(load)?;
+    let by = run.counts.answered_by(Duration::ZERO, Duration::MAX);
+    ensure!(
+        by.iter().all(|(name, _)| name == instance),
+        "not every report was made by {instance}: {by:?}"
+    );
+    let failed = Counts::get(&run.counts.failed_clear);
+    ensure!(failed == 0, "{failed} calls through {url} failed");
+    Ok(())
 }
 
 /// The replicas as they run.
@@ -528,12 +539,7 @@ fn replicas(harness: &Harness, fault: &str, options: &Options) -> Result<()> {
         "rolling-restart" => Some(Duration::from_secs(30)),
         _ => None,
     };
-    // Borrowed by the fault thread, which `drive` joins before it returns.
-    let fault_harness = Harness {
-        handle: harness.handle.clone(),
-        docker: harness.docker.clone(),
-        prefix: harness.prefix.clone(),
-    };
+    let fault_harness = harness.clone();
     let run = {
         let (replicas, marks, network) = (replicas.clone(), marks.clone(), network_name.clone());
         let fault = fault.to_owned();
@@ -688,21 +694,12 @@ fn python(harness: &Harness, options: &Options) -> Result<()> {
         "Rust calls Python: {calls} calls to {} (`your_module.build_report` runs on {python_url})",
         rust.url
     );
-    let run = crate::load::drive_without_fault(
+    across(
         &rust.url,
         &load,
         "every call crosses from the Rust container to the Python one",
+        "python",
     )?;
-    run.report(&load)?;
-    let by = run.counts.answered_by(Duration::ZERO, Duration::MAX);
-    ensure!(
-        by.iter().all(|(name, _)| name == "python"),
-        "some reports were not made by Python: {by:?}"
-    );
-    ensure!(
-        Counts::get(&run.counts.failed_clear) == 0,
-        "calls from Rust to Python failed"
-    );
 
     println!(
         "Python calls Rust: {calls} calls to {}/api/v1/python/whoami (`demo.whoami` runs on {rust_url})",
