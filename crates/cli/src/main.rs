@@ -233,6 +233,13 @@ async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
+    let code = serve_logging(config, name).await;
+    // The lines still queued are written on every way out.
+    framex::logging::shutdown();
+    code
+}
+
+async fn serve_logging(config: Option<PathBuf>, name: &str) -> ExitCode {
     raise_open_file_limit();
     let mut app = match App::load(config.as_deref()) {
         Ok(app) => app,
@@ -260,7 +267,6 @@ async fn serve(config: Option<PathBuf>, name: &str) -> ExitCode {
     bound.install_signal_handlers();
     println!("listening on http://{}", bound.local_addr());
     bound.serve().await;
-    framex::logging::shutdown();
     ExitCode::SUCCESS
 }
 

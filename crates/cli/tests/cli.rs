@@ -447,3 +447,63 @@ fn signals_sent_as_soon_as_listening_is_printed_are_handled() {
         );
     }
 }
+
+/// Log lines are written by a thread of their own: every request's
+/// `answered` line still reaches standard error, in full, when the instance
+/// is stopped right after answering a burst of requests.
+#[cfg(unix)]
+#[test]
+fn every_answered_line_is_written_before_the_instance_exits() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let path = config_file(
+        "logged.toml",
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_grace = 5\n",
+    );
+    let mut child = framex()
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .arg(&path)
+        .args(["--name", "logged"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    const REQUESTS: usize = 400;
+    for _ in 0..REQUESTS {
+        assert_eq!(health(&url), Some(200));
+    }
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::TERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let log = text(&output.stderr);
+    let answered: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("answered"))
+        .collect();
+    assert_eq!(answered.len(), REQUESTS, "{log}");
+    for line in answered {
+        assert!(
+            line.contains("path=\"/health\"")
+                && line.contains("status=200")
+                && line.contains("latency_ms="),
+            "{line}"
+        );
+    }
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|last| last.contains("stopped")
+                || last.contains("shut")
+                || last.contains("finished")),
+        "the last line is the instance's last word: {log}"
+    );
+}

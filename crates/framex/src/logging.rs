@@ -86,14 +86,40 @@ pub fn init() -> Result<(), LogError> {
 }
 
 /// Sets the global subscriber with this format and `RUST_LOG`-style filter,
-/// writing to standard error.
+/// writing to standard error from a thread of its own ([`shutdown`] writes
+/// what is still queued).
 pub fn init_with(format: LogFormat, filter: &str) -> Result<(), LogError> {
-    let subscriber = subscriber_exporting(format, filter, std::io::stderr, exporter()?)?;
-    tracing::subscriber::set_global_default(subscriber).map_err(|_| LogError::AlreadySet)
+    // Lines are written by a thread of their own, so that a request's task
+    // never waits on standard error (a pipe whose reader is slow blocks every
+    // write); that thread writes what has queued up in one go and flushes when
+    // the queue is empty. No line is dropped: past `QUEUED_LINES` waiting, a
+    // logging task waits for room.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("framex-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let subscriber = subscriber_exporting(format, filter, writer, exporter()?)?;
+    tracing::subscriber::set_global_default(subscriber).map_err(|_| LogError::AlreadySet)?;
+    if let Ok(mut writing) = WRITING.lock() {
+        *writing = Some(guard);
+    }
+    Ok(())
 }
 
-/// Sends the spans not yet exported and stops exporting, if [`init`] started
-/// to; call it before the process exits.
+/// How many lines may wait for the log thread before a logging task waits:
+/// a burst of this many is written without holding anyone up. The queue's
+/// slots are allocated at once (32 bytes each), so it is kept to a size that
+/// costs an idle instance nothing it would notice.
+const QUEUED_LINES: usize = 8_192;
+
+/// The log thread of [`init`]; dropping it writes the lines still queued.
+static WRITING: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+/// Writes the log lines still queued, and sends the spans not yet exported
+/// and stops exporting, if [`init`] started to; call it before the process
+/// exits, after the last line it logs: lines logged after it are not written.
 pub fn shutdown() {
     #[cfg(feature = "otlp")]
     if let Some(provider) = EXPORTING.get()
@@ -101,6 +127,8 @@ pub fn shutdown() {
     {
         tracing::warn!(%error, "the last spans were not exported");
     }
+    let writing = WRITING.lock().ok().and_then(|mut writing| writing.take());
+    drop(writing);
 }
 
 #[cfg(feature = "otlp")]

@@ -16,6 +16,13 @@ async fn main() -> ExitCode {
     if let Err(error) = framex::logging::init() {
         return fail(&error.to_string());
     }
+    let code = run().await;
+    // The log lines still queued are written on every way out.
+    framex::logging::shutdown();
+    code
+}
+
+async fn run() -> ExitCode {
     let mut config: Option<PathBuf> = None;
     let mut listen = "127.0.0.1:8080".to_owned();
     let mut health = false;
@@ -67,7 +74,6 @@ async fn main() -> ExitCode {
     let served = axum::serve(listener, make_service)
         .with_graceful_shutdown(shutdown)
         .await;
-    framex::logging::shutdown();
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&format!("serving stopped: {error}")),
