@@ -12,9 +12,16 @@
 //!   small JSON object;
 //! - (b) `GET /api/v1/report` on the local instance, whose function runs on the
 //!   remote: a client, two instances, two hops;
-//! - (c) the bare echo server with the body of (a): the limit of this machine.
+//! - (c) the bare echo server with the body of (a): the limit of this machine;
+//! - (d) and (e) the shape of (b) built by hand (`bench/peers`): an axum route
+//!   calling a back service with reqwest (JSON over HTTP/1) and with tonic
+//!   (gRPC over HTTP/2), with (b)'s request and answer.
 //!
-//! Each concurrency runs (c), (a) and (b) in turn, `--rounds` times (default 3)
+//! The FrameX instances log as `framex serve` does by default (`info`, one
+//! line per request), each into a file of the work directory; `RUST_LOG`
+//! set by the user wins.
+//!
+//! Each concurrency runs (c), (a), (b), (d) and (e) in turn, `--rounds` times (default 3)
 //! for `--duration` seconds each (default 5), so that the machine's noise falls
 //! on all three alike; each figure is the median of its rounds, and each ratio
 //! the median of the rounds' ratios, with their spread.
@@ -24,7 +31,14 @@
 //! memory (RSS) idle, at its peak, and over a steady run of (a) at concurrency 64
 //! (`--soak`, default 60 s), and what encoding plus decoding 1 KiB of keyword
 //! arguments costs against the remote's CPU time per call in (a) at
-//! concurrency 64. All traffic goes to 127.0.0.1.
+//! concurrency 64, and (b)'s ratio to the faster of (d) and (e).
+//! Then (`bench/scale.rs`) p50, p99 and p99.9 of (c), (a), (b), (d) and (e)
+//! at 1,000 calls a second (hey, installed from Debian's packages when
+//! missing), and what one FrameX hop adds ((b) less (a)); the remote's
+//! memory per idle kept-alive connection, 1,024 and 8,192 of them; and wrk
+//! at 1,024 and 8,192 connections on (a) and (b), with failures, p99 and
+//! RSS. Whatever falls short of a target of `BENCHMARKS.md` is printed as
+//! such. All traffic goes to 127.0.0.1.
 //!
 //! With `--against`, it starts a remote and a local instance of each build and
 //! runs, in every round, (c), then (a) and (b) at concurrency 64 on this build
@@ -38,7 +52,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::instances::{Instance, build_release, in_work_dir, spawn, start, write};
+use crate::instances::{Instance, build_release, in_work_dir, spawn, start_logging, write};
+
+mod scale;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
@@ -129,6 +145,10 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "framex-transport",
             "--example",
             "codec_cost",
+            "-p",
+            "framex-bench-peers",
+            "--bin",
+            "peers",
         ],
     )?;
     let bin = root.join("target/release");
@@ -139,11 +159,20 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 }
 
 fn ensure_wrk() -> Result<PathBuf> {
-    let found = |path: &str| Path::new(path).exists().then(|| PathBuf::from(path));
-    if let Some(wrk) = found("/usr/bin/wrk").or_else(|| found("/usr/local/bin/wrk")) {
-        return Ok(wrk);
+    ensure_installed("wrk", "wrk")
+}
+
+/// The path of `binary`, installed from Debian's package `package` when it
+/// is missing.
+fn ensure_installed(binary: &str, package: &str) -> Result<PathBuf> {
+    let found = |dir: &str| {
+        let path = Path::new(dir).join(binary);
+        path.exists().then_some(path)
+    };
+    if let Some(path) = found("/usr/bin").or_else(|| found("/usr/local/bin")) {
+        return Ok(path);
     }
-    println!("installing wrk from Debian's packages…");
+    println!("installing {binary} from Debian's packages…");
     let apt_get = |args: &[&str]| {
         let mut command = if rustix::process::geteuid().is_root() {
             Command::new("apt-get")
@@ -155,17 +184,18 @@ fn ensure_wrk() -> Result<PathBuf> {
         command
             .args(args)
             .status()
-            .context("cannot run apt-get to install wrk")
+            .with_context(|| format!("cannot run apt-get to install {package}"))
     };
-    let install = ["install", "-y", "-qq", "wrk"];
+    let install = ["install", "-y", "-qq", package];
     // A new machine may not have read the package lists yet.
     if !apt_get(&install)?.success() {
         ensure!(
             apt_get(&["update", "-qq"])?.success() && apt_get(&install)?.success(),
-            "installing wrk failed"
+            "installing {package} failed"
         );
     }
-    found("/usr/bin/wrk").context("wrk is still missing after installing it")
+    found("/usr/bin")
+        .with_context(|| format!("{binary} is still missing after installing {package}"))
 }
 
 /// A remote instance and a local one whose `your_module.build_report` runs on
@@ -182,7 +212,10 @@ fn two_instances(framex: &Path, dir: &Path, against: bool) -> Result<(Instance, 
         &format!("remote{tag}.toml"),
         "[server]\nhost = \"127.0.0.1\"\nport = 0\n",
     )?;
-    let remote = start(framex, &remote_config, remote_name)?;
+    // Each logs as `framex serve` does by default (info, one line per
+    // request), into a file of the work directory.
+    let log = |name: &str| dir.join(format!("{name}{tag}.log"));
+    let remote = start_logging(framex, &remote_config, remote_name, Some(&log("remote")))?;
     let local_config = write(
         dir,
         &format!("local{tag}.toml"),
@@ -193,13 +226,47 @@ fn two_instances(framex: &Path, dir: &Path, against: bool) -> Result<(Instance, 
                 "[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n",
             ),
     )?;
-    let local = start(framex, &local_config, local_name)?;
+    let local = start_logging(framex, &local_config, local_name, Some(&log("local")))?;
     Ok((remote, local))
+}
+
+/// The two-hop shape built by hand (`bench/peers`): a back service and a
+/// front whose route calls it, as axum + reqwest with JSON and as axum +
+/// tonic with gRPC. Each pair is its back and its front; (b)'s request goes
+/// to the front.
+fn peers(bin: &Path) -> Result<[(Instance, Instance); 2]> {
+    let peers = bin.join("peers");
+    let pair =
+        |back_mode: &str, front_mode: &str, back_name: &'static str, front_name: &'static str| {
+            let back = spawn(Command::new(&peers).arg(back_mode), back_name, false)?;
+            let front = spawn(
+                Command::new(&peers)
+                    .arg(front_mode)
+                    .args(["--upstream", &back.url]),
+                front_name,
+                false,
+            )?;
+            anyhow::Ok((back, front))
+        };
+    Ok([
+        pair(
+            "json-back",
+            "json-front",
+            "axum + reqwest back",
+            "axum + reqwest front",
+        )?,
+        pair(
+            "grpc-back",
+            "grpc-front",
+            "axum + tonic back",
+            "axum + tonic front",
+        )?,
+    ])
 }
 
 /// The bare echo server, and the wrk scripts of (a) and (c) (`post.lua`) and of
 /// (b) (`get.lua`).
-fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBuf)> {
+fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBuf, PathBuf)> {
     let bare = spawn(
         &mut Command::new(bin.join("examples/bare_echo")),
         "bare echo",
@@ -211,7 +278,8 @@ fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBu
     )?)?;
     let post = write(dir, "post.lua", &script(Some(&body)))?;
     let get = write(dir, "get.lua", &script(None))?;
-    Ok((bare, post, get))
+    let body = write(dir, "body.json", &body)?;
+    Ok((bare, post, get, body))
 }
 
 /// `--against FRAMEX`: (a) and (b) at concurrency 64 for this build and for the
@@ -231,7 +299,7 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
         ),
         ("against", two_instances(other, dir, true)?),
     ];
-    let (bare, post, get) = bare_and_scripts(bin, dir)?;
+    let (bare, post, get, _) = bare_and_scripts(bin, dir)?;
     let seconds = options.duration;
     // Per build: (a)/(c) in %, the remote's CPU per (a) request in us, (b)/(c)
     // in %, then CPU per (b) request of the local and the remote in us.
@@ -326,7 +394,8 @@ fn measured<const N: usize>(
 
 fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
     let (remote, local) = two_instances(&bin.join("framex"), dir, false)?;
-    let (bare, post, get) = bare_and_scripts(bin, dir)?;
+    let (bare, post, get, body) = bare_and_scripts(bin, dir)?;
+    let peers = peers(bin)?;
     let idle = [remote.rss()?, local.rss()?];
 
     let seconds = options.duration;
@@ -356,7 +425,16 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                 concurrency,
                 seconds,
             )?;
-            rounds.push([proxy_figures, two_hops, bare_figures]);
+            let [json, grpc] = [0, 1].map(|i| {
+                wrk_run(
+                    wrk,
+                    &get,
+                    &format!("{}/api/v1/report?job_id=bench", peers[i].1.url),
+                    concurrency,
+                    seconds,
+                )
+            });
+            rounds.push([proxy_figures, two_hops, bare_figures, json?, grpc?]);
         }
         rows.push((concurrency, rounds));
     }
@@ -377,6 +455,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         "(b)/(c)",
         "p99 a/c"
     );
+    let mut peer_rows = Vec::new();
     for (concurrency, rounds) in &rows {
         let figures = |i: usize| Figures {
             requests_per_second: median(rounds.iter().map(|r| r[i].requests_per_second)),
@@ -384,7 +463,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
             p99_ms: median(rounds.iter().map(|r| r[i].p99_ms)),
             errors: rounds.iter().map(|r| r[i].errors).sum(),
         };
-        let ratio = |f: &dyn Fn(&[Figures; 3]) -> f64| {
+        let ratio = |f: &dyn Fn(&[Figures; 5]) -> f64| {
             let ratios: Vec<f64> = rounds.iter().map(f).collect();
             (
                 median(ratios.iter().copied()),
@@ -413,6 +492,44 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         if errors > 0 {
             println!("      {errors} requests failed at concurrency {concurrency}");
         }
+        peer_rows.push((
+            *concurrency,
+            figures(3),
+            figures(4),
+            ratio(&|r| {
+                r[1].requests_per_second / r[3].requests_per_second.max(r[4].requests_per_second)
+            }),
+        ));
+    }
+    println!();
+    println!(
+        "{:>4}  {:>30}  {:>30}  {:>24}",
+        "c",
+        "(d) axum + reqwest rps p50 p99",
+        "(e) axum + tonic rps p50 p99",
+        "(b)/faster of (d), (e)"
+    );
+    for (concurrency, json, grpc, ratio) in &peer_rows {
+        println!(
+            "{concurrency:>4}  {}  {}  {:>8.2}x [{:.2}-{:.2}]",
+            cell(json),
+            cell(grpc),
+            ratio.0,
+            ratio.1,
+            ratio.2
+        );
+        let errors = json.errors + grpc.errors;
+        if errors > 0 {
+            println!("      {errors} requests to the peers failed at concurrency {concurrency}");
+        }
+    }
+    if let Some((_, _, _, ratio)) = peer_rows.iter().find(|row| row.0 == 64)
+        && ratio.0 < 1.3
+    {
+        println!(
+            "short of the target: (b) at c=64 is {:.2}x the faster peer, not at least 1.3x",
+            ratio.0
+        );
     }
     println!();
     println!(
@@ -437,6 +554,42 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         mib(peak[1])
     );
 
+    let hey = ensure_installed("hey", "hey")?;
+    let report = "/api/v1/report?job_id=bench";
+    scale::fixed_rate(
+        &hey,
+        &[
+            scale::Target {
+                name: "(c) bare echo",
+                url: format!("{}/", bare.url),
+                body: Some(&body),
+            },
+            scale::Target {
+                name: "(a) direct call",
+                url: format!("{}/api/v1/proxy/remote", remote.url),
+                body: Some(&body),
+            },
+            scale::Target {
+                name: "(b) two hops",
+                url: format!("{}{report}", local.url),
+                body: None,
+            },
+            scale::Target {
+                name: "(d) two hops, axum + reqwest",
+                url: format!("{}{report}", peers[0].1.url),
+                body: None,
+            },
+            scale::Target {
+                name: "(e) two hops, axum + tonic",
+                url: format!("{}{report}", peers[1].1.url),
+                body: None,
+            },
+        ],
+        seconds.max(3),
+        options.rounds,
+    )?;
+    scale::many_connections(wrk, &post, &get, &remote, &local, seconds)?;
+
     if options.soak > 0 {
         // A steady load on (a): memory at a quarter of the run, once warm, and at
         // its end.
@@ -444,7 +597,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         let quarter = (options.soak / 4).max(1);
         let _ = wrk_run(wrk, &post, &url, 64, quarter)?;
         let warm = remote.rss()?;
-        let _ = wrk_run(wrk, &post, &url, 64, options.soak - quarter)?;
+        let _ = wrk_run(wrk, &post, &url, 64, (options.soak - quarter).max(1))?;
         let end = remote.rss()?;
         println!(
             "steady load on (a) at c=64 for {} s: remote RSS {:.1} MiB after {quarter} s, {:.1} MiB at the end ({:+.1}%)",
@@ -454,7 +607,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
             100.0 * (end as f64 - warm as f64) / warm as f64
         );
     }
-    drop((remote, local, bare));
+    drop((remote, local, bare, peers));
     Ok(())
 }
 
@@ -522,11 +675,22 @@ fn wrk_run(
     concurrency: usize,
     seconds: u64,
 ) -> Result<Figures> {
+    wrk_run_threads(wrk, script, url, concurrency, seconds, concurrency.min(2))
+}
+
+/// [`wrk_run`] with this many threads of wrk.
+fn wrk_run_threads(
+    wrk: &Path,
+    script: &Path,
+    url: &str,
+    concurrency: usize,
+    seconds: u64,
+    threads: usize,
+) -> Result<Figures> {
     ensure!(
         url.starts_with("http://127.0.0.1:"),
         "load goes to 127.0.0.1 only, not {url}"
     );
-    let threads = concurrency.min(2);
     let output = Command::new(wrk)
         .args([
             "-t",

@@ -188,23 +188,58 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 /// Starts `framex serve` (the demo functions) and waits for its `listening on`
 /// line.
 pub(crate) fn start(framex: &Path, config: &Path, name: &'static str) -> Result<Instance> {
+    start_logging(framex, config, name, None)
+}
+
+/// [`start`], the instance logging into the file `log` when given (see
+/// [`spawn_logging`]).
+pub(crate) fn start_logging(
+    framex: &Path,
+    config: &Path,
+    name: &'static str,
+    log: Option<&Path>,
+) -> Result<Instance> {
     let mut command = Command::new(framex);
     command.arg("serve").arg(config).args(["--name", name]);
-    spawn(&mut command, name, true)
+    spawn_logging(&mut command, name, true, log)
 }
 
 /// Starts `command`, waits for its `listening on URL` line and, when `health`,
 /// for `GET /health` to answer. The instance records how long that took.
 pub(crate) fn spawn(command: &mut Command, name: &'static str, health: bool) -> Result<Instance> {
+    spawn_logging(command, name, health, None)
+}
+
+/// [`spawn`]; with `log`, the process logs into that file at `RUST_LOG` or,
+/// when that is unset, at `info`, as `framex serve` does by default (what a
+/// benchmark of the default settings measures); without it, errors only, on
+/// this task's standard error.
+pub(crate) fn spawn_logging(
+    command: &mut Command,
+    name: &'static str,
+    health: bool,
+    log: Option<&Path>,
+) -> Result<Instance> {
     let spawned = Instant::now();
+    let (stderr, default_level) = match log {
+        Some(path) => (
+            Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ),
+            "info",
+        ),
+        // The checks provoke refusals and failures on purpose; their warnings
+        // would drown the table.
+        None => (Stdio::inherit(), "error"),
+    };
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // The checks provoke refusals and failures on purpose; their warnings
-        // would drown the table. RUST_LOG set by the user wins.
+        .stderr(stderr)
+        // RUST_LOG set by the user wins.
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| default_level.to_owned()),
         )
         .spawn()
         .with_context(|| format!("cannot start {:?}", command.get_program()))?;
