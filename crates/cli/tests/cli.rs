@@ -85,16 +85,20 @@ fn serve_named(config: &PathBuf, name: &str) -> Served {
             }
         }
     });
+    let url = listening_url(&mut child);
+    Served { child, url, log }
+}
+
+/// The URL of a `framex serve` child's first line, `listening on URL`.
+fn listening_url(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Served { child, url, log }
+        .to_owned()
 }
 
 #[test]
@@ -468,15 +472,7 @@ fn every_answered_line_is_written_before_the_instance_exits() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let url = listening_url(&mut child);
     const REQUESTS: usize = 400;
     for _ in 0..REQUESTS {
         assert_eq!(health(&url), Some(200));
