@@ -22,6 +22,8 @@
 
 use std::str::FromStr;
 
+mod human;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -203,7 +205,14 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     Ok(match format {
-        LogFormat::Human => with_spans(builder.with_ansi(false).finish(), provider),
+        LogFormat::Human => with_spans(
+            builder
+                .with_ansi(false)
+                .fmt_fields(human::HumanFields)
+                .event_format(human::HumanLine)
+                .finish(),
+            provider,
+        ),
         LogFormat::Json => with_spans(
             builder
                 .json()
