@@ -32,6 +32,11 @@
 //! (`--soak`, default 60 s), and what encoding plus decoding 1 KiB of keyword
 //! arguments costs against the remote's CPU time per call in (a) at
 //! concurrency 64, and (b)'s ratio to the faster of (d) and (e).
+//! Then (`bench/sizes.rs`) (a) with about 1 KiB, 64 KiB and 1 MiB of JSON
+//! arguments sent as Python FrameX sends them, beside (c) moving the same
+//! bodies and the floor of the payload work
+//! (`crates/transport/examples/payload_floor.rs`), with the remote's CPU
+//! time per call against that floor's.
 //! Then (`bench/scale.rs`) p50, p99 and p99.9 of (c), (a), (b), (d) and (e)
 //! at 1,000 calls a second (hey, installed from Debian's packages when
 //! missing), and what one FrameX hop adds ((b) less (a)); the remote's
@@ -55,6 +60,7 @@ use serde_json::{Value, json};
 use crate::instances::{Instance, build_release, in_work_dir, spawn, start_logging, write};
 
 mod scale;
+mod sizes;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
@@ -145,6 +151,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "framex-transport",
             "--example",
             "codec_cost",
+            "--example",
+            "payload_floor",
             "-p",
             "framex-bench-peers",
             "--bin",
@@ -554,6 +562,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
         mib(peak[1])
     );
 
+    sizes::payload_rows(wrk, bin, dir, &remote, &bare, seconds, options.rounds)?;
     let hey = ensure_installed("hey", "hey")?;
     let report = "/api/v1/report?job_id=bench";
     scale::fixed_rate(
@@ -658,6 +667,12 @@ fn script(body: Option<&str>) -> String {
         ),
         None => String::new(),
     };
+    script_with(&request)
+}
+
+/// A wrk script: `request` (Lua that sets up each request), and a summary
+/// line of JSON at the end.
+fn script_with(request: &str) -> String {
     format!(
         "{request}\
          done = function(summary, latency, requests)\n\
