@@ -531,19 +531,21 @@ fn replicas(harness: &Harness, fault: &str, options: &Options) -> Result<()> {
     let marks: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let load = crate::load::Options::new(options.calls, options.concurrency);
     let calls = options.calls;
-    // The calls are spread over as long as the fault plays out: a connect
-    // timeout and a DNS refresh for a cut-off replica; for a rolling restart,
-    // three stops (each drains for a second), starts and health checks.
+    // The calls are spread over as long as the fault plays out, so that some
+    // are sent once it is over: for a killed replica, `docker kill` returning
+    // (a few hundred ms, about as long as 2,000 calls take unspread); a
+    // connect timeout and a DNS refresh for a cut-off replica; for a rolling
+    // restart, three stops (each drains for a second), starts and health
+    // checks.
     let spread = match fault {
-        "cut-one" => Some(Duration::from_secs(6)),
-        "rolling-restart" => Some(Duration::from_secs(30)),
-        _ => None,
+        "rolling-restart" => Duration::from_secs(30),
+        _ => Duration::from_secs(6),
     };
     let fault_harness = harness.clone();
     let run = {
         let (replicas, marks, network) = (replicas.clone(), marks.clone(), network_name.clone());
         let fault = fault.to_owned();
-        drive(&local.url, &load, spread, move |counts, started| {
+        drive(&local.url, &load, Some(spread), move |counts, started| {
             let harness = fault_harness;
             let mark = || {
                 counts
