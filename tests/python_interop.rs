@@ -381,8 +381,17 @@ fn values() -> Vec<(&'static str, Value)> {
             "escapes",
             json!("quote \" backslash \\ newline \n tab \t nul \u{0}"),
         ),
-        // Over 8 KiB: compressed on the wire, where smaller payloads are stored.
+        // Over 8 KiB: arguments compressed at level 1 on the wire, answers
+        // stored (in one block, and in several of 65535 bytes).
         ("22 KB of text", json!("0123456789 ".repeat(2000))),
+        (
+            "170 KB of records",
+            Value::Array(
+                (0..4000)
+                    .map(|i| json!({"id": i, "name": format!("record {i}"), "ok": i % 3 == 0}))
+                    .collect(),
+            ),
+        ),
         ("empty array", json!([])),
         ("empty object", json!({})),
         (

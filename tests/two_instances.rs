@@ -538,3 +538,125 @@ async fn a_route_calls_another_in_process_at_the_in_flight_limit() {
         (200, "200 inner".to_owned())
     );
 }
+
+/// The zlib stream inside `E(x)`: base64 decoded and the key XORed away.
+fn zlib_of(encoded: &str) -> Vec<u8> {
+    let key = b"01234567890abcdefghijklmnopqrstuvwxyz";
+    let mut bytes = base64_simd::STANDARD
+        .decode_to_vec(encoded)
+        .expect("standard base64");
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= key[i % key.len()];
+    }
+    bytes
+}
+
+/// Whether the zlib stream holds only stored blocks, the JSON as it is.
+fn only_stored_blocks(zlib: &[u8]) -> bool {
+    let mut at = 2;
+    loop {
+        let header = zlib[at];
+        if (header >> 1) & 0b11 != 0 {
+            return false;
+        }
+        let len = usize::from(u16::from_le_bytes([zlib[at + 1], zlib[at + 2]]));
+        at += 5 + len;
+        if header & 1 == 1 {
+            return at + 4 == zlib.len();
+        }
+    }
+}
+
+/// About 120 KB of keyword arguments for `m.echo`, past the size below which
+/// every payload travels stored.
+fn large_kwargs() -> (String, String) {
+    let records: Vec<String> = (0..2000)
+        .map(|i| format!(r#"{{"id":{i},"name":"record {i} of the nightly report"}}"#))
+        .collect();
+    let value = format!("[{}]", records.join(","));
+    (format!(r#"{{"value":{value}}}"#), value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_travel_at_the_configured_compression() {
+    let (kwargs, value) = large_kwargs();
+    let body = framex::transport::wire::CallBody::encode_json("m.echo", kwargs.as_bytes())
+        .unwrap()
+        .to_json();
+    // An instance's answers: stored by default, compressed with
+    // `server.compression = 1`.
+    for (settings, stored) in [("", true), ("compression = 1\n", false)] {
+        let mut app = App::from_config(config(&format!("[server]\nport = 0\n{settings}"))).unwrap();
+        register_demo(&mut app, "remote");
+        let remote = start(app, "remote").await;
+        let (status, answer) = crate::support::send(
+            &remote,
+            "POST",
+            "/api/v1/proxy/remote",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let envelope: Value = serde_json::from_slice(&answer).unwrap();
+        let data = envelope["data"].as_str().unwrap();
+        assert_eq!(only_stored_blocks(&zlib_of(data)), stored, "{settings:?}");
+        let echoed = framex::transport::wire::decode_json(data, usize::MAX).unwrap();
+        assert_eq!(echoed, value.as_bytes(), "{settings:?}");
+    }
+
+    // A caller's arguments: as the upstream's table says, else at level 1,
+    // whatever the instance's answers use.
+    let mut upstreams = Vec::new();
+    for _ in 0..2 {
+        let upstream = wiremock::MockServer::start().await;
+        let answer = framex::transport::wire::Envelope::success(
+            framex::transport::wire::encode(&json!("ok")).unwrap(),
+        );
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(answer))
+            .mount(&upstream)
+            .await;
+        upstreams.push(upstream);
+    }
+    let (own, instance) = (upstreams[0].uri(), upstreams[1].uri());
+    let local_toml = |own_level: u32| {
+        format!(
+            "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\ncompression = 0\n\
+             [plugins.proxy.proxy_urls.\"{own}\"]\nenable = []\ncompression = {own_level}\n\
+             [plugins.proxy.proxy_urls.\"{instance}\"]\nenable = []\n\
+             [plugins.proxy]\nproxy_functions = {{ \"{own}\" = [\"m.own\"], \"{instance}\" = [\"m.instance\"] }}\n"
+        )
+    };
+    let app = App::from_config(config(&local_toml(0))).unwrap();
+    let registry = app.registry().clone();
+    let bound = app.isolated().bind("local").await.unwrap();
+    let reloader = bound.reloader();
+    tokio::spawn(bound.serve_until(std::future::pending()));
+    let kwargs: Value = serde_json::from_str(&kwargs).unwrap();
+    // The upstream's level applies from a reload on, as its functions do.
+    let calls = [
+        ("m.own", 0, true),
+        ("m.instance", 1, false),
+        ("reload", 0, false),
+        ("m.own", 0, false),
+    ];
+    for (name, upstream, stored) in calls {
+        if name == "reload" {
+            reloader.reload(&config(&local_toml(1))).unwrap();
+            continue;
+        }
+        let answer = framex::call_on(&registry, name, &kwargs).await.unwrap();
+        assert_eq!(answer, json!("ok"));
+        let requests = upstreams[upstream].received_requests().await.unwrap();
+        let sent: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+        let data = sent["data"].as_str().unwrap();
+        assert_eq!(only_stored_blocks(&zlib_of(data)), stored, "{name}");
+        let arrived = framex::transport::wire::decode_json(data, usize::MAX).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&arrived).unwrap(),
+            kwargs,
+            "{name}"
+        );
+    }
+}

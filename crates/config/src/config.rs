@@ -126,6 +126,7 @@ pub struct Server {
     pub(crate) max_in_flight: u64,
     pub(crate) max_argument_memory: u64,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) compression: Option<u32>,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
@@ -195,6 +196,13 @@ impl Server {
     /// default 30 s. FrameX for Rust only.
     pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
+    }
+
+    /// `compression`: the zlib level, 0 (stored) to 9, of this instance's
+    /// answers of more than 8 KiB of JSON; `None` for the server's default
+    /// (stored). FrameX for Rust only.
+    pub fn compression(&self) -> Option<u32> {
+        self.compression
     }
 }
 
@@ -303,6 +311,7 @@ pub struct Upstream {
     pub(crate) routes: Option<Routes>,
     pub(crate) endpoints: Vec<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) compression: Option<u32>,
 }
 
 impl Upstream {
@@ -322,6 +331,13 @@ impl Upstream {
     /// may take, before the global timeout. FrameX for Rust only.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// `proxy_urls."URL".compression`: the zlib level, 0 (stored) to 9, of the
+    /// arguments of more than 8 KiB of JSON sent to this upstream; `None` for
+    /// the transport's default (level 1). FrameX for Rust only.
+    pub fn compression(&self) -> Option<u32> {
+        self.compression
     }
 
     /// The route-forwarding rules, for the table form; `None` for the list form,
@@ -363,6 +379,9 @@ impl fmt::Display for Summary<'_> {
         writeln!(f, "server: {}:{}", server.host(), server.port())?;
         let proxy_state = if config.proxy_enabled() { "on" } else { "off" };
         writeln!(f, "proxy plugin: {proxy_state}")?;
+        if let Some(level) = server.compression() {
+            writeln!(f, "answers over 8 KiB: zlib level {level}")?;
+        }
         write_rules(f, "auth rules (keys callers must send)", config.auth())?;
         let proxy = config.proxy();
         writeln!(f, "upstream timeout: {} s", proxy.timeout().as_secs())?;
@@ -402,6 +421,9 @@ impl fmt::Display for Summary<'_> {
             }
             if let Some(timeout) = upstream.timeout() {
                 writeln!(f, "    timeout: {} s", timeout.as_secs())?;
+            }
+            if let Some(level) = upstream.compression() {
+                writeln!(f, "    arguments over 8 KiB: zlib level {level}")?;
             }
         }
         if proxy.functions.is_empty() {

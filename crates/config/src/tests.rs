@@ -724,6 +724,45 @@ fn server_limits_have_defaults_and_take_positive_integers() {
 }
 
 #[test]
+fn compression_is_a_zlib_level_for_the_instance_and_per_upstream() {
+    let defaults = load("", &[]).unwrap();
+    assert_eq!(defaults.server().compression(), None);
+
+    let config = load(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\ncompression = 0\n\
+         [plugins.proxy.proxy_urls.\"http://near:8080\"]\ncompression = 6\n\
+         [plugins.proxy.proxy_urls.\"http://far:8080\"]\nenable = []\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.server().compression(), Some(0));
+    let proxy = config.proxy();
+    assert_eq!(
+        proxy.upstream("http://near:8080").unwrap().compression(),
+        Some(6)
+    );
+    assert_eq!(
+        proxy.upstream("http://far:8080").unwrap().compression(),
+        None
+    );
+
+    // Through the environment, as a file Python FrameX also reads sets it.
+    let config = load("", &[("FRAMEX__SERVER__COMPRESSION", "9")]).unwrap();
+    assert_eq!(config.server().compression(), Some(9));
+
+    check_errors(
+        "[server]\ncompression = 10\n[plugins.proxy.proxy_urls.\"http://a:1\"]\ncompression = -1\n\
+         [plugins.proxy.proxy_urls.\"http://b:1\"]\ncompression = \"fast\"\n",
+        &[],
+        &[
+            "error: config.toml:2:15: `server.compression`: expected a zlib level from 0 (stored, no compression) to 9, found 10",
+            "error: config.toml:4:15: `plugins.proxy.proxy_urls.\"http://a:1\".compression`: expected a zlib level from 0 (stored, no compression) to 9, found -1",
+            "error: config.toml:6:15: `plugins.proxy.proxy_urls.\"http://b:1\".compression`: expected an integer, found a string",
+        ],
+    );
+}
+
+#[test]
 fn durations_are_refused_past_what_a_deadline_can_hold() {
     for key in [
         "server.header_read_timeout",

@@ -45,17 +45,23 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             .as_ref()
             .and_then(|routes| compile_routes(routes, reporter));
         index_of.insert(upstream.url.value.clone(), upstreams.len());
-        let (endpoints, timeout) = upstream.routes.as_ref().map_or((Vec::new(), None), |raw| {
-            (
-                raw.endpoints.clone(),
-                raw.timeout_secs.map(Duration::from_secs),
-            )
-        });
+        let (endpoints, timeout, compression) =
+            upstream
+                .routes
+                .as_ref()
+                .map_or((Vec::new(), None, None), |raw| {
+                    (
+                        raw.endpoints.clone(),
+                        raw.timeout_secs.map(Duration::from_secs),
+                        raw.compression,
+                    )
+                });
         upstreams.push(Upstream {
             url: upstream.url.value,
             routes,
             endpoints,
             timeout,
+            compression,
         });
         raw_routes.push(upstream.routes);
     }
@@ -356,6 +362,7 @@ impl From<RawServer> for Server {
             max_in_flight: raw.max_in_flight,
             max_argument_memory: raw.max_argument_memory,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+            compression: raw.compression,
             tls: match (raw.tls_cert, raw.tls_key) {
                 (Some(cert), Some(key)) => {
                     Some((PathBuf::from(cert.value), PathBuf::from(key.value)))

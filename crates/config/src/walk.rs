@@ -37,6 +37,8 @@ pub(crate) struct RawServer {
     pub(crate) max_in_flight: u64,
     pub(crate) max_argument_memory: u64,
     pub(crate) shutdown_grace_secs: u64,
+    /// `compression`: a zlib level, 0 to 9; `None` for the transport's default.
+    pub(crate) compression: Option<u32>,
     pub(crate) tls_cert: Option<Item<String>>,
     pub(crate) tls_key: Option<Item<String>>,
 }
@@ -54,6 +56,7 @@ impl Default for RawServer {
             max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
             max_argument_memory: crate::DEFAULT_MAX_ARGUMENT_MEMORY,
             shutdown_grace_secs: crate::DEFAULT_SHUTDOWN_GRACE_SECS,
+            compression: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -111,6 +114,8 @@ pub(crate) struct RawRoutes {
     /// `endpoints`: the upstream's static endpoints.
     pub(crate) endpoints: Vec<String>,
     pub(crate) timeout_secs: Option<u64>,
+    /// `compression`: a zlib level, 0 to 9, for the arguments sent there.
+    pub(crate) compression: Option<u32>,
     /// `function_timeouts`: function name to seconds.
     pub(crate) function_timeouts: Vec<(Item<String>, u64)>,
     pub(crate) idempotent_functions: Vec<Item<String>>,
@@ -149,6 +154,7 @@ const SERVER: &[&str] = &[
     "max_in_flight",
     "max_argument_memory",
     "shutdown_grace",
+    "compression",
     "tls_cert",
     "tls_key",
 ];
@@ -185,6 +191,7 @@ const UPSTREAM: &[&str] = &[
     // FrameX for Rust only; Python FrameX ignores them here.
     "endpoints",
     "timeout",
+    "compression",
     "function_timeouts",
     "idempotent_functions",
 ];
@@ -302,6 +309,7 @@ impl Walker<'_, '_> {
                         server.shutdown_grace_secs = n;
                     }
                 }
+                "compression" => server.compression = self.zlib_level(&entry.value, &path),
                 "tls_cert" => server.tls_cert = self.file_path(&entry.value, &path),
                 "tls_key" => server.tls_key = self.file_path(&entry.value, &path),
                 _ => self.other_key(entry, &path, SERVER, SERVER_IGNORED),
@@ -489,6 +497,7 @@ impl Walker<'_, '_> {
             docs_path: crate::DEFAULT_DOCS_PATH.to_owned(),
             endpoints: Vec::new(),
             timeout_secs: None,
+            compression: None,
             function_timeouts: Vec::new(),
             idempotent_functions: Vec::new(),
         };
@@ -531,6 +540,7 @@ impl Walker<'_, '_> {
                     }
                 }
                 "timeout" => routes.timeout_secs = self.seconds(&entry.value, &path),
+                "compression" => routes.compression = self.zlib_level(&entry.value, &path),
                 "function_timeouts" => {
                     for (name, item) in self.keyed(&entry.value, &path) {
                         if let Some(secs) = self.seconds(&item.value, &name.path) {
@@ -726,6 +736,24 @@ impl Walker<'_, '_> {
                     format!(
                         "expected a number of seconds from 1 to {} (100 years), found {value}",
                         crate::MAX_SECONDS
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A zlib compression level: 0 (stored) to 9.
+    fn zlib_level(&mut self, node: &Node, path: &KeyPath) -> Option<u32> {
+        let value = self.integer(node, path)?;
+        match u32::try_from(value) {
+            Ok(level @ 0..=9) => Some(level),
+            _ => {
+                self.invalid(
+                    node,
+                    path,
+                    format!(
+                        "expected a zlib level from 0 (stored, no compression) to 9, found {value}"
                     ),
                 );
                 None

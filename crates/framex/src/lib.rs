@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use framex_registry::{Kwargs, Output};
+use framex_transport::wire::Compression;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -597,6 +598,9 @@ fn server_settings(
         .with_max_in_flight(saturating_usize(server.max_in_flight()))
         .with_max_argument_memory(saturating_usize(server.max_argument_memory()))
         .with_shutdown_grace(server.shutdown_grace());
+    if let Some(level) = server.compression().and_then(Compression::level) {
+        settings = settings.with_compression(level);
+    }
     if let Some((cert, key)) = server.tls() {
         let certificates =
             framex_transport::tls::read_pem_certificates(&config.resolve_path(cert))?;
@@ -615,9 +619,15 @@ fn routing_of(config: &framex_config::Config) -> framex_registry::Routing {
     let mut routing = framex_registry::Routing::default();
     let proxy = config.proxy();
     for (name, url) in proxy.functions() {
-        let remote = framex_registry::Remote::new(url, key.clone())
+        let mut remote = framex_registry::Remote::new(url, key.clone())
             .with_timeout(proxy.function_timeout(name))
             .with_idempotent(proxy.is_idempotent(name));
+        let level = proxy
+            .upstream(url)
+            .and_then(|upstream| upstream.compression());
+        if let Some(level) = level.and_then(Compression::level) {
+            remote = remote.with_compression(level);
+        }
         routing = routing.route(name, remote);
     }
     routing

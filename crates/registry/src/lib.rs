@@ -139,6 +139,7 @@ pub struct Remote {
     key: Option<String>,
     timeout: Option<std::time::Duration>,
     idempotent: bool,
+    compression: framex_transport::wire::Compression,
     /// The upstream of `url`, resolved when the routing is handed to a
     /// registry, so that a call looks nothing up by URL; `None` until then,
     /// and for a URL that is not one (its calls fail naming it).
@@ -153,8 +154,17 @@ impl Remote {
             key,
             timeout: None,
             idempotent: false,
+            compression: framex_transport::wire::Compression::DEFAULT,
             upstream: None,
         }
+    }
+
+    /// Arguments of more than 8 KiB of JSON are compressed as `compression`
+    /// says; default
+    /// [`Compression::DEFAULT`](framex_transport::wire::Compression::DEFAULT).
+    pub fn with_compression(mut self, compression: framex_transport::wire::Compression) -> Remote {
+        self.compression = compression;
+        self
     }
 
     /// Calls of it may take `timeout`, instead of the upstream's or the
@@ -565,12 +575,12 @@ impl<'n> Target<'n> {
             }
             Place::Remote(remote) => {
                 let call = async {
-                    let body = CallBody::encode_json(name, kwargs.as_json()).map_err(|e| {
-                        CallError::Arguments {
-                            name: name.to_owned(),
-                            detail: e.to_string(),
-                        }
-                    })?;
+                    let body =
+                        CallBody::encode_json_with(name, kwargs.as_json(), remote.compression)
+                            .map_err(|e| CallError::Arguments {
+                                name: name.to_owned(),
+                                detail: e.to_string(),
+                            })?;
                     let json = registry.client().send_json(remote.request(name, body));
                     Ok(Output::from_json(json.await?))
                 };

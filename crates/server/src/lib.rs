@@ -119,6 +119,7 @@ pub struct Settings {
     max_in_flight: usize,
     max_argument_memory: usize,
     shutdown_grace: Duration,
+    compression: framex_transport::wire::Compression,
     instance_name: String,
     upstreams: Vec<Upstream>,
     forward_timeout: Duration,
@@ -139,6 +140,7 @@ impl Default for Settings {
             max_in_flight: 1024,
             max_argument_memory: 1024 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            compression: framex_transport::wire::Compression::STORED,
             instance_name: "framex".to_owned(),
             upstreams: Vec::new(),
             forward_timeout: Duration::from_secs(600),
@@ -170,6 +172,18 @@ impl Settings {
     /// The largest inflated payload accepted (413 beyond); default 32 MiB.
     pub fn with_max_inflated_bytes(mut self, bytes: usize) -> Settings {
         self.max_inflated_bytes = bytes;
+        self
+    }
+
+    /// How answers of more than 8 KiB of JSON are compressed; default stored
+    /// ([`Compression::STORED`](framex_transport::wire::Compression::STORED)):
+    /// the least CPU on both sides, and an answer of up to 32 MiB of JSON
+    /// still fits a FrameX for Rust caller's 64 MiB answer limit.
+    pub fn with_compression(
+        mut self,
+        compression: framex_transport::wire::Compression,
+    ) -> Settings {
+        self.compression = compression;
         self
     }
 

@@ -135,7 +135,8 @@ async fn serve(
         // Refused without reading the arguments, and counted as such. Boxed:
         // a call's future is large, and this rare one would grow every
         // request's.
-        return answer(&name, Box::pin(target.call(Kwargs::empty())).await);
+        let result = Box::pin(target.call(Kwargs::empty())).await;
+        return answer(&name, result, state.settings.compression);
     }
     // Decoded to their JSON text only: the function reads each argument from
     // it into its parameter's type.
@@ -176,7 +177,8 @@ async fn serve(
             "the caller's deadline passed before `{name}` could run; it did not run"
         ));
     }
-    run_local(&name, target, kwargs, reserved, deadline).await
+    let compression = state.settings.compression;
+    run_local(&name, target, kwargs, reserved, deadline, compression).await
 }
 
 /// The function name of a call: refused before any lookup when it is longer
@@ -240,6 +242,7 @@ async fn run_local(
     kwargs: Kwargs,
     reserved: tokio::sync::OwnedSemaphorePermit,
     deadline: Option<Instant>,
+    compression: wire::Compression,
 ) -> Response<Full<Bytes>> {
     // The task owns its copy of the name; this one answers if it panics.
     let target = target.into_owned();
@@ -276,7 +279,7 @@ async fn run_local(
         None => task.await,
     };
     match outcome {
-        Ok(result) => answer(name, result),
+        Ok(result) => answer(name, result, compression),
         Err(_) => {
             tracing::error!(function = name, "proxy function panicked");
             envelope_response(
@@ -287,12 +290,17 @@ async fn run_local(
     }
 }
 
-/// The answer to a call of `name` that ran here (or was refused here).
-fn answer(name: &str, result: Result<framex_registry::Output, CallError>) -> Response<Full<Bytes>> {
+/// The answer to a call of `name` that ran here (or was refused here), its
+/// result compressed as `compression` says.
+fn answer(
+    name: &str,
+    result: Result<framex_registry::Output, CallError>,
+    compression: wire::Compression,
+) -> Response<Full<Bytes>> {
     match result {
         Ok(output) => envelope_json(
             StatusCode::OK,
-            &Envelope::success(wire::encode_json(output.as_json())),
+            &Envelope::success(wire::encode_json_with(output.as_json(), compression)),
         ),
         Err(CallError::NotRegistered(name)) => {
             envelope_response(StatusCode::NOT_FOUND, &wire::not_registered_message(&name))

@@ -288,7 +288,7 @@ fn envelopes_serialize_like_python_framex() {
 
 #[test]
 fn stored_zlib_streams_round_trip_and_are_checked() {
-    use crate::wire::{Stored, unzlib_stored, zlib_stored};
+    use crate::wire::{unzlib_stored, zlib_stored};
     for size in [0, 1, 8 * 1024, 65_535, 65_536, 200_000] {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let stream = zlib_stored(&data);
@@ -299,27 +299,102 @@ fn stored_zlib_streams_round_trip_and_are_checked() {
         )
         .unwrap();
         assert_eq!(inflated, data, "a standard zlib reader reads {size} bytes");
-        let read = match unzlib_stored(&stream, usize::MAX).unwrap().unwrap() {
-            Stored::Range(range) => stream[range].to_vec(),
-            Stored::Owned(joined) => joined,
-        };
-        assert_eq!(read, data, "the stored-block reader reads {size} bytes");
         if size > 0 {
             assert!(matches!(
-                unzlib_stored(&stream, size - 1),
+                unzlib_stored(&mut stream.clone(), size - 1),
                 Some(Err(wire::WireError::TooLarge { .. }))
             ));
         }
+        let mut read = stream.clone();
+        let range = unzlib_stored(&mut read, usize::MAX).unwrap().unwrap();
+        assert_eq!(
+            &read[range], data,
+            "the stored-block reader reads {size} bytes"
+        );
     }
-    // A wrong checksum is left to the general decoder, which refuses it.
-    let mut stream = zlib_stored(b"{}");
-    let last = stream.len() - 1;
-    stream[last] ^= 1;
-    assert!(unzlib_stored(&stream, 1024).is_none());
+    // A wrong checksum is left to the general decoder, which refuses it, with
+    // the bytes as they were, also when the stream spans several blocks.
+    for size in [2, 200_000] {
+        let mut stream = zlib_stored(&vec![b'7'; size]);
+        let last = stream.len() - 1;
+        stream[last] ^= 1;
+        let before = stream.clone();
+        assert!(unzlib_stored(&mut stream, usize::MAX).is_none());
+        assert_eq!(stream, before);
+    }
     // So is a compressed stream.
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut encoder, b"{\"a\": 1}").unwrap();
-    assert!(unzlib_stored(&encoder.finish().unwrap(), 1024).is_none());
+    assert!(unzlib_stored(&mut encoder.finish().unwrap(), 1024).is_none());
+}
+
+/// The zlib bytes of `E(x)`: base64 decoded and the key XORed away.
+fn unxored(encoded: &str) -> Vec<u8> {
+    let key = b"01234567890abcdefghijklmnopqrstuvwxyz";
+    let mut bytes = base64_simd::STANDARD.decode_to_vec(encoded).unwrap();
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte ^= key[i % key.len()];
+    }
+    bytes
+}
+
+#[test]
+fn every_compression_level_writes_a_stream_any_zlib_reader_reads() {
+    use crate::wire::Compression;
+    // Repetitive JSON, as records are: compression has something to win.
+    let mut json = b"[".to_vec();
+    for i in 0..12_000 {
+        json.extend_from_slice(format!(r#"{{"id":{i},"name":"record {i}"}},"#).as_bytes());
+    }
+    json.extend_from_slice(b"null]");
+    assert!(json.len() > 3 * 65_535, "spans several stored blocks");
+    let mut sizes = Vec::new();
+    for level in 0..=9 {
+        let compression = Compression::level(level).unwrap();
+        assert_eq!(compression.get(), level);
+        let encoded = wire::encode_json_with(&json, compression);
+        let zlib = unxored(&encoded);
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::ZlibDecoder::new(zlib.as_slice()),
+            &mut inflated,
+        )
+        .unwrap();
+        assert_eq!(inflated, json, "a standard zlib reader reads level {level}");
+        assert_eq!(
+            wire::decode_json(&encoded, json.len()).unwrap(),
+            json,
+            "FrameX reads level {level}"
+        );
+        assert!(matches!(
+            wire::decode_json(&encoded, json.len() - 1),
+            Err(wire::WireError::TooLarge { .. })
+        ));
+        sizes.push(zlib.len());
+    }
+    // Stored: the JSON, a 5-byte header per block of 65535, the zlib header
+    // and checksum.
+    assert_eq!(sizes[0], json.len() + json.len().div_ceil(65_535) * 5 + 6);
+    assert!(sizes[1] < json.len() / 4, "level 1 compresses: {sizes:?}");
+    assert!(
+        sizes[9] <= sizes[1],
+        "level 9 is no larger than 1: {sizes:?}"
+    );
+    assert_eq!(Compression::level(10), None);
+    assert_eq!(Compression::default(), Compression::DEFAULT);
+    assert_eq!(Compression::STORED.to_string(), "0 (stored)");
+
+    // Up to 8 KiB, every level writes one stored block, the default's too.
+    let small = br#"{"a":"small"}"#;
+    for compression in [
+        Compression::STORED,
+        Compression::FAST,
+        Compression::level(9).unwrap(),
+    ] {
+        let zlib = unxored(&wire::encode_json_with(small, compression));
+        assert_eq!(zlib.len(), small.len() + 11);
+        assert_eq!(zlib[2], 0x01, "one final stored block");
+    }
 }
 
 #[tokio::test]

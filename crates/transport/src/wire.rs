@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 
 use base64_simd::STANDARD;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 use framex_json::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -67,9 +67,10 @@ pub enum WireError {
     Json(#[source] framex_json::Error),
 }
 
-/// Payloads up to this size travel as one stored (uncompressed) zlib block:
-/// compressing them saves a few hundred bytes on the wire and costs more CPU
-/// than the rest of the call. Any zlib reader, Python's included, reads them.
+/// Payloads up to this size travel as one stored (uncompressed) zlib block
+/// whatever the [`Compression`]: compressing them saves a few hundred bytes on
+/// the wire and costs more CPU than the rest of the call. Any zlib reader,
+/// Python's included, reads them.
 const STORED_UP_TO: usize = 8 * 1024;
 
 /// The zlib header (deflate, 32 KiB window, no dictionary, fastest level).
@@ -78,15 +79,71 @@ const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
 /// The zlib header and the header of one final stored block.
 const STORED_PREFIX: usize = ZLIB_HEADER.len() + 5;
 
+/// How `E(x)` compresses payloads of more than 8 KiB of JSON (smaller ones
+/// always travel stored): zlib's level 0 (stored blocks, no compression) to 9.
+/// The receiving side reads any of them, Python FrameX included.
+///
+/// Stored costs the least CPU on both sides and sends the JSON's bytes (a third
+/// more once in base64); level 1 sends a sixth of them for records-like JSON,
+/// for about 1.3 ms more CPU per MiB on the two sides together; levels past 1
+/// buy a little less on the wire for much more CPU. BENCHMARKS.md has the
+/// figures (`cargo bench -p framex-transport --bench compression`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Compression(u8);
+
+impl Compression {
+    /// Stored blocks: no compression.
+    pub const STORED: Compression = Compression(0);
+    /// zlib's fastest level.
+    pub const FAST: Compression = Compression(1);
+    /// What [`encode`], [`encode_kwargs`], [`encode_json`] and
+    /// [`CallBody::encode`] write: level 1, so that a request's body stays
+    /// well within the body limits of servers and ingresses. A server's
+    /// answers are stored by default
+    /// (`framex_server::Settings::with_compression`).
+    pub const DEFAULT: Compression = Compression::FAST;
+
+    /// zlib level `level`, 0 (stored) to 9; `None` past 9.
+    pub const fn level(level: u32) -> Option<Compression> {
+        if level <= 9 {
+            Some(Compression(level as u8))
+        } else {
+            None
+        }
+    }
+
+    /// The zlib level, 0 to 9.
+    pub const fn get(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Compression {
+        Compression::DEFAULT
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => f.write_str("0 (stored)"),
+            level => write!(f, "{level}"),
+        }
+    }
+}
+
 /// Encodes a value as `E(value)`.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, WireError> {
-    encode_written(|bytes| framex_json::append(bytes, value).map_err(WireError::Encode))
+    encode_written(Compression::DEFAULT, |bytes| {
+        framex_json::append(bytes, value).map_err(WireError::Encode)
+    })
 }
 
 /// Encodes keyword arguments as `E(kwargs)`: `kwargs` must serialize to a
 /// JSON object (a struct, a map, an object [`Value`]).
 pub fn encode_kwargs<T: Serialize + ?Sized>(kwargs: &T) -> Result<String, WireError> {
-    encode_written(|bytes| {
+    encode_written(Compression::DEFAULT, |bytes| {
         framex_json::append(bytes, kwargs).map_err(WireError::Encode)?;
         match bytes.get(STORED_PREFIX) {
             Some(b'{') => Ok(()),
@@ -112,7 +169,10 @@ fn json_kind(first: Option<u8>) -> &'static str {
 /// `E(json)` of the JSON that `write` appends. It is written in the thread's
 /// reused buffer after room for the stored-block prefix, so that a small
 /// payload is framed, checksummed and XORed where it lies.
-fn encode_written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<String, E> {
+fn encode_written<E>(
+    compression: Compression,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<String, E> {
     let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
     if let Err(error) = write(&mut bytes) {
@@ -120,7 +180,7 @@ fn encode_written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Resul
         return Err(error);
     }
     let encoded = if bytes.len() - STORED_PREFIX > STORED_UP_TO {
-        encode_compressed(&bytes[STORED_PREFIX..])
+        encode_large(&bytes[STORED_PREFIX..], compression)
     } else {
         frame_stored(&mut bytes)
     };
@@ -128,12 +188,19 @@ fn encode_written<E>(write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Resul
     Ok(encoded)
 }
 
-/// Encodes bytes that already hold UTF-8 JSON.
+/// Encodes bytes that already hold UTF-8 JSON, large ones compressed at
+/// [`Compression::DEFAULT`].
 pub fn encode_json(json: &[u8]) -> String {
+    encode_json_with(json, Compression::DEFAULT)
+}
+
+/// Encodes bytes that already hold UTF-8 JSON, large ones compressed as
+/// `compression` says.
+pub fn encode_json_with(json: &[u8], compression: Compression) -> String {
     if json.len() > STORED_UP_TO {
-        return encode_compressed(json);
+        return encode_large(json, compression);
     }
-    let Ok(encoded) = encode_written::<std::convert::Infallible>(|bytes| {
+    let Ok(encoded) = encode_written::<std::convert::Infallible>(compression, |bytes| {
         bytes.extend_from_slice(json);
         Ok(())
     });
@@ -180,15 +247,20 @@ fn recycle(mut bytes: Vec<u8>) {
     }
 }
 
-/// `E(json)` with the JSON compressed at level 1.
-fn encode_compressed(json: &[u8]) -> String {
+/// `E(json)` of more than [`STORED_UP_TO`] bytes of JSON.
+fn encode_large(json: &[u8], compression: Compression) -> String {
+    if compression == Compression::STORED {
+        return xor_base64(&mut zlib_stored(json));
+    }
     let mut bytes = Vec::with_capacity(json.len() / 2 + 64);
-    // Level 1: the receiving side inflates any level, and the fastest level keeps
-    // the codec a small part of a call's cost. The compressor is reused per
-    // thread: a fresh one allocates and clears hundreds of KiB, which cost more
-    // than compressing a typical call.
-    COMPRESSOR.with(|compressor| {
-        let mut compressor = compressor.borrow_mut();
+    // The compressor of each level is reused per thread: a fresh one allocates
+    // and clears hundreds of KiB, which cost more than compressing a typical
+    // call.
+    COMPRESSORS.with(|compressors| {
+        let mut compressors = compressors.borrow_mut();
+        let compressor = compressors[usize::from(compression.0) - 1].get_or_insert_with(|| {
+            Compress::new(flate2::Compression::new(compression.get()), true)
+        });
         compressor.reset();
         let mut consumed = 0;
         loop {
@@ -209,7 +281,8 @@ fn encode_compressed(json: &[u8]) -> String {
 }
 
 thread_local! {
-    static COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), true));
+    /// One compressor per level 1 to 9, made when first used.
+    static COMPRESSORS: RefCell<[Option<Compress>; 9]> = const { RefCell::new([const { None }; 9]) };
     static DECOMPRESSOR: RefCell<Decompress> = RefCell::new(Decompress::new(true));
 }
 
@@ -281,12 +354,8 @@ fn inflate(encoded: &str, max_inflated: usize) -> Result<Inflated, WireError> {
             detail: base64_problem(encoded),
         })?;
     xor(&mut bytes);
-    match unzlib_stored(&bytes, max_inflated) {
-        Some(Ok(Stored::Range(range))) => return Ok(Inflated::InPlace(bytes, range)),
-        Some(Ok(Stored::Owned(json))) => {
-            recycle(bytes);
-            return Ok(Inflated::Owned(json));
-        }
+    match unzlib_stored(&mut bytes, max_inflated) {
+        Some(Ok(range)) => return Ok(Inflated::InPlace(bytes, range)),
         Some(Err(error)) => return Err(error),
         None => {}
     }
@@ -359,7 +428,6 @@ fn base64_problem(text: &str) -> String {
 
 /// A zlib stream of stored blocks: the 2-byte header (deflate, 32 KiB window,
 /// no dictionary), blocks of at most 65535 bytes, and the Adler-32 of the data.
-#[cfg(test)]
 pub(crate) fn zlib_stored(data: &[u8]) -> Vec<u8> {
     let blocks = data.len().div_ceil(0xffff).max(1);
     let mut out = Vec::with_capacity(2 + blocks * 5 + data.len() + 4);
@@ -380,28 +448,23 @@ pub(crate) fn zlib_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The data of a stream of stored blocks: where it lies when the stream is one
-/// block, else its blocks joined.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
-    Range(std::ops::Range<usize>),
-    Owned(Vec<u8>),
-}
-
 /// Reads a zlib stream made only of stored blocks, as FrameX for Rust writes
-/// small payloads, without a decompressor. `None` when the stream holds
-/// another kind of block (or is not one this reader knows): the general
-/// decompressor then reads it, and reports any error.
+/// small payloads (and large ones at [`Compression::STORED`]), without a
+/// decompressor: the blocks are moved together where they lie, and their data
+/// is the range returned. `None` when the stream holds another kind of block
+/// (or is not one this reader knows, or its checksum is wrong), with `bytes`
+/// untouched: the general decompressor then reads it, and reports any error.
 pub(crate) fn unzlib_stored(
-    bytes: &[u8],
+    bytes: &mut [u8],
     max_inflated: usize,
-) -> Option<Result<Stored, WireError>> {
+) -> Option<Result<std::ops::Range<usize>, WireError>> {
     let (&[cmf, flg], mut rest) = bytes.split_first_chunk::<2>()?;
     if cmf & 0x0f != 8 || (u16::from(cmf) << 8 | u16::from(flg)) % 31 != 0 || flg & 0x20 != 0 {
         return None;
     }
     let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
     let mut total = 0usize;
+    let mut adler = simd_adler32::Adler32::new();
     loop {
         let (&header, after) = rest.split_first()?;
         if (header >> 1) & 0b11 != 0 {
@@ -418,6 +481,7 @@ pub(crate) fn unzlib_stored(
                 limit: max_inflated,
             }));
         }
+        adler.write(&after[..len]);
         let start = bytes.len() - after.len();
         blocks.push(start..start + len);
         rest = &after[len..];
@@ -426,21 +490,19 @@ pub(crate) fn unzlib_stored(
         }
     }
     let checksum = u32::from_be_bytes(<[u8; 4]>::try_from(rest).ok()?);
-    let data = match blocks.as_slice() {
-        [one] => Stored::Range(one.clone()),
-        _ => Stored::Owned(
-            blocks
-                .iter()
-                .flat_map(|block| &bytes[block.clone()])
-                .copied()
-                .collect(),
-        ),
-    };
-    let matches = match &data {
-        Stored::Range(range) => adler32(&bytes[range.clone()]) == checksum,
-        Stored::Owned(joined) => adler32(joined) == checksum,
-    };
-    matches.then_some(Ok(data))
+    if adler.finish() != checksum {
+        return None;
+    }
+    // Each block moves down over the headers before it; blocks are in order,
+    // so a move never overwrites data still to be moved.
+    let first = blocks.first()?.start;
+    let mut end = first;
+    for block in blocks {
+        let len = block.len();
+        bytes.copy_within(block, end);
+        end += len;
+    }
+    Some(Ok(first..end))
 }
 
 /// The Adler-32 checksum zlib ends its streams with.
@@ -493,11 +555,22 @@ impl CallBody {
         })
     }
 
-    /// Encodes a call whose keyword arguments are already JSON (an object).
+    /// Encodes a call whose keyword arguments are already JSON (an object),
+    /// large ones compressed at [`Compression::DEFAULT`].
     pub fn encode_json(func_name: &str, kwargs: &[u8]) -> Result<CallBody, WireError> {
+        CallBody::encode_json_with(func_name, kwargs, Compression::DEFAULT)
+    }
+
+    /// Encodes a call whose keyword arguments are already JSON (an object),
+    /// large ones compressed as `compression` says.
+    pub fn encode_json_with(
+        func_name: &str,
+        kwargs: &[u8],
+        compression: Compression,
+    ) -> Result<CallBody, WireError> {
         Ok(CallBody {
             func_name: encode(func_name)?,
-            data: encode_json(kwargs),
+            data: encode_json_with(kwargs, compression),
         })
     }
 
