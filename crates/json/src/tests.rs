@@ -199,6 +199,43 @@ fn nesting_up_to_the_limit_is_read_and_written_on_a_small_stack() {
 }
 
 #[test]
+fn a_document_refused_midway_leaves_nothing_for_the_next_one() {
+    // The elements of arrays and objects being read wait on a stack of the
+    // thread's: those of a document refused midway must not reach the next
+    // document read on the thread, whichever reader refused it.
+    let good = r#"[[1,2],{"a":[3,{"b":4}],"c":[]},[],{}]"#;
+    let waiting = || {
+        (
+            crate::value::ITEMS.with(|items| items.borrow().len()),
+            crate::value::ENTRIES.with(|entries| entries.borrow().len()),
+        )
+    };
+    for bad in [
+        r#"[1, [2, {"a": [3, 4"#,
+        r#"{"a": {"b": [1, 2, {"c": x}]}}"#,
+        "[[[[1,2,3],[4,",
+        r#"[{"k":1,"k2":2},{"k":"#,
+        r#"{"a":[1,2],"b":{"c":[3]},"d""#,
+    ] {
+        assert!(from_str::<Value>(bad).is_err(), "{bad}");
+        assert_eq!(waiting(), (0, 0), "{bad}");
+        assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
+        assert_eq!(waiting(), (0, 0), "{bad}");
+        for _ in 0..2 {
+            let value: Value = from_str(good).unwrap();
+            assert_eq!(to_string(&value).unwrap(), good, "after {bad}");
+            let value: Value = serde_json::from_str(good).unwrap();
+            assert_eq!(to_string(&value).unwrap(), good, "after {bad}");
+        }
+    }
+    // What a large document needed is given back once it is read.
+    let large = format!("[{}0]", "[1,2,3],".repeat(10 * crate::value::KEPT_ON_STACK));
+    let _: Value = from_str(&large).unwrap();
+    let room = crate::value::ITEMS.with(|items| items.borrow().capacity());
+    assert!(room <= crate::value::KEPT_ON_STACK, "{room}");
+}
+
+#[test]
 fn writing_deeper_than_the_limit_is_an_error() {
     let mut value = Value::Null;
     for _ in 0..=crate::MAX_DEPTH {

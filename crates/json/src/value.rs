@@ -7,6 +7,7 @@
 //! [`Value::unwrap_dynamic_objs`] look inside; typed reading
 //! ([`crate::from_value`]) unwraps it.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -717,12 +718,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        // The hint is the format's; a hostile one must not reserve gigabytes.
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        let open = Open::new(&ITEMS);
         while let Some(item) = seq.next_element()? {
-            items.push(item);
+            open.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Value::Array(open.finish()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
@@ -733,12 +733,79 @@ impl<'de> Visitor<'de> for ValueVisitor {
             Key::Number => return Ok(Value::Number(map.next_value::<NumberText>()?.0)),
             Key::Text(key) => key,
         };
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096) + 1);
-        entries.push((first, map.next_value()?));
+        let open = Open::new(&ENTRIES);
+        let value = map.next_value()?;
+        open.push((first, value));
         while let Some(key) = map.next_key::<String>()? {
-            entries.push((key, map.next_value()?));
+            let value = map.next_value()?;
+            open.push((key, value));
         }
-        Ok(Value::Object(Map::from_read(entries)))
+        Ok(Value::Object(Map::from_read(open.finish())))
+    }
+}
+
+thread_local! {
+    /// The elements of the arrays being read on this thread, of every level at
+    /// once, and the entries of the objects: a container's own are the top of
+    /// the stack, moved out into one allocation of exactly their number when
+    /// it ends. Grown in its own `Vec`, each container would reallocate and
+    /// copy at every doubling and keep up to twice the room it needs; records
+    /// of a few keys each made that a third of reading them.
+    pub(crate) static ITEMS: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static ENTRIES: RefCell<Vec<(String, Value)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most elements a thread's stack keeps room for once the outermost
+/// container is read: what a large document needed is given back.
+pub(crate) const KEPT_ON_STACK: usize = 4096;
+
+/// A container being read: its elements are the stack's from `start` on.
+/// Dropped unfinished (an error, or a panic, in an element), it takes them off.
+struct Open<T: 'static> {
+    stack: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    start: usize,
+}
+
+impl<T: 'static> Open<T> {
+    fn new(stack: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Open<T> {
+        let start = stack.with(|stack| stack.borrow().len());
+        Open { stack, start }
+    }
+
+    /// Adds an element. The stack is borrowed only while it is pushed: reading
+    /// the element, which may open containers of its own, is done by then.
+    fn push(&self, item: T) {
+        self.stack.with(|stack| stack.borrow_mut().push(item));
+    }
+
+    /// The container's elements, in one allocation of their number.
+    fn finish(self) -> Vec<T> {
+        let start = self.start;
+        let items = self.stack.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            let items: Vec<T> = stack.drain(start..).collect();
+            if start == 0 && stack.capacity() > KEPT_ON_STACK {
+                stack.shrink_to(KEPT_ON_STACK);
+            }
+            items
+        });
+        std::mem::forget(self);
+        items
+    }
+}
+
+impl<T: 'static> Drop for Open<T> {
+    fn drop(&mut self) {
+        let start = self.start;
+        // During a thread's teardown the stack may be gone already.
+        let _ = self.stack.try_with(|stack| {
+            if let Ok(mut stack) = stack.try_borrow_mut() {
+                stack.truncate(start);
+                if start == 0 && stack.capacity() > KEPT_ON_STACK {
+                    stack.shrink_to(KEPT_ON_STACK);
+                }
+            }
+        });
     }
 }
 
