@@ -1,15 +1,16 @@
 //! `cargo xtask payload`: what serving one large call costs an instance, beside
 //! the floor of the same payload work done plainly in one process.
 //!
-//! For about 64 KiB and 1 MiB of JSON it writes the call body of `demo.echo`
+//! For about 64 KiB, 1 MiB and 16 MiB of JSON it writes the call body of `demo.echo`
 //! as Python FrameX sends it (`crates/transport/examples/payload_floor.rs`,
 //! which also times the floor: base64 and XOR, inflate, parse into a
 //! `serde_json::Value`, write it back, a stored zlib stream, XOR and base64),
-//! posts it to a release `framex serve` on 127.0.0.1 over one kept-alive
-//! connection, and reads the instance's CPU time (user plus system, from
-//! `/proc`) over the calls. Each round times the floor and the instance for
-//! every size, and the figures are the medians of the rounds: the ratio of
-//! one run is what means something on a shared machine.
+//! posts it over one kept-alive connection to each of two release
+//! `framex serve` on 127.0.0.1, one answering stored (the default) and one at
+//! `server.compression = 1`, and reads each instance's CPU time (user plus
+//! system, from `/proc`) over the calls. Each round times the floor and both
+//! instances for every size, and the figures are the medians of the rounds:
+//! the ratio of one run is what means something on a shared machine.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,7 +24,11 @@ use crate::bench::{cpu_seconds, median};
 use crate::instances::{build_release, in_work_dir, spawn, write};
 
 /// The sizes measured, and how many calls each round makes of each.
-const SIZES: [(&str, usize, u32); 2] = [("64 KiB", 64 * 1024, 1500), ("1 MiB", 1024 * 1024, 100)];
+const SIZES: [(&str, usize, u32); 3] = [
+    ("64 KiB", 64 * 1024, 1500),
+    ("1 MiB", 1024 * 1024, 100),
+    ("16 MiB", 16 * 1024 * 1024, 6),
+];
 
 /// Options of `cargo xtask payload`.
 pub(crate) struct Options {
@@ -67,27 +72,36 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     in_work_dir(|dir| measure(&root.join("target/release"), dir, options))
 }
 
+/// The instances measured side by side: answers stored (the default), and at
+/// zlib level 1.
+const ANSWERS: [(&str, &str); 2] = [("stored", ""), ("level 1", "compression = 1\n")];
+
 fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
-    let config = write(
-        dir,
-        "payload.toml",
-        "[server]\nhost = \"127.0.0.1\"\nport = 0\n",
-    )?;
-    let instance = spawn(
-        Command::new(bin.join("framex"))
-            .arg("serve")
-            .arg(&config)
-            .args(["--name", "payload"]),
-        "payload",
-        true,
-    )?;
-    let address = instance
-        .url
-        .strip_prefix("http://")
-        .context("an http URL")?
-        .to_owned();
+    let mut instances = Vec::new();
+    for (i, (_, setting)) in ANSWERS.iter().enumerate() {
+        let config = write(
+            dir,
+            &format!("payload-{i}.toml"),
+            &format!("[server]\nhost = \"127.0.0.1\"\nport = 0\n{setting}"),
+        )?;
+        let instance = spawn(
+            Command::new(bin.join("framex"))
+                .arg("serve")
+                .arg(&config)
+                .args(["--name", "payload"]),
+            "payload",
+            true,
+        )?;
+        let address = instance
+            .url
+            .strip_prefix("http://")
+            .context("an http URL")?
+            .to_owned();
+        instances.push((instance, address));
+    }
     let mut floors = vec![Vec::new(); SIZES.len()];
-    let mut calls = vec![Vec::new(); SIZES.len()];
+    // By size, then by instance.
+    let mut calls = vec![vec![Vec::new(); ANSWERS.len()]; SIZES.len()];
     for round in 0..options.rounds {
         for (i, &(name, bytes, count)) in SIZES.iter().enumerate() {
             let body_file = dir.join(format!("body-{bytes}.json"));
@@ -107,44 +121,53 @@ fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
                 .context("payload_floor printed no figure")?;
             let body = std::fs::read(&body_file)
                 .with_context(|| format!("cannot read {}", body_file.display()))?;
-            let mut connection = Connection::open(&address)?;
-            if round == 0 {
-                check_echo(&connection.post(&body)?, bytes)?;
+            let mut line = format!("round {}: {name}: floor {floor:.0} µs", round + 1);
+            for (j, (instance, address)) in instances.iter().enumerate() {
+                let mut connection = Connection::open(address)?;
+                if round == 0 {
+                    check_echo(&connection.post(&body)?, bytes)?;
+                }
+                for _ in 0..count.div_ceil(10) {
+                    connection.post(&body)?;
+                }
+                let before = cpu_seconds(instance)?;
+                for _ in 0..count {
+                    connection.post(&body)?;
+                }
+                let call = (cpu_seconds(instance)? - before) / f64::from(count) * 1e6;
+                line.push_str(&format!(
+                    ", answers {} {call:.0} µs ({:.2}x)",
+                    ANSWERS[j].0,
+                    call / floor
+                ));
+                calls[i][j].push(call);
             }
-            for _ in 0..count.div_ceil(10) {
-                connection.post(&body)?;
-            }
-            let before = cpu_seconds(&instance)?;
-            for _ in 0..count {
-                connection.post(&body)?;
-            }
-            let call = (cpu_seconds(&instance)? - before) / f64::from(count) * 1e6;
-            println!(
-                "round {}: {name}: call {call:.0} µs, floor {floor:.0} µs, {:.2}x",
-                round + 1,
-                call / floor
-            );
+            println!("{line}");
             floors[i].push(floor);
-            calls[i].push(call);
         }
     }
     println!();
-    println!("| JSON | serving CPU per call | floor | call / floor |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| JSON | floor | serving CPU, answers stored (default) | call / floor | answers at level 1 | call / floor |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (i, &(name, _, _)) in SIZES.iter().enumerate() {
-        let ratios = calls[i]
-            .iter()
-            .zip(&floors[i])
-            .map(|(call, floor)| call / floor);
-        let ratios: Vec<f64> = ratios.collect();
-        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = ratios.iter().copied().fold(0.0, f64::max);
-        println!(
-            "| {name} | {:.0} µs | {:.0} µs | {:.2}× [{low:.2}–{high:.2}] |",
-            median(calls[i].iter().copied()),
-            median(floors[i].iter().copied()),
-            median(ratios.into_iter()),
-        );
+        let mut row = format!("| {name} | {:.0} µs |", median(floors[i].iter().copied()));
+        for per_instance in &calls[i] {
+            let ratios: Vec<f64> = per_instance
+                .iter()
+                .zip(&floors[i])
+                .map(|(call, floor)| call / floor)
+                .collect();
+            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = ratios.iter().copied().fold(0.0, f64::max);
+            row.push_str(&format!(
+                " {:.0} µs | {:.2}× [{low:.2}–{high:.2}] |",
+                median(per_instance.iter().copied()),
+                median(ratios.into_iter()),
+            ));
+        }
+        println!("{row}");
     }
     Ok(())
 }
