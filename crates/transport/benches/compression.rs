@@ -6,34 +6,12 @@
 //!
 //! `cargo bench -p framex-transport --bench compression`
 
-use std::hint::black_box;
-use std::io::Write as _;
+#[path = "../examples/common/records.rs"]
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use framex_transport::wire::{self, Compression};
-
-/// An array of about `bytes` of JSON records: numbers, text that repeats with
-/// a counter in it, an array of tags, a boolean.
-fn records(bytes: usize) -> Vec<u8> {
-    let mut json = b"[".to_vec();
-    for i in 0u64.. {
-        if json.len() >= bytes {
-            break;
-        }
-        if i > 0 {
-            json.push(b',');
-        }
-        write!(
-            json,
-            r#"{{"id":{i},"name":"record {i} of the nightly report","score":{},"tags":["alpha","beta","gamma"],"ok":{}}}"#,
-            i as f64 * 1.25,
-            i % 3 == 0
-        )
-        .unwrap();
-    }
-    json.push(b']');
-    json
-}
+use std::hint::black_box;
 
 fn compression(c: &mut Criterion) {
     let mut group = c.benchmark_group("compression");
@@ -42,7 +20,7 @@ fn compression(c: &mut Criterion) {
         ("1MiB", 1024 * 1024),
         ("16MiB", 16 * 1024 * 1024),
     ] {
-        let json = records(size);
+        let json = common::records(size);
         group.throughput(Throughput::Bytes(json.len() as u64));
         group.sample_size(if size > 1024 * 1024 { 10 } else { 50 });
         for level in [0, 1, 6] {

@@ -12,6 +12,9 @@
 //!
 //! `cargo run --release -p framex-transport --example payload_floor -- BYTES CALLS BODY_OUT`
 
+#[path = "common/records.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::io::{Read as _, Write as _};
 
@@ -30,7 +33,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let json = records(bytes);
+    let json = kwargs(bytes);
     let data = python_encode(&json);
     let body = serde_json::json!({
         "func_name": python_encode(br#""demo.echo""#),
@@ -53,23 +56,10 @@ fn main() {
 
 /// The keyword arguments of `demo.echo`: `value`, an array of records, about
 /// `bytes` of JSON.
-fn records(bytes: usize) -> Vec<u8> {
-    let mut json = br#"{"value":["#.to_vec();
-    let mut i = 0u64;
-    while json.len() < bytes {
-        if i > 0 {
-            json.push(b',');
-        }
-        write!(
-            json,
-            r#"{{"id":{i},"name":"record {i} of the nightly report","score":{},"tags":["alpha","beta","gamma"],"ok":{}}}"#,
-            i as f64 * 1.25,
-            i.is_multiple_of(3)
-        )
-        .unwrap();
-        i += 1;
-    }
-    json.extend_from_slice(b"]}");
+fn kwargs(bytes: usize) -> Vec<u8> {
+    let mut json = br#"{"value":"#.to_vec();
+    json.extend_from_slice(&common::records(bytes.saturating_sub(10)));
+    json.push(b'}');
     json
 }
 
