@@ -298,10 +298,11 @@ fn answer(
     compression: wire::Compression,
 ) -> Response<Full<Bytes>> {
     match result {
-        Ok(output) => envelope_json(
+        Ok(output) => crate::json_bytes(
             StatusCode::OK,
-            &Envelope::success(wire::encode_json_with(output.as_json(), compression)),
-        ),
+            wire::success_body(output.as_json(), compression),
+        )
+        .map(Full::new),
         Err(CallError::NotRegistered(name)) => {
             envelope_response(StatusCode::NOT_FOUND, &wire::not_registered_message(&name))
         }

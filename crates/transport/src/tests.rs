@@ -400,6 +400,28 @@ fn every_compression_level_writes_a_stream_any_zlib_reader_reads() {
     }
 }
 
+#[test]
+fn a_success_body_is_the_success_envelope_as_json() {
+    use crate::wire::Compression;
+    let large = format!("[{}0]", r#"{"a":"b\u00e9"},"#.repeat(5000));
+    for result in [&b"null"[..], br#"{"k":[1,2.5,"\n"]}"#, large.as_bytes()] {
+        for compression in [Compression::STORED, Compression::FAST] {
+            let body = wire::success_body(result, compression);
+            let mut envelope: wire::Envelope = serde_json::from_slice(&body).unwrap();
+            // The timestamp is the clock's: checked for its form, then set
+            // aside, so that the rest compares byte for byte.
+            let timestamp = envelope.timestamp.take().unwrap();
+            assert_eq!(timestamp.len(), 19, "{timestamp}");
+            let mut expected = wire::Envelope::success(wire::encode_json_with(result, compression));
+            expected.timestamp = Some(timestamp);
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                String::from_utf8(expected.to_json()).unwrap()
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_host_header_leaves_out_the_default_port_and_keeps_others() {
     let client = crate::Client::default();

@@ -166,26 +166,53 @@ fn json_kind(first: Option<u8>) -> &'static str {
     }
 }
 
-/// `E(json)` of the JSON that `write` appends. It is written in the thread's
-/// reused buffer after room for the stored-block prefix, so that a small
-/// payload is framed, checksummed and XORed where it lies.
+/// `E(json)` of the JSON that `write` appends.
 fn encode_written<E>(
     compression: Compression,
     write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<String, E> {
+    written_xored(compression, write, |xored| STANDARD.encode_to_string(xored))
+}
+
+/// `finish` of the zlib stream, XORed with the key, of the JSON that `write`
+/// appends. It is written in the thread's reused buffer after room for the
+/// stored-block prefix, so that a small payload is framed, checksummed and
+/// XORed where it lies.
+fn written_xored<E, R>(
+    compression: Compression,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    finish: impl FnOnce(&[u8]) -> R,
+) -> Result<R, E> {
     let mut bytes = scratch();
     bytes.resize(STORED_PREFIX, 0);
     if let Err(error) = write(&mut bytes) {
         recycle(bytes);
         return Err(error);
     }
-    let encoded = if bytes.len() - STORED_PREFIX > STORED_UP_TO {
-        encode_large(&bytes[STORED_PREFIX..], compression)
+    let finished = if bytes.len() - STORED_PREFIX > STORED_UP_TO {
+        finish(&large_xored(&bytes[STORED_PREFIX..], compression))
     } else {
-        frame_stored(&mut bytes)
+        frame_stored(&mut bytes);
+        finish(&bytes)
     };
     recycle(bytes);
-    Ok(encoded)
+    Ok(finished)
+}
+
+/// `finish` of the zlib stream, XORed with the key, of `json`.
+fn json_xored<R>(json: &[u8], compression: Compression, finish: impl FnOnce(&[u8]) -> R) -> R {
+    if json.len() > STORED_UP_TO {
+        return finish(&large_xored(json, compression));
+    }
+    let Ok(finished) = written_xored::<std::convert::Infallible, R>(
+        compression,
+        |bytes| {
+            bytes.extend_from_slice(json);
+            Ok(())
+        },
+        finish,
+    );
+    finished
 }
 
 /// Encodes bytes that already hold UTF-8 JSON, large ones compressed at
@@ -197,19 +224,30 @@ pub fn encode_json(json: &[u8]) -> String {
 /// Encodes bytes that already hold UTF-8 JSON, large ones compressed as
 /// `compression` says.
 pub fn encode_json_with(json: &[u8], compression: Compression) -> String {
-    if json.len() > STORED_UP_TO {
-        return encode_large(json, compression);
-    }
-    let Ok(encoded) = encode_written::<std::convert::Infallible>(compression, |bytes| {
-        bytes.extend_from_slice(json);
-        Ok(())
-    });
-    encoded
+    json_xored(json, compression, |xored| STANDARD.encode_to_string(xored))
 }
 
-/// Finishes `E(json)` for `bytes` = room for [`STORED_PREFIX`], then the JSON
-/// (at most [`STORED_UP_TO`] bytes): one final stored block and the Adler-32.
-fn frame_stored(bytes: &mut Vec<u8>) -> String {
+/// The body of a successful answer whose result is the JSON `result`: the
+/// bytes of [`Envelope::success`]`(`[`encode_json_with`]`(result,
+/// compression)).to_json()`, with the base64 written straight into the body
+/// (it needs no escaping) rather than into a string first.
+pub fn success_body(result: &[u8], compression: Compression) -> Vec<u8> {
+    json_xored(result, compression, |xored| {
+        const HEAD: &[u8] = b"{\"status\":200,\"message\":\"success\",\"timestamp\":";
+        let mut body = Vec::with_capacity(HEAD.len() + 34 + xored.len().div_ceil(3) * 4);
+        body.extend_from_slice(HEAD);
+        append_str(&mut body, &timestamp_now());
+        body.extend_from_slice(b",\"data\":\"");
+        STANDARD.encode_append(xored, &mut body);
+        body.extend_from_slice(b"\"}");
+        body
+    })
+}
+
+/// Finishes the zlib stream, XORed with the key, of `bytes` = room for
+/// [`STORED_PREFIX`], then the JSON (at most [`STORED_UP_TO`] bytes): one
+/// final stored block and the Adler-32.
+fn frame_stored(bytes: &mut Vec<u8>) {
     let len = u16::try_from(bytes.len() - STORED_PREFIX)
         .expect("stored payloads fit one block of at most 65535 bytes");
     let checksum = adler32(&bytes[STORED_PREFIX..]);
@@ -217,13 +255,7 @@ fn frame_stored(bytes: &mut Vec<u8>) -> String {
     let [n0, n1] = (!len).to_le_bytes();
     bytes[..STORED_PREFIX].copy_from_slice(&[ZLIB_HEADER[0], ZLIB_HEADER[1], 0x01, l0, l1, n0, n1]);
     bytes.extend_from_slice(&checksum.to_be_bytes());
-    xor_base64(bytes)
-}
-
-/// The last two steps of `E(x)`: XOR with the key, then base64.
-fn xor_base64(bytes: &mut [u8]) -> String {
     xor(bytes);
-    STANDARD.encode_to_string(bytes)
 }
 
 thread_local! {
@@ -247,10 +279,13 @@ fn recycle(mut bytes: Vec<u8>) {
     }
 }
 
-/// `E(json)` of more than [`STORED_UP_TO`] bytes of JSON.
-fn encode_large(json: &[u8], compression: Compression) -> String {
+/// The zlib stream, XORed with the key, of more than [`STORED_UP_TO`] bytes
+/// of JSON.
+fn large_xored(json: &[u8], compression: Compression) -> Vec<u8> {
     if compression == Compression::STORED {
-        return xor_base64(&mut zlib_stored(json));
+        let mut bytes = zlib_stored(json);
+        xor(&mut bytes);
+        return bytes;
     }
     let mut bytes = Vec::with_capacity(json.len() / 2 + 64);
     // The compressor of each level is reused per thread: a fresh one allocates
@@ -277,7 +312,8 @@ fn encode_large(json: &[u8], compression: Compression) -> String {
             }
         }
     });
-    xor_base64(&mut bytes)
+    xor(&mut bytes);
+    bytes
 }
 
 thread_local! {
