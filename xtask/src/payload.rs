@@ -11,6 +11,10 @@
 //! system, from `/proc`) over the calls. Each round times the floor and both
 //! instances for every size, and the figures are the medians of the rounds:
 //! the ratio of one run is what means something on a shared machine.
+//!
+//! `cargo xtask payload --against OTHER/framex` also serves the calls from an
+//! instance of another build (with that build's defaults) in every round, so
+//! that a change is measured beside the build before it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -33,11 +37,16 @@ const SIZES: [(&str, usize, u32); 3] = [
 /// Options of `cargo xtask payload`.
 pub(crate) struct Options {
     rounds: usize,
+    /// Another build's `framex` command, measured beside this one.
+    against: Option<std::path::PathBuf>,
 }
 
 impl Options {
     pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
-        let mut options = Options { rounds: 5 };
+        let mut options = Options {
+            rounds: 5,
+            against: None,
+        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--rounds" => {
@@ -48,7 +57,15 @@ impl Options {
                         .filter(|rounds| (1..=100).contains(rounds))
                         .with_context(|| format!("--rounds must be 1 to 100, not `{value}`"))?;
                 }
-                other => bail!("unknown option `{other}` of `cargo xtask payload`"),
+                "--against" => {
+                    let path = args
+                        .next()
+                        .context("--against needs the path of another build's framex command")?;
+                    options.against = Some(std::path::PathBuf::from(path));
+                }
+                other => bail!(
+                    "unknown option `{other}` of `cargo xtask payload`: use --rounds N and --against FRAMEX"
+                ),
             }
         }
         Ok(options)
@@ -56,6 +73,13 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
+    if let Some(against) = &options.against {
+        ensure!(
+            against.is_file(),
+            "--against takes the path of another build's framex command; {} is not a file",
+            against.display()
+        );
+    }
     let root = build_release(
         "the framex command and the payload floor",
         &[
@@ -72,20 +96,33 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     in_work_dir(|dir| measure(&root.join("target/release"), dir, options))
 }
 
-/// The instances measured side by side: answers stored (the default), and at
-/// zlib level 1.
+/// The instances of this build measured side by side: answers stored (the
+/// default), and at zlib level 1.
 const ANSWERS: [(&str, &str); 2] = [("stored", ""), ("level 1", "compression = 1\n")];
 
 fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
+    // What each instance is called in the table, its command and its
+    // `[server]` settings; another build runs with its own defaults.
+    let mut builds: Vec<(String, std::path::PathBuf, &str)> = ANSWERS
+        .iter()
+        .map(|&(name, setting)| (format!("answers {name}"), bin.join("framex"), setting))
+        .collect();
+    if let Some(against) = &options.against {
+        // Absolute: the instances run in the work directory.
+        let against = against
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", against.display()))?;
+        builds.push(("the other build".to_owned(), against, ""));
+    }
     let mut instances = Vec::new();
-    for (i, (_, setting)) in ANSWERS.iter().enumerate() {
+    for (i, (_, framex, setting)) in builds.iter().enumerate() {
         let config = write(
             dir,
             &format!("payload-{i}.toml"),
             &format!("[server]\nhost = \"127.0.0.1\"\nport = 0\n{setting}"),
         )?;
         let instance = spawn(
-            Command::new(bin.join("framex"))
+            Command::new(framex)
                 .arg("serve")
                 .arg(&config)
                 .args(["--name", "payload"]),
@@ -101,7 +138,7 @@ fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
     }
     let mut floors = vec![Vec::new(); SIZES.len()];
     // By size, then by instance.
-    let mut calls = vec![vec![Vec::new(); ANSWERS.len()]; SIZES.len()];
+    let mut calls = vec![vec![Vec::new(); builds.len()]; SIZES.len()];
     for round in 0..options.rounds {
         for (i, &(name, bytes, count)) in SIZES.iter().enumerate() {
             let body_file = dir.join(format!("body-{bytes}.json"));
@@ -136,8 +173,8 @@ fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
                 }
                 let call = (cpu_seconds(instance)? - before) / f64::from(count) * 1e6;
                 line.push_str(&format!(
-                    ", answers {} {call:.0} µs ({:.2}x)",
-                    ANSWERS[j].0,
+                    ", {} {call:.0} µs ({:.2}x)",
+                    builds[j].0,
                     call / floor
                 ));
                 calls[i][j].push(call);
@@ -147,10 +184,14 @@ fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
         }
     }
     println!();
-    println!(
-        "| JSON | floor | serving CPU, answers stored (default) | call / floor | answers at level 1 | call / floor |"
-    );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut head = "| JSON | floor |".to_owned();
+    let mut rule = "| --- | ---: |".to_owned();
+    for (name, _, _) in &builds {
+        head.push_str(&format!(" serving CPU, {name} | call / floor |"));
+        rule.push_str(" ---: | ---: |");
+    }
+    println!("{head}");
+    println!("{rule}");
     let mut short = Vec::new();
     for (i, &(name, _, _)) in SIZES.iter().enumerate() {
         let mut row = format!("| {name} | {:.0} µs |", median(floors[i].iter().copied()));
