@@ -778,23 +778,17 @@ impl<T: 'static> Open<T> {
         self.stack.with(|stack| stack.borrow_mut().push(item));
     }
 
-    /// The container's elements, in one allocation of their number.
+    /// The container's elements, in one allocation of their number; dropping
+    /// `self` then gives back the room of a large document.
     fn finish(self) -> Vec<T> {
-        let start = self.start;
-        let items = self.stack.with(|stack| {
-            let mut stack = stack.borrow_mut();
-            let items: Vec<T> = stack.drain(start..).collect();
-            if start == 0 && stack.capacity() > KEPT_ON_STACK {
-                stack.shrink_to(KEPT_ON_STACK);
-            }
-            items
-        });
-        std::mem::forget(self);
-        items
+        self.stack
+            .with(|stack| stack.borrow_mut().drain(self.start..).collect())
     }
 }
 
 impl<T: 'static> Drop for Open<T> {
+    /// Takes off what an unfinished container left (nothing once finished),
+    /// and past the outermost container shrinks the stack.
     fn drop(&mut self) {
         let start = self.start;
         // During a thread's teardown the stack may be gone already.
