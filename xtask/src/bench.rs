@@ -295,17 +295,13 @@ fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBu
 /// each build's CPU time per request on the instances that served it. Both
 /// builds meet the same noise.
 fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) -> Result<()> {
-    ensure!(
-        other.is_file(),
-        "--against takes the path of another build's framex command; {} is not a file",
-        other.display()
-    );
+    let other = crate::instances::other_build(other)?;
     let builds = [
         (
             "this build",
             two_instances(&bin.join("framex"), dir, false)?,
         ),
-        ("against", two_instances(other, dir, true)?),
+        ("against", two_instances(&other, dir, true)?),
     ];
     let (bare, post, get, _) = bare_and_scripts(bin, dir)?;
     let seconds = options.duration;

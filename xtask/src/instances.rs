@@ -185,6 +185,19 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The `framex` command of another build, given with `--against`: refused
+/// unless it is a file, and made absolute, since instances run in the work
+/// directory.
+pub(crate) fn other_build(path: &Path) -> Result<PathBuf> {
+    ensure!(
+        path.is_file(),
+        "--against takes the path of another build's framex command; {} is not a file",
+        path.display()
+    );
+    path.canonicalize()
+        .with_context(|| format!("cannot resolve {}", path.display()))
+}
+
 /// Starts `framex serve` (the demo functions) and waits for its `listening on`
 /// line.
 pub(crate) fn start(framex: &Path, config: &Path, name: &'static str) -> Result<Instance> {

@@ -12,12 +12,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::instances::{Instance, build_release, in_work_dir, spawn, write};
+use crate::instances::{Instance, build_release, in_work_dir, start, write};
 
 /// What an instance may hold beyond a call's own bound: the runtime, the
 /// buffers of the answer, the body as it arrived.
@@ -87,14 +86,7 @@ fn measure(framex: &Path, dir: &Path) -> Result<()> {
     );
     let mut failures = Vec::new();
     for (name, json) in shapes() {
-        let instance = spawn(
-            Command::new(framex)
-                .arg("serve")
-                .arg(&config)
-                .args(["--name", "memory"]),
-            "memory",
-            true,
-        )?;
+        let instance = start(framex, &config, "memory")?;
         let idle = instance.rss()?;
         let body = framex_transport::wire::CallBody::encode_json("demo.echo", &json)?.to_json();
         let status = post(&instance, &body)?;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::bench::{cpu_seconds, median};
-use crate::instances::{build_release, in_work_dir, spawn, write};
+use crate::instances::{build_release, in_work_dir, other_build, start, write};
 
 /// The sizes measured, and how many calls each round makes of each.
 const SIZES: [(&str, usize, u32); 3] = [
@@ -73,13 +73,9 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
-    if let Some(against) = &options.against {
-        ensure!(
-            against.is_file(),
-            "--against takes the path of another build's framex command; {} is not a file",
-            against.display()
-        );
-    }
+    // Checked before the build, and absolute: the instances run in the work
+    // directory.
+    let against = options.against.as_deref().map(other_build).transpose()?;
     let root = build_release(
         "the framex command and the payload floor",
         &[
@@ -93,25 +89,26 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "payload_floor",
         ],
     )?;
-    in_work_dir(|dir| measure(&root.join("target/release"), dir, options))
+    in_work_dir(|dir| measure(&root.join("target/release"), dir, options, against))
 }
 
 /// The instances of this build measured side by side: answers stored (the
 /// default), and at zlib level 1.
 const ANSWERS: [(&str, &str); 2] = [("stored", ""), ("level 1", "compression = 1\n")];
 
-fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
+fn measure(
+    bin: &Path,
+    dir: &Path,
+    options: &Options,
+    against: Option<std::path::PathBuf>,
+) -> Result<()> {
     // What each instance is called in the table, its command and its
     // `[server]` settings; another build runs with its own defaults.
     let mut builds: Vec<(String, std::path::PathBuf, &str)> = ANSWERS
         .iter()
         .map(|&(name, setting)| (format!("answers {name}"), bin.join("framex"), setting))
         .collect();
-    if let Some(against) = &options.against {
-        // Absolute: the instances run in the work directory.
-        let against = against
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", against.display()))?;
+    if let Some(against) = against {
         builds.push(("the other build".to_owned(), against, ""));
     }
     let mut instances = Vec::new();
@@ -121,14 +118,7 @@ fn measure(bin: &Path, dir: &Path, options: &Options) -> Result<()> {
             &format!("payload-{i}.toml"),
             &format!("[server]\nhost = \"127.0.0.1\"\nport = 0\n{setting}"),
         )?;
-        let instance = spawn(
-            Command::new(framex)
-                .arg("serve")
-                .arg(&config)
-                .args(["--name", "payload"]),
-            "payload",
-            true,
-        )?;
+        let instance = start(framex, &config, "payload")?;
         let address = instance
             .url
             .strip_prefix("http://")
