@@ -23,6 +23,7 @@
 use std::str::FromStr;
 
 mod human;
+mod queue;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -66,6 +67,9 @@ pub enum LogError {
     /// Another global subscriber is already set.
     #[error("a global tracing subscriber is already set")]
     AlreadySet,
+    /// The thread that writes the lines cannot be started.
+    #[error("cannot start the log thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// The OTLP exporter that the `OTEL_EXPORTER_OTLP_…` variables ask for
     /// cannot be built.
     #[cfg(feature = "otlp")]
@@ -93,31 +97,19 @@ pub fn init() -> Result<(), LogError> {
 pub fn init_with(format: LogFormat, filter: &str) -> Result<(), LogError> {
     // Lines are written by a thread of their own, so that a request's task
     // never waits on standard error (a pipe whose reader is slow blocks every
-    // write); that thread writes what has queued up in one go and flushes when
-    // the queue is empty. No line is dropped: past `QUEUED_LINES` waiting, a
-    // logging task waits for room.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("framex-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    // write) nor wakes a thread per line (`logging/queue.rs`). No line is
+    // dropped: past a megabyte queued, a logging task waits for room.
+    let (writer, writing) = queue::start(std::io::stderr()).map_err(LogError::Thread)?;
     let subscriber = subscriber_exporting(format, filter, writer, exporter()?)?;
     tracing::subscriber::set_global_default(subscriber).map_err(|_| LogError::AlreadySet)?;
-    if let Ok(mut writing) = WRITING.lock() {
-        *writing = Some(guard);
+    if let Ok(mut slot) = WRITING.lock() {
+        *slot = Some(writing);
     }
     Ok(())
 }
 
-/// How many lines may wait for the log thread before a logging task waits:
-/// a burst of this many is written without holding anyone up. The queue's
-/// slots are allocated at once (32 bytes each), so it is kept to a size that
-/// costs an idle instance nothing it would notice.
-const QUEUED_LINES: usize = 8_192;
-
 /// The log thread of [`init`]; dropping it writes the lines still queued.
-static WRITING: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
-    std::sync::Mutex::new(None);
+static WRITING: std::sync::Mutex<Option<queue::Writing>> = std::sync::Mutex::new(None);
 
 /// Writes the log lines still queued, and sends the spans not yet exported
 /// and stops exporting, if [`init`] started to; call it before the process
