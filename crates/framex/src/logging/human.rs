@@ -110,7 +110,13 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.fallback(|visitor| visitor.record_f64(field, value));
+        // `{:?}`, as the visitor writes it, without its styling machinery
+        // (every request's `latency_ms` is one).
+        if self.result.is_ok() {
+            self.result = self
+                .start(field)
+                .and_then(|()| write!(self.writer, "{value:?}"));
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
