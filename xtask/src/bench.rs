@@ -306,8 +306,9 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     let (bare, post, get, _) = bare_and_scripts(bin, dir)?;
     let seconds = options.duration;
     // Per build: (a)/(c) in %, the remote's CPU per (a) request in us, (b)/(c)
-    // in %, then CPU per (b) request of the local and the remote in us.
-    let mut figures: [Vec<[f64; 5]>; 2] = [Vec::new(), Vec::new()];
+    // in %, then CPU per (b) request of the local and the remote in us, and
+    // of their log threads.
+    let mut figures: [Vec<[f64; 7]>; 2] = [Vec::new(), Vec::new()];
     println!();
     println!(
         "(a) and (b) at c=64 against (c), {} rounds of {seconds} s",
@@ -332,10 +333,12 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
                 measured(wrk, &get, &two_hops_url, seconds, [local, remote])?;
             let row = [
                 100.0 * direct.requests_per_second / bare_figures.requests_per_second,
-                direct_remote,
+                direct_remote[0],
                 100.0 * two_hops.requests_per_second / bare_figures.requests_per_second,
-                two_hops_local,
-                two_hops_remote,
+                two_hops_local[0],
+                two_hops_remote[0],
+                two_hops_local[1],
+                two_hops_remote[1],
             ];
             cells[i] = format!(
                 "  | {name}: (a)/(c) {:>5.1}%, (b)/(c) {:>5.1}%",
@@ -360,14 +363,16 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
             )
         };
         println!(
-            "{name:>10}: (a)/(c) {:>5.1}% {}, remote {:.1} us per call; (b)/(c) {:>5.1}% {}, local {:.1} us, remote {:.1} us per request (medians)",
+            "{name:>10}: (a)/(c) {:>5.1}% {}, remote {:.1} us per call; (b)/(c) {:>5.1}% {}, local {:.1} us (log thread {:.1}), remote {:.1} us (log thread {:.1}) per request (medians)",
             median(column(0)),
             spread(0),
             median(column(1)),
             median(column(2)),
             spread(2),
             median(column(3)),
+            median(column(5)),
             median(column(4)),
+            median(column(6)),
         );
     }
     drop((builds, bare));
@@ -375,23 +380,30 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
 }
 
 /// A wrk run of `script` on `url` at concurrency 64, and the CPU time each of
-/// `instances` spent per request meanwhile, in microseconds.
+/// `instances` spent per request meanwhile, in microseconds: the whole
+/// process's, and its log thread's.
 fn measured<const N: usize>(
     wrk: &Path,
     script: &Path,
     url: &str,
     seconds: u64,
     instances: [&Instance; N],
-) -> Result<(Figures, [f64; N])> {
-    let mut before = [0.0; N];
-    for (cpu, instance) in before.iter_mut().zip(instances) {
-        *cpu = cpu_seconds(instance)?;
+) -> Result<(Figures, [[f64; 2]; N])> {
+    let cpu = |instance: &Instance| -> Result<[f64; 2]> {
+        Ok([cpu_seconds(instance)?, log_thread_cpu_seconds(instance)?])
+    };
+    let mut before = [[0.0; 2]; N];
+    for (cpu_before, instance) in before.iter_mut().zip(instances) {
+        *cpu_before = cpu(instance)?;
     }
     let figures = wrk_run(wrk, script, url, 64, seconds)?;
     let requests = (figures.requests_per_second * seconds as f64).max(1.0);
-    let mut per_request = [0.0; N];
-    for ((cpu, instance), before) in per_request.iter_mut().zip(instances).zip(before) {
-        *cpu = (cpu_seconds(instance)? - before) * 1e6 / requests;
+    let mut per_request = [[0.0; 2]; N];
+    for ((spent, instance), before) in per_request.iter_mut().zip(instances).zip(before) {
+        let after = cpu(instance)?;
+        for k in 0..2 {
+            spent[k] = (after[k] - before[k]) * 1e6 / requests;
+        }
     }
     Ok((figures, per_request))
 }
@@ -733,11 +745,32 @@ fn wrk_run_threads(
     })
 }
 
-/// A `/proc/PID/status` field in bytes.
 /// User plus system CPU time of an instance so far, in seconds.
 pub(crate) fn cpu_seconds(instance: &Instance) -> Result<f64> {
-    let path = format!("/proc/{}/stat", instance.pid());
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    stat_cpu_seconds(&format!("/proc/{}/stat", instance.pid()))
+}
+
+/// The CPU time so far of an instance's log thread (`framex-log`), in
+/// seconds; part of [`cpu_seconds`].
+fn log_thread_cpu_seconds(instance: &Instance) -> Result<f64> {
+    let tasks = format!("/proc/{}/task", instance.pid());
+    let mut seconds = 0.0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot read {tasks}"))? {
+        let task = task.with_context(|| format!("cannot read {tasks}"))?.path();
+        // A thread that ended meanwhile has no files left to read.
+        let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+            continue;
+        };
+        if name.trim_end() == "framex-log" {
+            seconds += stat_cpu_seconds(&task.join("stat").to_string_lossy())?;
+        }
+    }
+    Ok(seconds)
+}
+
+/// utime plus stime of a `/proc/…/stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     // Fields after the command name, which ends with the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
