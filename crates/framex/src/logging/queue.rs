@@ -60,7 +60,8 @@ struct State {
     queued: Vec<u8>,
     /// The thread waits for a first line (and is to be woken by it).
     idle: bool,
-    /// [`Writing`] was dropped: the thread writes what is left and stops.
+    /// [`Writing`] was dropped: the thread writes what is left, without
+    /// gathering, and stops.
     closing: bool,
     /// The thread has stopped: lines go straight to the sink.
     closed: bool,
@@ -149,16 +150,17 @@ impl Drop for Writing {
     fn drop(&mut self) {
         self.shared.state().closing = true;
         self.shared.wake.notify_one();
-        self.shared.room.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
         // The thread may have stopped without taking the last lines (it
-        // panicked): nothing queued is left behind.
+        // panicked): nothing queued is left behind, and no logging task is
+        // left waiting for room.
         let mut state = self.shared.state();
         state.closed = true;
         let left = std::mem::take(&mut state.queued);
         drop(state);
+        self.shared.room.notify_all();
         if !left.is_empty() {
             self.shared.write_out(&left);
         }
@@ -175,13 +177,15 @@ impl Write for LineWriter<'_> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         let shared = self.shared;
         let mut state = shared.state();
-        while state.queued.len() >= LIMIT && !state.closing && !state.closed {
+        // While closing, the thread still takes batches, so a line waits its
+        // turn rather than overtaking those queued.
+        while state.queued.len() >= LIMIT && !state.closed {
             state = shared
                 .room
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if state.closed || state.closing && state.queued.len() >= LIMIT {
+        if state.closed {
             drop(state);
             shared.write_out(line);
             return Ok(line.len());
