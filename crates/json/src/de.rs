@@ -12,8 +12,9 @@ use std::borrow::Cow;
 use serde::de::{self, DeserializeSeed, Deserializer as _, IntoDeserializer, Visitor};
 
 use crate::error::{Error, excerpt};
-use crate::number::{self, EXACT_TOKEN, Kind, NUMBER_TOKEN};
+use crate::number::{self, EXACT_TOKEN, Kind, NUMBER_TOKEN, Number};
 use crate::scan::find_special;
+use crate::value::{KEPT_ON_STACK, Map, READ_VALUE, VALUE_TOKEN, Value};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -40,6 +41,8 @@ pub(crate) struct Deserializer<'de> {
     budget: Option<usize>,
     /// The bound it started with, for the message.
     budget_limit: usize,
+    /// While a [`Value`] is read: where its containers are built.
+    stacks: Stacks,
 }
 
 /// What a value read for a visitor that takes any value may cost: a `Value`
@@ -61,6 +64,7 @@ impl<'de> Deserializer<'de> {
             scratch: String::new(),
             budget: None,
             budget_limit: 0,
+            stacks: Stacks::default(),
         }
     }
 
@@ -493,6 +497,182 @@ impl<'de> Deserializer<'de> {
     }
 }
 
+/// Reading a [`Value`] without a visitor.
+///
+/// Through serde, every value of a tree costs a visitor call and every number
+/// a map of one entry that hands its text over and checks it again; reading
+/// records of a few fields that way took twice what building the tree needs.
+/// [`Value`]'s `Deserialize` asks this reader for its tree under
+/// [`VALUE_TOKEN`], and the tree comes back built here (see [`READ_VALUE`]).
+/// The rules are the visitor's: each value is charged [`ANY_VALUE_COST`] and
+/// each string its length, a key given twice keeps its first place and its
+/// last value, and a `dynamic_obj` is kept as it came.
+impl Deserializer<'_> {
+    pub(crate) fn read_value(&mut self) -> Result<Value> {
+        self.charge(ANY_VALUE_COST)?;
+        Ok(match self.peek()? {
+            b'"' => Value::String(self.read_string()?),
+            b'[' => return self.nest(Deserializer::read_array),
+            b'{' => return self.nest(Deserializer::read_object),
+            b'n' => {
+                self.pos = number::literal(self.bytes, self.pos, b"null")?;
+                Value::Null
+            }
+            b't' => {
+                self.pos = number::literal(self.bytes, self.pos, b"true")?;
+                Value::Bool(true)
+            }
+            b'f' => {
+                self.pos = number::literal(self.bytes, self.pos, b"false")?;
+                Value::Bool(false)
+            }
+            b'-' | b'0'..=b'9' | b'I' | b'N' => {
+                Value::Number(Number::from_valid(self.read_number()?.0))
+            }
+            _ => return Err(self.unexpected("a value")),
+        })
+    }
+
+    /// A string value, charged its length before it is allocated.
+    fn read_string(&mut self) -> Result<String> {
+        match self.read_str()? {
+            Some(borrowed) => {
+                self.charge(borrowed.len())?;
+                Ok(borrowed.to_owned())
+            }
+            None => {
+                self.charge(self.scratch.len())?;
+                Ok(self.scratch.as_str().to_owned())
+            }
+        }
+    }
+
+    /// The array whose `[` is at the position.
+    fn read_array(&mut self) -> Result<Value> {
+        self.pos += 1;
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Ok(Value::Array(Vec::new()));
+        }
+        let start = self.stacks.items.len();
+        loop {
+            let item = self.read_value()?;
+            self.stacks.items.push(item);
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => break,
+                _ => return Err(self.unexpected("`,` or `]`")),
+            }
+        }
+        self.pos += 1;
+        Ok(Value::Array(self.stacks.items.drain(start..).collect()))
+    }
+
+    /// The object whose `{` is at the position.
+    fn read_object(&mut self) -> Result<Value> {
+        self.pos += 1;
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Ok(Value::Object(Map::new()));
+        }
+        let start = self.stacks.entries.len();
+        loop {
+            if self.peek()? != b'"' {
+                return Err(self.unexpected("a string key"));
+            }
+            // Keys are not charged, as the visitor did not charge them: a key
+            // comes with its value, which is.
+            let key = match self.read_str()? {
+                Some(borrowed) => borrowed.to_owned(),
+                None => self.scratch.as_str().to_owned(),
+            };
+            self.expect(b':', "`:`")?;
+            let value = self.read_value()?;
+            self.stacks.entries.push((key, value));
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => break,
+                _ => return Err(self.unexpected("`,` or `}`")),
+            }
+        }
+        self.pos += 1;
+        let entries = self.stacks.entries.drain(start..).collect();
+        Ok(Value::Object(Map::from_read(entries)))
+    }
+
+    /// Reads a whole [`Value`] on this thread's stacks, which it gives back
+    /// empty (and no larger than [`KEPT_ON_STACK`] elements) whatever the
+    /// outcome.
+    fn read_whole_value(&mut self) -> Result<Value> {
+        self.stacks = STACKS.with(|stacks| stacks.take());
+        let value = self.read_value();
+        let mut stacks = std::mem::take(&mut self.stacks);
+        stacks.empty();
+        STACKS.with(|kept| kept.set(stacks));
+        value
+    }
+}
+
+/// The elements of the arrays being read into a [`Value`], of every level at
+/// once, and the entries of the objects: a container's own are the top of
+/// the stack, moved out into one allocation of exactly their number when it
+/// ends. Grown in its own `Vec`, each container would reallocate and copy at
+/// every doubling and keep up to twice the room it needs; records of a few
+/// keys each made that a third of reading them.
+#[derive(Default)]
+pub(crate) struct Stacks {
+    items: Vec<Value>,
+    entries: Vec<(String, Value)>,
+}
+
+impl Stacks {
+    /// Takes off what a failed read left, and gives back what a large
+    /// document needed.
+    fn empty(&mut self) {
+        self.items.clear();
+        self.entries.clear();
+        self.items.shrink_to(KEPT_ON_STACK);
+        self.entries.shrink_to(KEPT_ON_STACK);
+    }
+}
+
+thread_local! {
+    /// This thread's [`Stacks`], kept between reads: a reader takes them for
+    /// the time it reads a `Value`, which calls no code but its own.
+    static STACKS: std::cell::Cell<Stacks> = std::cell::Cell::new(Stacks::default());
+}
+
+/// This thread's kept stacks: elements waiting on them, and their room.
+#[cfg(test)]
+pub(crate) fn kept_stacks() -> (usize, usize) {
+    let stacks = STACKS.take();
+    let waiting = stacks.items.len() + stacks.entries.len();
+    let room = stacks.items.capacity().max(stacks.entries.capacity());
+    STACKS.set(stacks);
+    (waiting, room)
+}
+
+/// What hands a [`Value`] to its `Deserialize` when this reader asks for one
+/// under [`VALUE_TOKEN`]: the tree is in [`READ_VALUE`], and nothing is left
+/// to read. Any other visitor that asks with the token gets an error.
+struct ReadValue;
+
+impl<'de> de::Deserializer<'de> for ReadValue {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value> {
+        Err(Error::data(
+            "a JSON value was read for framex_json::Value by a type that is not one",
+        ))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+        struct enum identifier ignored_any
+    }
+}
+
 /// `"__type__"`, the first key of a `dynamic_obj`, as it is written.
 const QUOTED_TYPE_KEY: &[u8] = b"\"__type__\"";
 /// `"dynamic_obj"`, its value.
@@ -641,6 +821,16 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         if name == EXACT_TOKEN {
             self.exact = true;
             return self.deserialize_any(visitor);
+        }
+        if name == VALUE_TOKEN {
+            self.exact = false;
+            let start = self.pos;
+            let value = self.read_whole_value().map_err(|e| e.at(start))?;
+            READ_VALUE.with(|slot| *slot.borrow_mut() = Some(value));
+            let result = visitor.visit_newtype_struct(ReadValue);
+            // Taken by `Value`'s visitor; a visitor that is not one left it.
+            READ_VALUE.with(|slot| slot.borrow_mut().take());
+            return result;
         }
         visitor.visit_newtype_struct(self)
     }

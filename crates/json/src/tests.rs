@@ -208,6 +208,7 @@ fn a_document_refused_midway_leaves_nothing_for_the_next_one() {
         (
             crate::value::ITEMS.with(|items| items.borrow().len()),
             crate::value::ENTRIES.with(|entries| entries.borrow().len()),
+            crate::de::kept_stacks().0,
         )
     };
     for bad in [
@@ -218,9 +219,9 @@ fn a_document_refused_midway_leaves_nothing_for_the_next_one() {
         r#"{"a":[1,2],"b":{"c":[3]},"d""#,
     ] {
         assert!(from_str::<Value>(bad).is_err(), "{bad}");
-        assert_eq!(waiting(), (0, 0), "{bad}");
+        assert_eq!(waiting(), (0, 0, 0), "{bad}");
         assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
-        assert_eq!(waiting(), (0, 0), "{bad}");
+        assert_eq!(waiting(), (0, 0, 0), "{bad}");
         for _ in 0..2 {
             let value: Value = from_str(good).unwrap();
             assert_eq!(to_string(&value).unwrap(), good, "after {bad}");
@@ -231,6 +232,9 @@ fn a_document_refused_midway_leaves_nothing_for_the_next_one() {
     // What a large document needed is given back once it is read.
     let large = format!("[{}0]", "[1,2,3],".repeat(10 * crate::value::KEPT_ON_STACK));
     let _: Value = from_str(&large).unwrap();
+    let room = crate::de::kept_stacks().1;
+    assert!(room <= crate::value::KEPT_ON_STACK, "{room}");
+    let _: Value = serde_json::from_str(&large).unwrap();
     let room = crate::value::ITEMS.with(|items| items.borrow().capacity());
     assert!(room <= crate::value::KEPT_ON_STACK, "{room}");
 }
@@ -640,4 +644,48 @@ fn reading_within_a_memory_bound_stops_where_the_bound_is_passed() {
     // The object, its string and the two keys.
     assert!(crate::from_slice_limited::<Named>(text.as_bytes(), 96 * 2 + 1000 + 11).is_ok());
     assert!(crate::from_slice_limited::<Named>(text.as_bytes(), 96 * 2 + 1000 + 10).is_err());
+}
+
+#[test]
+fn an_object_keyed_like_a_private_token_of_the_reader_stays_an_object() {
+    // A caller's object must arrive as it was sent, whatever its keys: the
+    // names under which the reader and `Value` talk to each other are text
+    // like any other in a document.
+    for text in [
+        r#"{"$framex_json::private::Number":"12"}"#,
+        r#"{"$framex_json::private::Value":[1]}"#,
+        r#"{"$framex_json::private::Exact":null}"#,
+    ] {
+        let value: Value = from_str(text).unwrap();
+        assert!(value.as_object().is_some(), "{text}: {value:?}");
+        assert_eq!(to_string(&value).unwrap(), text);
+    }
+}
+
+#[test]
+fn values_inside_typed_types_are_read_as_values() {
+    #[derive(Debug, Deserialize)]
+    struct Call {
+        name: String,
+        args: Vec<Value>,
+        extra: Option<Value>,
+        #[serde(default)]
+        by_key: std::collections::BTreeMap<String, Value>,
+    }
+    let text = r#"{"name": "f", "args": [18446744073709551616, NaN, {"a": [1.50]}],
+        "extra": {"__type__": "dynamic_obj", "__module__": "m", "__class__": "C", "data": {"x": 1}},
+        "by_key": {"k": -0}}"#;
+    let call: Call = from_str(text).unwrap();
+    assert_eq!(call.name, "f");
+    assert_eq!(
+        to_string(&call.args).unwrap(),
+        r#"[18446744073709551616,NaN,{"a":[1.50]}]"#
+    );
+    // A `Value` keeps a dynamic_obj as it came.
+    let extra = call.extra.unwrap();
+    assert_eq!(extra.dynamic_obj().unwrap().class, Some("C"));
+    assert_eq!(to_string(&call.by_key).unwrap(), r#"{"k":-0}"#);
+    // An error inside one names where it is.
+    let error = error::<Call>(r#"{"name": "f", "args": [1, {"a" 2}]}"#);
+    assert_eq!(error.to_string(), "expected `:`, found '2' at byte 31");
 }

@@ -10,10 +10,10 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::number::{EXACT_TOKEN, NUMBER_TOKEN, Number, NumberText};
+use crate::number::Number;
 
 /// A JSON value.
 ///
@@ -629,11 +629,25 @@ impl Serialize for Map {
     }
 }
 
+/// The name of the newtype a [`Value`] asks its deserializer for: FrameX's
+/// reader builds the tree itself and hands it over in [`READ_VALUE`]; other
+/// formats call the visitor as for any newtype.
+pub(crate) const VALUE_TOKEN: &str = "$framex_json::private::Value";
+
+thread_local! {
+    /// The tree FrameX's reader has just read for a [`Value`], taken by the
+    /// visitor it then calls. serde has no way to hand a visitor a value that
+    /// is already built, and building it through the visitor, one call per
+    /// value and a map per number, cost twice as much.
+    pub(crate) static READ_VALUE: RefCell<Option<Value>> = const { RefCell::new(None) };
+}
+
 impl<'de> Deserialize<'de> for Value {
-    /// From FrameX's reader, numbers come as their text; from other formats,
-    /// as the numbers those formats have.
+    /// From FrameX's reader, the tree as it reads it (numbers as their text,
+    /// `dynamic_obj`s as they came); from other formats, with the numbers
+    /// those formats have.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_newtype_struct(EXACT_TOKEN, ValueVisitor)
+        deserializer.deserialize_newtype_struct(VALUE_TOKEN, ValueVisitor)
     }
 }
 
@@ -670,7 +684,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
+        match READ_VALUE.with(|slot| slot.borrow_mut().take()) {
+            Some(value) => Ok(value),
+            None => d.deserialize_any(self),
+        }
     }
 
     fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
@@ -726,16 +743,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Some(first) = map.next_key_seed(KeySeed)? else {
-            return Ok(Value::Object(Map::new()));
-        };
-        let first = match first {
-            Key::Number => return Ok(Value::Number(map.next_value::<NumberText>()?.0)),
-            Key::Text(key) => key,
-        };
         let open = Open::new(&ENTRIES);
-        let value = map.next_value()?;
-        open.push((first, value));
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value()?;
             open.push((key, value));
@@ -800,46 +808,5 @@ impl<T: 'static> Drop for Open<T> {
                 }
             }
         });
-    }
-}
-
-/// The first key of a map: the token under which FrameX's reader hands a
-/// number's text, or a real key.
-enum Key {
-    Number,
-    Text(String),
-}
-
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_string(self)
-    }
-}
-
-impl Visitor<'_> for KeySeed {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-        Ok(if key == NUMBER_TOKEN {
-            Key::Number
-        } else {
-            Key::Text(key.to_owned())
-        })
-    }
-
-    fn visit_string<E>(self, key: String) -> Result<Key, E> {
-        Ok(if key == NUMBER_TOKEN {
-            Key::Number
-        } else {
-            Key::Text(key)
-        })
     }
 }
