@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -358,9 +358,8 @@ struct Route {
 struct Load {
     attempts: u32,
     last_error: Option<String>,
+    /// The document as fetched; it is served once a table is built with it.
     document: Option<Arc<Document>>,
-    /// Routes of the document not served, and why (rules, conflicts).
-    refused: Vec<Skipped>,
 }
 
 /// What the upstreams' documents make of the routes: rebuilt whenever one
@@ -373,6 +372,13 @@ struct Table {
     paths: Vec<PathRoutes>,
     /// Routes served, per upstream.
     served: Vec<usize>,
+    /// The documents the table was built from, per upstream: `None` for one
+    /// still loading. An upstream is ready once its document is here, so that
+    /// `GET /health` never reports it ready before its routes are served.
+    documents: Vec<Option<Arc<Document>>>,
+    /// Routes of each upstream's document not served, and why (rules,
+    /// conflicts).
+    refused: Vec<Vec<Skipped>>,
     /// The forwarded operations and the schemas they refer to, merged for
     /// this instance's OpenAPI document when the table is built.
     openapi: Arc<ForwardedOpenApi>,
@@ -415,6 +421,9 @@ pub(crate) struct Forwarding {
     /// and their schemas, which forwarded ones are renamed apart from.
     local_openapi: ForwardedOpenApi,
     loads: Mutex<Vec<Load>>,
+    /// Held through a whole rebuild: two upstreams loading at once rebuild
+    /// in turn, so that the table published last has both documents.
+    rebuilding: Mutex<()>,
     table: RwLock<Arc<Table>>,
 }
 
@@ -441,6 +450,7 @@ impl Forwarding {
         };
         Forwarding {
             loads: Mutex::new(vec![Load::default(); upstreams.len()]),
+            rebuilding: Mutex::new(()),
             upstreams,
             client,
             timeout,
@@ -497,26 +507,28 @@ impl Forwarding {
     /// first. The documents are taken from under the lock and the table built
     /// outside it, so `GET /health` and requests never wait for a rebuild.
     fn rebuild(&self) {
+        // A rebuild that began before another document arrived would publish
+        // a table without it, after the table that has it.
+        let _rebuilding = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let documents: Vec<Option<Arc<Document>>> = match self.loads.lock() {
             Ok(loads) => loads.iter().map(|load| load.document.clone()).collect(),
             Err(_) => return,
         };
-        let (mut table, refused) = self.build_table(&documents);
+        let mut table = self.build_table(&documents);
         table.openapi = Arc::new(merge_openapi(&self.local_openapi, &table, &documents));
-        if let Ok(mut loads) = self.loads.lock() {
-            for (load, refused) in loads.iter_mut().zip(refused) {
-                load.refused = refused;
-            }
-        }
+        table.documents = documents;
         if let Ok(mut current) = self.table.write() {
             table.generation = current.generation + 1;
             *current = Arc::new(table);
         }
     }
 
-    /// The table of `documents` (by upstream), and per upstream what was not
+    /// The table of `documents` (by upstream), with what of each was not
     /// served and why.
-    fn build_table(&self, documents: &[Option<Arc<Document>>]) -> (Table, Vec<Vec<Skipped>>) {
+    fn build_table(&self, documents: &[Option<Arc<Document>>]) -> Table {
         let mut table = Table {
             served: vec![0; documents.len()],
             ..Table::default()
@@ -602,7 +614,8 @@ impl Forwarding {
                 table.served[index] += 1;
             }
         }
-        (table, refused)
+        table.refused = refused;
+        table
     }
 
     fn table(&self) -> Arc<Table> {
@@ -761,16 +774,18 @@ impl Forwarding {
             .zip(loads.iter())
             .enumerate()
             .map(|(index, (upstream, load))| {
-                let state = if load.document.is_some() {
+                // What the routes are made of, not what has been fetched: a
+                // document fetched but not yet in the table is still loading.
+                let document = table.documents.get(index).and_then(Option::as_ref);
+                let state = if document.is_some() {
                     "ready"
                 } else {
                     "loading"
                 };
-                let skipped: Vec<String> = load
-                    .document
-                    .iter()
+                let skipped: Vec<String> = document
+                    .into_iter()
                     .flat_map(|d| d.skipped.iter())
-                    .chain(load.refused.iter())
+                    .chain(table.refused.get(index).into_iter().flatten())
                     .map(ToString::to_string)
                     .collect();
                 serde_json::json!({
@@ -1183,6 +1198,80 @@ mod tests {
         forwarding
     }
 
+    /// A forwarding side with `count` upstreams enabling every route, none
+    /// of their documents loaded.
+    fn unloaded(count: usize) -> Forwarding {
+        let upstreams = (0..count)
+            .map(|i| {
+                Upstream::new(
+                    format!("http://up-{i}:1"),
+                    framex_filter::Rules::new(["*"], Vec::<&str>::new()).unwrap(),
+                )
+            })
+            .collect();
+        Forwarding::new(
+            upstreams,
+            Client::default(),
+            Duration::from_secs(1),
+            1024,
+            Vec::new(),
+            ForwardedOpenApi::default(),
+        )
+    }
+
+    #[test]
+    fn an_upstream_is_ready_only_once_its_routes_are_served() {
+        // A readiness check reads `GET /health`: an upstream reported ready
+        // must have its routes in the table, not only its document fetched.
+        let forwarding = unloaded(1);
+        forwarding.loads.lock().unwrap()[0].document = Some(Arc::new(
+            parse_document(br#"{"paths": {"/api/v1/a": {"get": {}}, "/api/v1/b": {"get": {}}}}"#)
+                .unwrap(),
+        ));
+        let health = forwarding.health();
+        assert_eq!(health[0]["state"], "loading", "{health}");
+        assert_eq!(health[0]["routes"], 0, "{health}");
+        forwarding.rebuild();
+        let health = forwarding.health();
+        assert_eq!(health[0]["state"], "ready", "{health}");
+        assert_eq!(health[0]["routes"], 2, "{health}");
+    }
+
+    #[test]
+    fn upstreams_loading_at_once_all_reach_the_table() {
+        // Each load stores its document and rebuilds; the table published
+        // last must hold every document stored before it, whichever order
+        // the rebuilds run in.
+        for round in 0..200 {
+            let forwarding = Arc::new(unloaded(2));
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let loads: Vec<_> = (0..2)
+                .map(|index| {
+                    let forwarding = forwarding.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        let paths: String = (0..50)
+                            .map(|n| format!(r#""/api/v1/u{index}/p{n}": {{"get": {{}}}}"#))
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        let document =
+                            parse_document(format!(r#"{{"paths": {{{paths}}}}}"#).as_bytes())
+                                .unwrap();
+                        barrier.wait();
+                        forwarding.loads.lock().unwrap()[index].document = Some(Arc::new(document));
+                        forwarding.rebuild();
+                    })
+                })
+                .collect();
+            for load in loads {
+                load.join().unwrap();
+            }
+            let health = forwarding.health();
+            assert_eq!(health[0]["routes"], 50, "round {round}: {health}");
+            assert_eq!(health[1]["routes"], 50, "round {round}: {health}");
+        }
+    }
+
     #[test]
     fn the_merged_openapi_document_shares_operations_and_schemas_with_the_upstreams() {
         // An upstream may send a document of many small objects, each taking
@@ -1255,7 +1344,7 @@ mod tests {
         }
         assert!(forwarding.knows_path("/api/v1/items/7"));
         assert!(!forwarding.knows_path("/api/v1/nothing"));
-        let refused = &forwarding.loads.lock().unwrap()[0].refused;
+        let refused = &forwarding.table().refused[0];
         assert_eq!(
             refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["DELETE /api/v1/items/{id}: this instance serves it itself"]
