@@ -1174,33 +1174,9 @@ pub async fn fetch_document(
 mod tests {
     use super::*;
 
-    /// A forwarding side with one upstream enabling every route, its table
-    /// built from `document`.
-    fn forwarding(document: &str, local: &[(Method, &str)]) -> Forwarding {
-        let upstream = Upstream::new(
-            "http://up:1",
-            framex_filter::Rules::new(["*"], Vec::<&str>::new()).unwrap(),
-        );
-        let forwarding = Forwarding::new(
-            vec![upstream],
-            Client::default(),
-            Duration::from_secs(1),
-            1024,
-            local
-                .iter()
-                .map(|(m, p)| (m.clone(), (*p).to_owned()))
-                .collect(),
-            ForwardedOpenApi::default(),
-        );
-        forwarding.loads.lock().unwrap()[0].document =
-            Some(Arc::new(parse_document(document.as_bytes()).unwrap()));
-        forwarding.rebuild();
-        forwarding
-    }
-
     /// A forwarding side with `count` upstreams enabling every route, none
-    /// of their documents loaded.
-    fn unloaded(count: usize) -> Forwarding {
+    /// of their documents loaded, serving `local` itself.
+    fn unloaded(count: usize, local: &[(Method, &str)]) -> Forwarding {
         let upstreams = (0..count)
             .map(|i| {
                 Upstream::new(
@@ -1214,16 +1190,29 @@ mod tests {
             Client::default(),
             Duration::from_secs(1),
             1024,
-            Vec::new(),
+            local
+                .iter()
+                .map(|(m, p)| (m.clone(), (*p).to_owned()))
+                .collect(),
             ForwardedOpenApi::default(),
         )
+    }
+
+    /// A forwarding side with one upstream enabling every route, its table
+    /// built from `document`.
+    fn forwarding(document: &str, local: &[(Method, &str)]) -> Forwarding {
+        let forwarding = unloaded(1, local);
+        forwarding.loads.lock().unwrap()[0].document =
+            Some(Arc::new(parse_document(document.as_bytes()).unwrap()));
+        forwarding.rebuild();
+        forwarding
     }
 
     #[test]
     fn an_upstream_is_ready_only_once_its_routes_are_served() {
         // A readiness check reads `GET /health`: an upstream reported ready
         // must have its routes in the table, not only its document fetched.
-        let forwarding = unloaded(1);
+        let forwarding = unloaded(1, &[]);
         forwarding.loads.lock().unwrap()[0].document = Some(Arc::new(
             parse_document(br#"{"paths": {"/api/v1/a": {"get": {}}, "/api/v1/b": {"get": {}}}}"#)
                 .unwrap(),
@@ -1243,7 +1232,7 @@ mod tests {
         // last must hold every document stored before it, whichever order
         // the rebuilds run in.
         for round in 0..200 {
-            let forwarding = Arc::new(unloaded(2));
+            let forwarding = Arc::new(unloaded(2, &[]));
             let barrier = Arc::new(std::sync::Barrier::new(2));
             let loads: Vec<_> = (0..2)
                 .map(|index| {
