@@ -32,8 +32,9 @@ pub(crate) struct Deserializer<'de> {
     bytes: &'de [u8],
     pos: usize,
     depth: usize,
-    /// The next value is read for a `Value` or a `Number`: numbers as their
-    /// text, `dynamic_obj`s as they are.
+    /// The next value is read for a `Number` (`EXACT_TOKEN`): numbers as
+    /// their text, `dynamic_obj`s as they are. A `Value` is read by
+    /// [`Deserializer::read_value`], which keeps both without it.
     exact: bool,
     scratch: String,
     /// What reading may still cost, in bytes, when it is bounded (see
@@ -823,7 +824,6 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
             return self.deserialize_any(visitor);
         }
         if name == VALUE_TOKEN {
-            self.exact = false;
             let start = self.pos;
             let value = self.read_whole_value().map_err(|e| e.at(start))?;
             READ_VALUE.with(|slot| *slot.borrow_mut() = Some(value));
