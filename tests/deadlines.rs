@@ -13,16 +13,39 @@ use serde_json::{Value, json};
 
 use crate::support::{config, send, start};
 
+/// What the remote's handlers did: `ran` counts handlers started (either
+/// function), `finished` the `d.slow` calls that ended on their own and
+/// `stopped` those dropped before they ended.
+#[derive(Default)]
+struct Handlers {
+    ran: AtomicUsize,
+    finished: AtomicUsize,
+    stopped: AtomicUsize,
+}
+
+/// Counts a `d.slow` call dropped before it finished.
+struct Running {
+    handlers: Arc<Handlers>,
+    finished: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.handlers.stopped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A remote whose `d.left` answers the milliseconds its deadline leaves (or
-/// null without one) and whose `d.slow` takes 3 s; `ran` counts handlers run
-/// and `finished` those that ended.
-async fn remote(ran: Arc<AtomicUsize>, finished: Arc<AtomicUsize>) -> String {
+/// null without one) and whose `d.slow` takes 10 s.
+async fn remote(handlers: Arc<Handlers>) -> String {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
-    let counted = ran.clone();
+    let counted = handlers.clone();
     app.register_handler(
         "d.left",
         framex::registry::typed(move |_: Value| {
-            counted.fetch_add(1, Ordering::SeqCst);
+            counted.ran.fetch_add(1, Ordering::SeqCst);
             async {
                 let left = framex::deadline::remaining().map(|left| left.as_millis() as u64);
                 Ok::<_, String>(json!(left))
@@ -33,11 +56,15 @@ async fn remote(ran: Arc<AtomicUsize>, finished: Arc<AtomicUsize>) -> String {
     app.register_handler(
         "d.slow",
         framex::registry::typed(move |_: Value| {
-            ran.fetch_add(1, Ordering::SeqCst);
-            let finished = finished.clone();
+            handlers.ran.fetch_add(1, Ordering::SeqCst);
+            let mut running = Running {
+                handlers: handlers.clone(),
+                finished: false,
+            };
             async move {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                finished.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                running.finished = true;
+                running.handlers.finished.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, String>(json!("done"))
             }
         }),
@@ -47,12 +74,12 @@ async fn remote(ran: Arc<AtomicUsize>, finished: Arc<AtomicUsize>) -> String {
 }
 
 /// An app that sends `d.left` and `d.slow` to `url`: `timeout` seconds in all,
-/// `d.slow` 1 s.
+/// `d.slow` 2 s.
 fn caller(url: &str, timeout: u64) -> App {
     App::from_config(config(&format!(
         "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
          [plugins.proxy.proxy_urls.\"{url}\"]\nenable = []\n\
-         function_timeouts = {{ \"d.slow\" = 1 }}\n\
+         function_timeouts = {{ \"d.slow\" = 2 }}\n\
          [plugins.proxy]\ntimeout = {timeout}\n\
          proxy_functions = {{ \"{url}\" = [\"d.left\", \"d.slow\"] }}\n"
     )))
@@ -68,8 +95,7 @@ fn left_ms(value: &framex::Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handler_reads_what_its_caller_has_left_even_through_a_relay() {
-    let (ran, finished) = (Arc::default(), Arc::default());
-    let url = remote(ran, finished).await;
+    let url = remote(Arc::default()).await;
     let direct = caller(&url, 4);
     let left = left_ms(&direct.call("d.left", json!({})).await.unwrap());
     assert!((3000..=4000).contains(&left), "{left} ms");
@@ -83,9 +109,12 @@ async fn the_handler_reads_what_its_caller_has_left_even_through_a_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_is_stopped_at_its_deadline_and_the_caller_times_out() {
-    let (ran, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let url = remote(ran.clone(), finished.clone()).await;
+    let handlers = Arc::new(Handlers::default());
+    let url = remote(handlers.clone()).await;
     let app = caller(&url, 30);
+    // A first call opens the connection, so that `d.slow` starts well within
+    // its 2 s even on a loaded machine.
+    app.call("d.left", json!({})).await.unwrap();
     let started = std::time::Instant::now();
     let error = app.call("d.slow", json!({})).await.unwrap_err();
     let elapsed = started.elapsed();
@@ -96,20 +125,30 @@ async fn a_handler_is_stopped_at_its_deadline_and_the_caller_times_out() {
     assert_eq!(
         error.kind(),
         &ErrorKind::Timeout {
-            after: Duration::from_secs(1)
+            after: Duration::from_secs(2)
         }
     );
-    assert!(elapsed < Duration::from_millis(1900), "{elapsed:?}");
-    // The remote stopped the handler: it never finishes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
-    assert_eq!(finished.load(Ordering::SeqCst), 0);
+    assert!(elapsed < Duration::from_millis(2900), "{elapsed:?}");
+    // The remote started the handler and stops it at the deadline, long
+    // before its 10 s are up.
+    let waited = std::time::Instant::now();
+    while handlers.stopped.load(Ordering::SeqCst) == 0 && waited.elapsed() < Duration::from_secs(7)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handlers.ran.load(Ordering::SeqCst), 2, "d.slow started");
+    assert_eq!(
+        handlers.stopped.load(Ordering::SeqCst),
+        1,
+        "d.slow was stopped"
+    );
+    assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
 async fn a_call_that_arrives_past_its_deadline_does_not_run() {
-    let (ran, finished) = (Arc::new(AtomicUsize::new(0)), Arc::default());
-    let url = remote(ran.clone(), finished).await;
+    let handlers = Arc::new(Handlers::default());
+    let url = remote(handlers.clone()).await;
     let body = framex::transport::wire::CallBody::encode("d.left", &json!({}))
         .unwrap()
         .to_json();
@@ -137,7 +176,7 @@ async fn a_call_that_arrives_past_its_deadline_does_not_run() {
         answer["message"],
         "the call arrived after its caller's deadline; it did not run"
     );
-    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(handlers.ran.load(Ordering::SeqCst), 0);
     // A header that is not a number of milliseconds is refused, naming it.
     let (status, answer) = call("soon").await;
     assert_eq!(status, 400);
@@ -149,5 +188,5 @@ async fn a_call_that_arrives_past_its_deadline_does_not_run() {
     // With time left it runs, and the handler sees it.
     let (status, _) = call("5000").await;
     assert_eq!(status, 200);
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(handlers.ran.load(Ordering::SeqCst), 1);
 }
