@@ -165,6 +165,8 @@ async fn a_remote_that_stops_mid_run_and_returns_loses_and_hangs_nothing() {
 
     // The local instance keeps serving its own functions.
     assert_eq!(app.call("f.here", json!({})).await.unwrap(), json!("here"));
+    // (Or interrupted, the resend unable to connect, on a kept-alive
+    // connection whose close arrived late: see the shutdown test below.)
     let error = app.call("f.work", json!({"n": 0})).await.unwrap_err();
     assert!(error.to_string().contains("cannot connect"), "{error}");
 
@@ -228,17 +230,13 @@ async fn shutdown_under_load_finishes_every_call_in_flight() {
         (200, 0, 0),
         "every call in flight at shutdown finishes"
     );
-    // And the stopped remote takes no new calls: the call cannot connect, or,
-    // when the remote's close of a kept-alive connection reaches the client
-    // only after the call took that connection (a loaded machine delays
-    // loopback delivery), it finds it closed. Either way it never ran.
+    // And the stopped remote takes no new calls: the call cannot connect. When
+    // the remote's close of a kept-alive connection reaches the client only
+    // after the call took that connection (a loaded machine delays loopback
+    // delivery), the call is interrupted and says that, sent again, it could
+    // not connect.
     let error = app.call("f.work", json!({"n": 0})).await.unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.contains("cannot connect")
-            || text.contains("connection closed before message completed"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("cannot connect"), "{error}");
     assert_eq!(
         running.load(Ordering::SeqCst),
         200,

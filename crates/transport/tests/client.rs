@@ -333,10 +333,12 @@ async fn one_client_serves_many_concurrent_calls() {
 
 /// A server that behaves as uvicorn does after an error: it answers the first
 /// call on a connection with a 500 and no `Connection: close`, then closes that
-/// connection as soon as the next request arrives on it, unanswered. Every later
-/// connection gets a success. Returns the base URL and the number of
-/// connections the server accepted, when it is done.
-async fn closes_after_an_error() -> (String, tokio::task::JoinHandle<usize>) {
+/// connection as soon as the next request arrives on it, unanswered. With
+/// `then_stop`, it stops listening as it closes that connection, as an instance
+/// that shuts down does; otherwise the next connection gets a success. Returns
+/// the base URL and the number of connections the server accepted, when it is
+/// done.
+async fn closes_after_an_error(then_stop: bool) -> (String, tokio::task::JoinHandle<usize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -360,6 +362,11 @@ async fn closes_after_an_error() -> (String, tokio::task::JoinHandle<usize>) {
             .await
             .unwrap();
         let _ = first.read(&mut buffer).await.unwrap();
+        if then_stop {
+            drop(listener);
+            drop(first);
+            return 1;
+        }
         drop(first);
         // Second connection: the retried call.
         let (mut second, _) = listener.accept().await.unwrap();
@@ -375,7 +382,7 @@ async fn closes_after_an_error() -> (String, tokio::task::JoinHandle<usize>) {
 
 #[tokio::test]
 async fn a_call_on_a_connection_the_server_closed_is_sent_again() {
-    let (url, server) = closes_after_an_error().await;
+    let (url, server) = closes_after_an_error(false).await;
     let client = client();
     let first = client
         .call(&url, None, "m.f", &Map::new())
@@ -395,8 +402,33 @@ async fn a_call_on_a_connection_the_server_closed_is_sent_again() {
 }
 
 #[tokio::test]
+async fn a_call_whose_connection_closed_and_whose_instance_is_gone_is_interrupted() {
+    let (url, server) = closes_after_an_error(true).await;
+    let client = client();
+    let _ = client.call(&url, None, "m.f", &Map::new()).await;
+    // The pooled connection closes unanswered and no new one opens. The
+    // instance may have died running the call, so it is not taken as unsent
+    // (another replica would run it twice); the error says what the resend
+    // found.
+    let error = client
+        .call(&url, None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
+    let address = url.trim_start_matches("http://");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "connection to {url} failed during the call to `m.f`; tried {address} (connection closed before message completed; sent again, cannot connect: "
+        )),
+        "{text}"
+    );
+    assert_eq!(server.await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn without_the_retry_such_a_call_is_interrupted() {
-    let (url, _server) = closes_after_an_error().await;
+    let (url, _server) = closes_after_an_error(false).await;
     let client = Client::new(
         ClientSettings::default()
             .with_timeout(Duration::from_secs(5))

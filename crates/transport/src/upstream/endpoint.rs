@@ -466,8 +466,17 @@ impl EndpointShared {
             {
                 connection = match self.open().await {
                     Ok(connection) => connection,
-                    // The instance is gone: the first failure says more.
-                    Err(_) => return Err(self.send_error(error)),
+                    // The instance is gone. It may have stopped and closed an
+                    // idle connection, or died running the call: the call
+                    // stays interrupted (never sent elsewhere unless
+                    // idempotent), saying both what broke and what the resend
+                    // found.
+                    Err(reconnect) => {
+                        let mut failed = self.send_error(error);
+                        failed.source =
+                            format!("{failed}; sent again, cannot connect: {reconnect}").into();
+                        return Err(failed);
+                    }
                 };
                 connection
                     .send(template.request())
