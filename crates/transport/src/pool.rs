@@ -41,6 +41,10 @@ pub(crate) struct Connection {
     /// closed. Boxed: it holds the buffers, and a connection moves in and out of
     /// the pool on every call.
     driver: Option<Box<http1::Connection<Io, OutgoingBody>>>,
+    /// The pool's generation when the connection was opened
+    /// ([`Idle::generation`]): one opened before the server said it is
+    /// draining is not pooled again.
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -62,6 +66,7 @@ impl Connection {
         Ok(Connection {
             sender,
             driver: Some(Box::new(driver)),
+            generation: 0,
         })
     }
 
@@ -216,6 +221,8 @@ struct IdleState {
     /// Oldest first, with the time each became idle.
     connections: VecDeque<(Connection, Instant)>,
     sweeping: bool,
+    /// Counts [`Idle::clear`]s.
+    generation: u64,
 }
 
 impl IdleState {
@@ -256,10 +263,24 @@ impl Idle {
         }
     }
 
-    /// Closes every idle connection: the server said it closes them.
+    /// Closes every idle connection, and every one in use now once it comes
+    /// back: the server said it closes them. A connection that carried a call
+    /// answered just before the server began draining would otherwise come
+    /// back after this and be reused after the server has stopped reading
+    /// it, just as the server closes it: a call sent then could not tell
+    /// whether it ran.
     pub(crate) fn clear(&self) {
-        let closed = std::mem::take(&mut self.state().connections);
+        let mut state = self.state();
+        state.generation += 1;
+        let closed = std::mem::take(&mut state.connections);
+        drop(state);
         drop(closed);
+    }
+
+    /// The generation a connection opened now belongs to: it is pooled only
+    /// until the next [`Idle::clear`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.state().generation
     }
 
     /// Keeps `connection` for the next call, closing the oldest idle one when
@@ -270,6 +291,11 @@ impl Idle {
             return;
         }
         let mut state = self.state();
+        if connection.generation != state.generation {
+            drop(state);
+            drop(connection);
+            return;
+        }
         let oldest = if state.connections.len() >= max {
             state.connections.pop_front()
         } else {

@@ -1,6 +1,8 @@
 //! The client against a wiremock FrameX on loopback: the exact request that goes
 //! out, and every kind of answer a FrameX instance (Rust or Python) gives.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use framex_transport::wire::{self, CallBody, Envelope};
@@ -424,6 +426,96 @@ async fn a_call_whose_connection_closed_and_whose_instance_is_gone_is_interrupte
         "{text}"
     );
     assert_eq!(server.await.unwrap(), 1);
+}
+
+/// A draining instance as a loaded caller sees it: two calls arrive on two
+/// connections; the one on the second is answered first, with 503 and
+/// `x-framex-draining`, the one on the first 200 ms later with a kept-alive
+/// success (answered before the drain began, delivered late). Later
+/// connections get successes. Returns the URL and how many requests arrived
+/// on the first connection after its answer.
+async fn drains_under_a_late_answer() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let success =
+        serde_json::to_string(&Envelope::success(wire::encode(&json!("ok")).unwrap())).unwrap();
+    let ok = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{success}",
+        success.len()
+    );
+    let draining = format!(
+        "HTTP/1.1 503 Service Unavailable\r\n{}: 1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        framex_transport::DRAINING_HEADER
+    );
+    let later = Arc::new(AtomicUsize::new(0));
+    let counted = later.clone();
+    tokio::spawn(async move {
+        let mut buffer = vec![0; 64 * 1024];
+        let (mut first, _) = listener.accept().await.unwrap();
+        let (mut second, _) = listener.accept().await.unwrap();
+        let _ = first.read(&mut buffer).await.unwrap();
+        let _ = second.read(&mut buffer).await.unwrap();
+        second.write_all(draining.as_bytes()).await.unwrap();
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first.write_all(ok.as_bytes()).await.unwrap();
+        let answer = ok.clone();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 64 * 1024];
+            while let Ok(read) = first.read(&mut buffer).await {
+                if read == 0 {
+                    return;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = first.write_all(answer.as_bytes()).await;
+            }
+        });
+        loop {
+            let (mut next, _) = listener.accept().await.unwrap();
+            let answer = ok.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(read) = next.read(&mut buffer).await {
+                    if read == 0 {
+                        return;
+                    }
+                    let _ = next.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (url, later)
+}
+
+#[tokio::test]
+async fn no_connection_opened_before_a_draining_answer_is_used_again() {
+    let (url, later) = drains_under_a_late_answer().await;
+    let client = client();
+    // The drained call goes out again on a new connection; the late answer's
+    // connection is not pooled.
+    let none = Map::new();
+    let (first, second) = tokio::join!(
+        client.call(&url, None, "m.f", &none),
+        client.call(&url, None, "m.f", &none)
+    );
+    assert_eq!(first.unwrap(), json!("ok"));
+    assert_eq!(second.unwrap(), json!("ok"));
+    // Two at a time, so that every pooled connection is taken.
+    for _ in 0..3 {
+        let (first, second) = tokio::join!(
+            client.call(&url, None, "m.f", &none),
+            client.call(&url, None, "m.f", &none)
+        );
+        assert_eq!(first.unwrap(), json!("ok"));
+        assert_eq!(second.unwrap(), json!("ok"));
+    }
+    assert_eq!(
+        later.load(Ordering::SeqCst),
+        0,
+        "a connection of the draining instance carried a later call"
+    );
 }
 
 #[tokio::test]

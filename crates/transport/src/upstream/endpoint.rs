@@ -554,9 +554,14 @@ impl EndpointShared {
     }
 
     async fn open(&self) -> Result<Connection, AttemptError> {
-        Connection::open(&self.connector, &self.uri)
+        // Read before connecting: a draining answer that arrives meanwhile
+        // keeps this connection out of the pool too.
+        let generation = self.idle.generation();
+        let mut connection = Connection::open(&self.connector, &self.uri)
             .await
-            .map_err(|e| self.error(Failure::Connect, e))
+            .map_err(|e| self.error(Failure::Connect, e))?;
+        connection.generation = generation;
+        Ok(connection)
     }
 }
 
