@@ -406,16 +406,11 @@ async fn a_call_on_a_connection_the_server_closed_is_sent_again() {
 #[tokio::test]
 async fn a_call_whose_connection_closed_and_whose_instance_is_gone_is_interrupted() {
     let (url, server) = closes_after_an_error(true).await;
-    let client = client();
-    let _ = client.call(&url, None, "m.f", &Map::new()).await;
     // The pooled connection closes unanswered and no new one opens. The
     // instance may have died running the call, so it is not taken as unsent
     // (another replica would run it twice); the error says what the resend
     // found.
-    let error = client
-        .call(&url, None, "m.f", &Map::new())
-        .await
-        .unwrap_err();
+    let error = the_second_call_fails(&client(), &url).await;
     assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
     let address = url.trim_start_matches("http://");
     let text = error.to_string();
@@ -461,32 +456,28 @@ async fn drains_under_a_late_answer() -> (String, Arc<AtomicUsize>) {
         drop(second);
         tokio::time::sleep(Duration::from_millis(200)).await;
         first.write_all(ok.as_bytes()).await.unwrap();
-        let answer = ok.clone();
-        tokio::spawn(async move {
-            let mut buffer = vec![0; 64 * 1024];
-            while let Ok(read) = first.read(&mut buffer).await {
-                if read == 0 {
-                    return;
-                }
-                counted.fetch_add(1, Ordering::SeqCst);
-                let _ = first.write_all(answer.as_bytes()).await;
-            }
-        });
+        tokio::spawn(answer_each(first, ok.clone(), counted));
         loop {
-            let (mut next, _) = listener.accept().await.unwrap();
-            let answer = ok.clone();
-            tokio::spawn(async move {
-                let mut buffer = vec![0; 64 * 1024];
-                while let Ok(read) = next.read(&mut buffer).await {
-                    if read == 0 {
-                        return;
-                    }
-                    let _ = next.write_all(answer.as_bytes()).await;
-                }
-            });
+            let (next, _) = listener.accept().await.unwrap();
+            tokio::spawn(answer_each(next, ok.clone(), Arc::default()));
         }
     });
     (url, later)
+}
+
+/// Answers each request on `stream` with `answer` until the client closes
+/// it, counting them in `count`.
+async fn answer_each(mut stream: tokio::net::TcpStream, answer: String, count: Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut buffer = vec![0; 64 * 1024];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            return;
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        let _ = stream.write_all(answer.as_bytes()).await;
+    }
 }
 
 #[tokio::test]
@@ -526,12 +517,18 @@ async fn without_the_retry_such_a_call_is_interrupted() {
             .with_timeout(Duration::from_secs(5))
             .with_retry_closed_connection(false),
     );
-    let _ = client.call(&url, None, "m.f", &Map::new()).await;
-    let error = client
-        .call(&url, None, "m.f", &Map::new())
-        .await
-        .unwrap_err();
+    let error = the_second_call_fails(&client, &url).await;
     assert_eq!(error.kind(), &ErrorKind::Interrupted, "{error}");
+}
+
+/// Calls `m.f` on a server made by [`closes_after_an_error`] twice: the second
+/// call goes out on the connection the server closes unanswered; its error.
+async fn the_second_call_fails(client: &Client, url: &str) -> framex_transport::Error {
+    let _ = client.call(url, None, "m.f", &Map::new()).await;
+    client
+        .call(url, None, "m.f", &Map::new())
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
