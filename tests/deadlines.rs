@@ -145,6 +145,48 @@ async fn a_handler_is_stopped_at_its_deadline_and_the_caller_times_out() {
     assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_caller_hung_up_is_still_stopped_at_its_deadline() {
+    use tokio::io::AsyncWriteExt;
+
+    let handlers = Arc::new(Handlers::default());
+    let url = remote(handlers.clone()).await;
+    let body = framex::transport::wire::CallBody::encode("d.slow", &json!({}))
+        .unwrap()
+        .to_json();
+    let mut caller = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/proxy/remote HTTP/1.1\r\nhost: remote\r\ncontent-type: application/json\r\n\
+         x-framex-timeout-ms: 1500\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    caller.write_all(head.as_bytes()).await.unwrap();
+    caller.write_all(&body).await.unwrap();
+    let started = std::time::Instant::now();
+    while handlers.ran.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "d.slow never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The caller goes away: nobody waits for the answer any more.
+    drop(caller);
+    let hung_up = std::time::Instant::now();
+    while handlers.stopped.load(Ordering::SeqCst) == 0 && hung_up.elapsed() < Duration::from_secs(6)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        handlers.stopped.load(Ordering::SeqCst),
+        1,
+        "d.slow ran on past its 1.5 s deadline"
+    );
+    assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test]
 async fn a_call_that_arrives_past_its_deadline_does_not_run() {
     let handlers = Arc::new(Handlers::default());

@@ -255,31 +255,28 @@ async fn run_local(
         result
     });
     let call = call.instrument(tracing::Span::current());
-    let mut task = match deadline {
+    // With a deadline the task stops itself there: it never outlives it,
+    // also when the caller hangs up first and this future (and the task's
+    // handle, which does not stop it) is dropped.
+    let task = match deadline {
         // The handler reads its deadline (`framex_transport::deadline`), and
         // the calls it makes end by then.
-        Some(deadline) => tokio::spawn(deadline::scope(deadline, call)),
-        None => tokio::spawn(call),
+        Some(deadline) => tokio::spawn(deadline::scope(deadline, async move {
+            tokio::time::timeout_at(deadline.into(), call).await.ok()
+        })),
+        None => tokio::spawn(async move { Some(call.await) }),
     };
-    let outcome = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline.into(), &mut task).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // No one waits for its result any more.
-                task.abort();
-                tracing::warn!(
-                    function = name,
-                    "proxy function stopped at its caller's deadline"
-                );
-                return past_deadline(&format!(
-                    "`{name}` did not finish by its caller's deadline and was stopped"
-                ));
-            }
-        },
-        None => task.await,
-    };
-    match outcome {
-        Ok(result) => answer(name, result, compression),
+    match task.await {
+        Ok(Some(result)) => answer(name, result, compression),
+        Ok(None) => {
+            tracing::warn!(
+                function = name,
+                "proxy function stopped at its caller's deadline"
+            );
+            past_deadline(&format!(
+                "`{name}` did not finish by its caller's deadline and was stopped"
+            ))
+        }
         Err(_) => {
             tracing::error!(function = name, "proxy function panicked");
             envelope_response(
