@@ -6,6 +6,7 @@ mod deadlines;
 mod embed;
 mod faults;
 mod forward;
+mod http2;
 mod logs;
 mod metrics;
 mod on_proxy;

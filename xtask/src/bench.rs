@@ -15,13 +15,15 @@
 //! - (c) the bare echo server with the body of (a): the limit of this machine;
 //! - (d) and (e) the shape of (b) built by hand (`bench/peers`): an axum route
 //!   calling a back service with reqwest (JSON over HTTP/1) and with tonic
-//!   (gRPC over HTTP/2), with (b)'s request and answer.
+//!   (gRPC over HTTP/2), with (b)'s request and answer;
+//! - (b2) (b) with the local instance calling the remote over HTTP/2
+//!   (`proxy_urls."URL".http2 = true`), beside (d) and (e).
 //!
 //! The FrameX instances log as `framex serve` does by default (`info`, one
 //! line per request), each into a file of the work directory; `RUST_LOG`
 //! set by the user wins.
 //!
-//! Each concurrency runs (c), (a), (b), (d) and (e) in turn, `--rounds` times (default 3)
+//! Each concurrency runs (c), (a), (b), (b2), (d) and (e) in turn, `--rounds` times (default 3)
 //! for `--duration` seconds each (default 5), so that the machine's noise falls
 //! on all three alike; each figure is the median of its rounds, and each ratio
 //! the median of the rounds' ratios, with their spread.
@@ -31,7 +33,7 @@
 //! memory (RSS) idle, at its peak, and over a steady run of (a) at concurrency 64
 //! (`--soak`, default 60 s), and what encoding plus decoding 1 KiB of keyword
 //! arguments costs against the remote's CPU time per call in (a) at
-//! concurrency 64, and (b)'s ratio to the faster of (d) and (e).
+//! concurrency 64, and (b)'s and (b2)'s ratios to the faster of (d) and (e).
 //! Then (`bench/sizes.rs`) (a) with about 1 KiB, 64 KiB and 1 MiB of JSON
 //! arguments sent as Python FrameX sends them, beside (c) moving the same
 //! bodies and the floor of the payload work
@@ -224,18 +226,51 @@ fn two_instances(framex: &Path, dir: &Path, against: bool) -> Result<(Instance, 
     // request), into a file of the work directory.
     let log = |name: &str| dir.join(format!("{name}{tag}.log"));
     let remote = start_logging(framex, &remote_config, remote_name, Some(&log("remote")))?;
-    let local_config = write(
+    let local = local_instance(
+        framex,
         dir,
-        &format!("local{tag}.toml"),
-        &include_str!("../../examples/seed.toml")
-            .replace("http://remote-framex:8080", &remote.url)
+        &remote.url,
+        &format!("local{tag}"),
+        local_name,
+        false,
+    )?;
+    Ok((remote, local))
+}
+
+/// A local instance of the seed configuration whose `build_report` runs on
+/// `remote`, its configuration and log named after `file`; over HTTP/2 when
+/// `http2` (`proxy_urls."URL".http2`).
+fn local_instance(
+    framex: &Path,
+    dir: &Path,
+    remote: &str,
+    file: &str,
+    name: &'static str,
+    http2: bool,
+) -> Result<Instance> {
+    let upstream = "[plugins.proxy.proxy_urls.\"http://remote-framex:8080\"]\n";
+    let seed = include_str!("../../examples/seed.toml");
+    ensure!(
+        seed.contains(upstream),
+        "examples/seed.toml no longer has {upstream}"
+    );
+    let config = write(
+        dir,
+        &format!("{file}.toml"),
+        &seed
+            .replace(upstream, &format!("{upstream}http2 = {http2}\n"))
+            .replace("http://remote-framex:8080", remote)
             .replace(
                 "[server]\nenable_proxy = true\n",
                 "[server]\nenable_proxy = true\nhost = \"127.0.0.1\"\nport = 0\n",
             ),
     )?;
-    let local = start_logging(framex, &local_config, local_name, Some(&log("local")))?;
-    Ok((remote, local))
+    start_logging(
+        framex,
+        &config,
+        name,
+        Some(&dir.join(format!("{file}.log"))),
+    )
 }
 
 /// The two-hop shape built by hand (`bench/peers`): a back service and a
@@ -410,6 +445,14 @@ fn measured<const N: usize>(
 
 fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> {
     let (remote, local) = two_instances(&bin.join("framex"), dir, false)?;
+    let local_http2 = local_instance(
+        &bin.join("framex"),
+        dir,
+        &remote.url,
+        "local-http2",
+        "local (http2)",
+        true,
+    )?;
     let (bare, post, get, body) = bare_and_scripts(bin, dir)?;
     let peers = peers(bin)?;
     let idle = [remote.rss()?, local.rss()?];
@@ -441,6 +484,13 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                 concurrency,
                 seconds,
             )?;
+            let two_hops_http2 = wrk_run(
+                wrk,
+                &get,
+                &format!("{}/api/v1/report?job_id=bench", local_http2.url),
+                concurrency,
+                seconds,
+            )?;
             let [json, grpc] = [0, 1].map(|i| {
                 wrk_run(
                     wrk,
@@ -450,7 +500,14 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                     seconds,
                 )
             });
-            rounds.push([proxy_figures, two_hops, bare_figures, json?, grpc?]);
+            rounds.push([
+                proxy_figures,
+                two_hops,
+                bare_figures,
+                json?,
+                grpc?,
+                two_hops_http2,
+            ]);
         }
         rows.push((concurrency, rounds));
     }
@@ -479,7 +536,7 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
             p99_ms: median(rounds.iter().map(|r| r[i].p99_ms)),
             errors: rounds.iter().map(|r| r[i].errors).sum(),
         };
-        let ratio = |f: &dyn Fn(&[Figures; 5]) -> f64| {
+        let ratio = |f: &dyn Fn(&[Figures; 6]) -> f64| {
             let ratios: Vec<f64> = rounds.iter().map(f).collect();
             (
                 median(ratios.iter().copied()),
@@ -515,31 +572,43 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
             ratio(&|r| {
                 r[1].requests_per_second / r[3].requests_per_second.max(r[4].requests_per_second)
             }),
+            figures(5),
+            ratio(&|r| {
+                r[5].requests_per_second / r[3].requests_per_second.max(r[4].requests_per_second)
+            }),
         ));
     }
     println!();
     println!(
-        "{:>4}  {:>30}  {:>30}  {:>24}",
+        "{:>4}  {:>30}  {:>30}  {:>24}  {:>30}  {:>24}",
         "c",
         "(d) axum + reqwest rps p50 p99",
         "(e) axum + tonic rps p50 p99",
-        "(b)/faster of (d), (e)"
+        "(b)/faster of (d), (e)",
+        "(b2) two hops, http2 rps p50 p99",
+        "(b2)/faster of (d), (e)"
     );
-    for (concurrency, json, grpc, ratio) in &peer_rows {
+    for (concurrency, json, grpc, ratio, http2, http2_ratio) in &peer_rows {
         println!(
-            "{concurrency:>4}  {}  {}  {:>8.2}x [{:.2}-{:.2}]",
+            "{concurrency:>4}  {}  {}  {:>8.2}x [{:.2}-{:.2}]  {}  {:>8.2}x [{:.2}-{:.2}]",
             cell(json),
             cell(grpc),
             ratio.0,
             ratio.1,
-            ratio.2
+            ratio.2,
+            cell(http2),
+            http2_ratio.0,
+            http2_ratio.1,
+            http2_ratio.2
         );
-        let errors = json.errors + grpc.errors;
+        let errors = json.errors + grpc.errors + http2.errors;
         if errors > 0 {
-            println!("      {errors} requests to the peers failed at concurrency {concurrency}");
+            println!(
+                "      {errors} requests to the peers or (b2) failed at concurrency {concurrency}"
+            );
         }
     }
-    if let Some((_, _, _, ratio)) = peer_rows.iter().find(|row| row.0 == 64)
+    if let Some((_, _, _, ratio, _, _)) = peer_rows.iter().find(|row| row.0 == 64)
         && ratio.0 < 1.3
     {
         println!(

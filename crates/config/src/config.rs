@@ -312,6 +312,7 @@ pub struct Upstream {
     pub(crate) endpoints: Vec<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) compression: Option<u32>,
+    pub(crate) http2: bool,
 }
 
 impl Upstream {
@@ -338,6 +339,14 @@ impl Upstream {
     /// the transport's default (level 1). FrameX for Rust only.
     pub fn compression(&self) -> Option<u32> {
         self.compression
+    }
+
+    /// `proxy_urls."URL".http2`: calls go to this upstream over HTTP/2 with
+    /// prior knowledge, one connection per endpoint; default false. For an
+    /// `http://` upstream of FrameX for Rust instances only. FrameX for Rust
+    /// only.
+    pub fn http2(&self) -> bool {
+        self.http2
     }
 
     /// The route-forwarding rules, for the table form; `None` for the list form,

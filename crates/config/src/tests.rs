@@ -763,6 +763,30 @@ fn compression_is_a_zlib_level_for_the_instance_and_per_upstream() {
 }
 
 #[test]
+fn http2_is_chosen_per_plain_http_upstream() {
+    let config = load(
+        "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\n\
+         [plugins.proxy.proxy_urls.\"http://rust:8080\"]\nhttp2 = true\n\
+         [plugins.proxy.proxy_urls.\"http://python:8080\"]\nenable = []\n",
+        &[],
+    )
+    .unwrap();
+    let proxy = config.proxy();
+    assert!(proxy.upstream("http://rust:8080").unwrap().http2());
+    assert!(!proxy.upstream("http://python:8080").unwrap().http2());
+
+    check_errors(
+        "[plugins.proxy.proxy_urls.\"https://a:1\"]\nhttp2 = true\n\
+         [plugins.proxy.proxy_urls.\"http://b:1\"]\nhttp2 = \"yes\"\n",
+        &[],
+        &[
+            "error: config.toml:2:9: `plugins.proxy.proxy_urls.\"https://a:1\".http2`: HTTP/2 is spoken with prior knowledge over plain TCP only; an https:// upstream is called over HTTP/1: remove `http2`",
+            "error: config.toml:4:9: `plugins.proxy.proxy_urls.\"http://b:1\".http2`: expected a boolean (true or false), found a string",
+        ],
+    );
+}
+
+#[test]
 fn durations_are_refused_past_what_a_deadline_can_hold() {
     for key in [
         "server.header_read_timeout",

@@ -45,15 +45,16 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             .as_ref()
             .and_then(|routes| compile_routes(routes, reporter));
         index_of.insert(upstream.url.value.clone(), upstreams.len());
-        let (endpoints, timeout, compression) =
+        let (endpoints, timeout, compression, http2) =
             upstream
                 .routes
                 .as_ref()
-                .map_or((Vec::new(), None, None), |raw| {
+                .map_or((Vec::new(), None, None, false), |raw| {
                     (
                         raw.endpoints.clone(),
                         raw.timeout_secs.map(Duration::from_secs),
                         raw.compression,
+                        raw.http2,
                     )
                 });
         upstreams.push(Upstream {
@@ -62,6 +63,7 @@ pub(crate) fn lower(raw: RawConfig, reporter: &mut Reporter<'_>) -> Config {
             endpoints,
             timeout,
             compression,
+            http2,
         });
         raw_routes.push(upstream.routes);
     }

@@ -116,6 +116,8 @@ pub(crate) struct RawRoutes {
     pub(crate) timeout_secs: Option<u64>,
     /// `compression`: a zlib level, 0 to 9, for the arguments sent there.
     pub(crate) compression: Option<u32>,
+    /// `http2`: calls go over HTTP/2 with prior knowledge.
+    pub(crate) http2: bool,
     /// `function_timeouts`: function name to seconds.
     pub(crate) function_timeouts: Vec<(Item<String>, u64)>,
     pub(crate) idempotent_functions: Vec<Item<String>>,
@@ -192,6 +194,7 @@ const UPSTREAM: &[&str] = &[
     "endpoints",
     "timeout",
     "compression",
+    "http2",
     "function_timeouts",
     "idempotent_functions",
 ];
@@ -466,7 +469,7 @@ impl Walker<'_, '_> {
                         path: path.clone(),
                     };
                     let url_ok = self.url(&url);
-                    let routes = self.upstream_routes(&entry.value, &path);
+                    let routes = self.upstream_routes(&url.value, &entry.value, &path);
                     if let (true, Some(routes)) = (url_ok, routes) {
                         upstreams.push(RawUpstream {
                             url,
@@ -485,7 +488,7 @@ impl Walker<'_, '_> {
         upstreams
     }
 
-    fn upstream_routes(&mut self, node: &Node, path: &KeyPath) -> Option<RawRoutes> {
+    fn upstream_routes(&mut self, url: &str, node: &Node, path: &KeyPath) -> Option<RawRoutes> {
         let entries = self.table(node, path)?;
         let mut routes = RawRoutes {
             enable: vec![Item {
@@ -498,6 +501,7 @@ impl Walker<'_, '_> {
             endpoints: Vec::new(),
             timeout_secs: None,
             compression: None,
+            http2: false,
             function_timeouts: Vec::new(),
             idempotent_functions: Vec::new(),
         };
@@ -541,6 +545,22 @@ impl Walker<'_, '_> {
                 }
                 "timeout" => routes.timeout_secs = self.seconds(&entry.value, &path),
                 "compression" => routes.compression = self.zlib_level(&entry.value, &path),
+                "http2" => match self.boolean(&entry.value, &path) {
+                    Some(true)
+                        if url
+                            .get(..8)
+                            .is_some_and(|s| s.eq_ignore_ascii_case("https://")) =>
+                    {
+                        self.invalid(
+                            &entry.value,
+                            &path,
+                            "HTTP/2 is spoken with prior knowledge over plain TCP only; an https:// upstream is called over HTTP/1: remove `http2`"
+                                .into(),
+                        );
+                    }
+                    Some(http2) => routes.http2 = http2,
+                    None => {}
+                },
                 "function_timeouts" => {
                     for (name, item) in self.keyed(&entry.value, &path) {
                         if let Some(secs) = self.seconds(&item.value, &name.path) {

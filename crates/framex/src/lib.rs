@@ -904,7 +904,8 @@ fn client_of(config: &framex_config::Config) -> Result<framex_transport::Client,
     }
     for upstream in proxy.upstreams() {
         let mut own = framex_transport::UpstreamSettings::default()
-            .with_endpoints(upstream.endpoints().iter().cloned());
+            .with_endpoints(upstream.endpoints().iter().cloned())
+            .with_http2(upstream.http2());
         if let Some(timeout) = upstream.timeout() {
             own = own.with_timeout(timeout);
         }

@@ -63,14 +63,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use connection::{Protocol, Stream};
 use framex_auth::Denial;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceExt as _};
 
+mod connection;
 mod drain;
 mod envelope_status;
 pub mod forward;
@@ -514,14 +516,21 @@ impl Server {
                 router::Layering::Outside,
             ),
         );
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Turned true when the instance stops: each connection then closes
+        // gracefully (see `connection::serve`).
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
         let started = self.instance.start();
         let header_read_timeout = state.settings.header_read_timeout;
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
+        // hyper's limits stand: 200 streams at once per connection, 16 KiB
+        // of headers, 20 streams reset before they are answered (the "rapid
+        // reset" attack), 1 MiB windows.
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
         let tls = state
             .settings
             .tls
@@ -536,7 +545,7 @@ impl Server {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut accept_errors = AcceptErrors::default();
         loop {
-            let (stream, _) = tokio::select! {
+            let (mut stream, _) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     // Out of file descriptors and the like: back off, keep serving.
@@ -549,26 +558,62 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let (builder, service, watcher) =
-                (builder.clone(), service.clone(), graceful.watcher());
-            let tls = tls.clone();
+            let (http1, http2, service) = (http1.clone(), http2.clone(), service.clone());
+            let (tls, mut stopped) = (tls.clone(), stopped.clone());
             connections.spawn(async move {
-                let stream = match tls {
-                    None => Stream::Plain(stream),
-                    // A client that does not finish the handshake in the time it
-                    // has for its headers is dropped.
-                    Some(acceptor) => {
-                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream))
+                // A client that does not finish the TLS handshake, or send its
+                // first bytes, in the time it has for its headers is dropped;
+                // so is one still at it when the instance stops.
+                let opening = async {
+                    match tls {
+                        None => match connection::sniff(&mut stream).await {
+                            Ok(Some((head, protocol))) => {
+                                Some((Stream::Plain(stream, head), protocol))
+                            }
+                            _ => None,
+                        },
+                        Some(acceptor) => acceptor
+                            .accept(stream)
                             .await
-                        {
-                            Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
-                            _ => return,
-                        }
+                            .ok()
+                            .map(|stream| (Stream::Tls(Box::new(stream)), Protocol::Http1)),
                     }
                 };
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                let _ = watcher.watch(connection).await;
+                let opened = tokio::select! {
+                    opened = tokio::time::timeout(header_read_timeout, opening) => opened,
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                };
+                let Ok(Some((stream, protocol))) = opened else {
+                    return;
+                };
+                let io = TokioIo::new(stream);
+                match protocol {
+                    Protocol::Http1 => {
+                        let connection =
+                            http1.serve_connection(io, TowerToHyperService::new(service));
+                        connection::serve(connection, stopped, None).await;
+                    }
+                    Protocol::Http2 => {
+                        let activity = Arc::new(connection::Activity::new());
+                        let counted = activity.clone();
+                        let service =
+                            tower::ServiceExt::<Request<hyper::body::Incoming>>::map_future(
+                                service,
+                                move |answer| {
+                                    let active = counted.enter();
+                                    async move {
+                                        let answer = answer.await;
+                                        drop(active);
+                                        answer
+                                    }
+                                },
+                            );
+                        let connection =
+                            http2.serve_connection(io, TowerToHyperService::new(service));
+                        let idle = Some((activity, header_read_timeout));
+                        connection::serve(connection, stopped, idle).await;
+                    }
+                }
             });
             // Reap finished connections so the set holds only live ones.
             while connections.try_join_next().is_some() {}
@@ -598,10 +643,9 @@ impl Server {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
-        if tokio::time::timeout_at(stop_at, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        stop.send_replace(true);
+        let closed = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(stop_at, closed).await.is_err() {
             tracing::warn!(
                 connections = connections.len(),
                 ?grace,
@@ -610,8 +654,8 @@ impl Server {
         }
         // Every connection's socket closed before this returns: a caller that
         // calls again once the instance is gone finds it gone (refused), not a
-        // kept-alive connection that closes under its call. What is left has
-        // served its last answer, or is still in a TLS handshake.
+        // kept-alive connection that closes under its call. What is left is
+        // still busy past the grace period.
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
@@ -652,78 +696,6 @@ impl AcceptErrors {
         );
         self.logged = Some(now);
         self.since = 0;
-    }
-}
-
-/// An accepted connection, plain or TLS.
-enum Stream {
-    Plain(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
-}
-
-impl tokio::io::AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
-            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
-            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_write_vectored(cx, bufs),
-            Stream::Tls(stream) => {
-                std::pin::Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs)
-            }
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(stream) => stream.is_write_vectored(),
-            Stream::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
-            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
-            Stream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 

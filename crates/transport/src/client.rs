@@ -63,6 +63,7 @@ pub struct ClientSettings {
 pub struct UpstreamSettings {
     endpoints: Vec<String>,
     timeout: Option<Duration>,
+    http2: bool,
 }
 
 impl UpstreamSettings {
@@ -82,6 +83,17 @@ impl UpstreamSettings {
     /// timeout (a call's own timeout, [`CallRequest::timeout`], comes first).
     pub fn with_timeout(mut self, timeout: Duration) -> UpstreamSettings {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Calls this upstream over HTTP/2 with prior knowledge (RFC 9113,
+    /// section 3.4), all of an endpoint's calls sharing one connection,
+    /// instead of HTTP/1 over a pool of connections; default off. Only for a
+    /// plain `http://` URL whose instances are FrameX for Rust servers
+    /// (Python FrameX speaks HTTP/1 only), with nothing between that speaks
+    /// HTTP/1 only. Forwarded routes still go over HTTP/1.
+    pub fn with_http2(mut self, http2: bool) -> UpstreamSettings {
+        self.http2 = http2;
         self
     }
 }
@@ -497,6 +509,13 @@ impl Client {
                 port,
             }],
         };
+        let http2 = own.is_some_and(|own| own.http2);
+        if http2 && uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            return Err(invalid().with_source(
+                "HTTP/2 is spoken with prior knowledge over plain TCP only: \
+                 an https:// upstream is called over HTTP/1",
+            ));
+        }
         let connectors = self.connectors.clone();
         let endpoint_uri = uri.clone();
         let upstream_url: Arc<str> = Arc::from(url);
@@ -506,6 +525,7 @@ impl Client {
                 upstream_url.clone(),
                 connectors.for_address(address),
                 endpoint_uri.clone(),
+                http2,
                 connectors.policy.clone(),
                 changed,
             )

@@ -1,5 +1,7 @@
-//! The client's HTTP/1 connections: opened through the connector, driven by the
-//! task that makes the call, and kept idle per upstream for the next call.
+//! The client's connections. HTTP/1 ones are opened through the connector,
+//! driven by the task that makes the call, and kept idle per upstream for the
+//! next call; an endpoint's one HTTP/2 connection ([`Http2`]) is shared by its
+//! calls and driven by a task of its own.
 //!
 //! A connection has no task of its own. The calling task writes the request and
 //! reads the answer itself, so a call crosses no channel to a connection task and
@@ -20,9 +22,9 @@ use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::MaybeHttpsStream;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower_service::Service;
 
 use crate::upstream::Connector;
@@ -59,10 +61,7 @@ impl Connection {
     /// Connects to `uri`'s host (TLS for `https://`) within the connector's
     /// connect timeout.
     pub(crate) async fn open(connector: &Connector, uri: &Uri) -> Result<Connection, BoxError> {
-        let mut connector = connector.clone();
-        poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(uri.clone()).await?;
-        let (sender, driver) = http1::handshake(io).await?;
+        let (sender, driver) = http1::handshake(connect(connector, uri).await?).await?;
         Ok(Connection {
             sender,
             driver: Some(Box::new(driver)),
@@ -128,6 +127,121 @@ impl Connection {
         }
         self.driver.is_some()
     }
+}
+
+/// Connects to `uri`'s host (TLS for `https://`) within the connector's
+/// connect timeout.
+async fn connect(connector: &Connector, uri: &Uri) -> Result<Io, BoxError> {
+    let mut connector = connector.clone();
+    poll_fn(|cx| connector.poll_ready(cx)).await?;
+    connector.call(uri.clone()).await
+}
+
+/// An endpoint's HTTP/2 connection (prior knowledge, plain TCP:
+/// `UpstreamSettings::with_http2`), which all its calls share: a call takes
+/// a handle on it, or opens it when there is none, it has closed, or it has
+/// gone unused for the idle timeout (the server closes connections it has
+/// not used for a while; one closed as a call goes out on it would leave the
+/// call's fate unknown). hyper's client drives it from a task of its own,
+/// which ends once every handle is dropped and its last stream is done.
+#[derive(Debug, Default)]
+pub(crate) struct Http2 {
+    state: Mutex<Http2State>,
+    /// Held while a connection is opened: the calls that find none then
+    /// wait for it instead of each opening its own.
+    opening: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Http2State {
+    current: Option<Shared>,
+    /// Counts [`Http2::clear`]s: a connection opened before one is used for
+    /// the call that opened it, and not kept.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    sender: http2::SendRequest<OutgoingBody>,
+    last_used: Instant,
+}
+
+impl Http2 {
+    fn state(&self) -> MutexGuard<'_, Http2State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle on the open connection, if there is one that is still open
+    /// and was used less than `idle_timeout` ago.
+    fn current(&self, idle_timeout: Duration) -> Option<http2::SendRequest<OutgoingBody>> {
+        let mut state = self.state();
+        let shared = state.current.as_mut()?;
+        if shared.sender.is_closed() || shared.last_used.elapsed() >= idle_timeout {
+            // Dropped outside the lock.
+            let stale = state.current.take();
+            drop(state);
+            drop(stale);
+            return None;
+        }
+        shared.last_used = Instant::now();
+        Some(shared.sender.clone())
+    }
+
+    /// A handle on the connection, opened now if need be; and whether it was
+    /// open already.
+    pub(crate) async fn sender(
+        &self,
+        connector: &Connector,
+        uri: &Uri,
+        idle_timeout: Duration,
+    ) -> Result<(http2::SendRequest<OutgoingBody>, bool), BoxError> {
+        if let Some(sender) = self.current(idle_timeout) {
+            return Ok((sender, true));
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(sender) = self.current(idle_timeout) {
+            return Ok((sender, true));
+        }
+        let generation = self.state().generation;
+        let io = connect(connector, uri).await?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        let (sender, connection) = handshake_http2(&builder, io).await?;
+        // How it ends reaches the calls on it through their own errors.
+        tokio::spawn(connection);
+        let mut state = self.state();
+        if state.generation == generation && !idle_timeout.is_zero() {
+            state.current = Some(Shared {
+                sender: sender.clone(),
+                last_used: Instant::now(),
+            });
+        }
+        Ok((sender, false))
+    }
+
+    /// Stops handing out the connection, and one being opened now: the
+    /// server said it is shutting down, or the connection broke. Calls
+    /// already on it go on.
+    pub(crate) fn clear(&self) {
+        let mut state = self.state();
+        state.generation += 1;
+        let stale = state.current.take();
+        drop(state);
+        drop(stale);
+    }
+}
+
+type Http2Connection = http2::Connection<Io, OutgoingBody, TokioExecutor>;
+type Http2Handshake = hyper::Result<(http2::SendRequest<OutgoingBody>, Http2Connection)>;
+
+/// hyper's HTTP/2 handshake, boxed here, where its type is concrete: the
+/// compiler cannot prove its future `Send` for every lifetime inside the
+/// endpoint's `async fn`s.
+fn handshake_http2(
+    builder: &http2::Builder<TokioExecutor>,
+    io: Io,
+) -> Pin<Box<dyn Future<Output = Http2Handshake> + Send>> {
+    Box::pin(builder.handshake(io))
 }
 
 /// A request that failed: why, and the request itself when the connection

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use framex_transport::wire::{self, CallBody, Envelope};
-use framex_transport::{CallRequest, Client, ClientSettings, ErrorKind};
+use framex_transport::{CallRequest, Client, ClientSettings, ErrorKind, UpstreamSettings};
 use serde_json::{Map, Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -290,6 +290,29 @@ async fn unusable_urls_are_refused_before_sending() {
             .unwrap_err();
         assert_eq!(error.kind(), &ErrorKind::InvalidUrl, "{url}");
     }
+}
+
+#[tokio::test]
+async fn http2_for_an_https_upstream_is_refused_naming_the_url() {
+    let settings = ClientSettings::default().with_upstream(
+        "https://remote-framex:8443",
+        UpstreamSettings::default().with_http2(true),
+    );
+    let error = Client::new(settings)
+        .call("https://remote-framex:8443", None, "m.f", &Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::InvalidUrl);
+    assert!(
+        error.to_string().contains("https://remote-framex:8443"),
+        "{error}"
+    );
+    let why = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        why.as_deref()
+            .is_some_and(|why| why.contains("HTTP/2 is spoken with prior knowledge")),
+        "{why:?}"
+    );
 }
 
 #[tokio::test]

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -27,7 +28,7 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 use crate::deadline;
-use crate::pool::{Connection, Idle, OutgoingBody, SendError, StreamedBody};
+use crate::pool::{Connection, Http2, Idle, OutgoingBody, SendError, StreamedBody};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -206,6 +207,10 @@ pub(crate) struct EndpointShared {
     /// TLS name and the port).
     uri: Uri,
     pub(crate) idle: Arc<Idle>,
+    /// Its one HTTP/2 connection, for calls, when the upstream is called
+    /// over HTTP/2 (`UpstreamSettings::with_http2`); forwarded requests go
+    /// over HTTP/1 still.
+    http2: Option<Http2>,
     policy: Arc<Policy>,
     /// Woken when the endpoint is ejected, so that callers waiting for a
     /// ready endpoint look again.
@@ -262,6 +267,7 @@ impl EndpointShared {
         upstream: Arc<str>,
         connector: Connector,
         uri: Uri,
+        http2: bool,
         policy: Arc<Policy>,
         changed: Arc<Notify>,
     ) -> EndpointShared {
@@ -271,6 +277,7 @@ impl EndpointShared {
             connector,
             uri,
             idle: Arc::default(),
+            http2: http2.then(Http2::default),
             policy,
             changed,
             epoch: Instant::now(),
@@ -452,6 +459,9 @@ impl EndpointShared {
     }
 
     async fn call(&self, template: &CallTemplate) -> Result<Answer, AttemptError> {
+        if let Some(http2) = &self.http2 {
+            return self.call_http2(http2, template).await;
+        }
         let (mut connection, reused) = self.connection().await?;
         let response = match connection.send(template.request()).await {
             Ok(response) => response,
@@ -518,6 +528,99 @@ impl EndpointShared {
             endpoint: self.address,
             deadline_passed,
         })
+    }
+
+    /// [`EndpointShared::call`] over the endpoint's HTTP/2 connection.
+    async fn call_http2(
+        &self,
+        http2: &Http2,
+        template: &CallTemplate,
+    ) -> Result<Answer, AttemptError> {
+        let idle_timeout = self.policy.pool_idle_timeout;
+        let (mut sender, reused) = http2
+            .sender(&self.connector, &self.uri, idle_timeout)
+            .await
+            .map_err(|e| self.error(Failure::Connect, e))?;
+        let response = match self.send_http2(&mut sender, template).await {
+            // The connection closed before the call went out on it (the
+            // server closed it, or said it would): sent once more, on a
+            // new one.
+            Err(error) if reused && error.failure == Failure::NotSent => {
+                http2.clear();
+                let (mut sender, _) = http2
+                    .sender(&self.connector, &self.uri, idle_timeout)
+                    .await
+                    .map_err(|e| self.error(Failure::Connect, e))?;
+                self.send_http2(&mut sender, template).await?
+            }
+            // A broken connection is not handed out again (see
+            // `Http2::sender`); a stream's own failure leaves it be.
+            Err(error) => return Err(error),
+            Ok(response) => response,
+        };
+        let status = response.status();
+        let draining = response.headers().contains_key(DRAINING_HEADER);
+        let deadline_passed = status == StatusCode::GATEWAY_TIMEOUT
+            && response.headers().contains_key(deadline::TIMEOUT_HEADER);
+        let body = Limited::new(response.into_body(), template.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    self.error(Failure::TooLarge, e)
+                } else {
+                    self.error(Failure::Interrupted, e)
+                }
+            })?
+            .to_bytes();
+        if draining {
+            // The instance closes its connections once its callers have
+            // moved on: no further call goes out on this one.
+            http2.clear();
+        }
+        Ok(Answer::Call {
+            status,
+            body,
+            draining,
+            endpoint: self.address,
+            deadline_passed,
+        })
+    }
+
+    /// Sends one call on an HTTP/2 connection and waits for its answer's
+    /// head. It never went out (`NotSent`) when the connection had closed
+    /// before it was handed over, or the server refused its stream
+    /// (REFUSED_STREAM: RFC 9113, section 8.7). An HTTP/2 error can say that
+    /// the server went away without saying whether this stream came after
+    /// the last one it answers, so any other failure may have run it.
+    async fn send_http2(
+        &self,
+        sender: &mut hyper::client::conn::http2::SendRequest<OutgoingBody>,
+        template: &CallTemplate,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        if let Err(error) = sender.ready().await {
+            return Err(self.error(Failure::NotSent, error));
+        }
+        let mut request = template.request();
+        // HTTP/2 names the host in the `:authority` pseudo-header, from the
+        // request's URI.
+        *request.uri_mut() = self.uri.clone();
+        request.headers_mut().remove(http::header::HOST);
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(response),
+            Err(mut error) => {
+                let unsent = error.take_message().is_some();
+                let error = error.into_error();
+                let failure = if unsent || refused_stream(&error) {
+                    Failure::NotSent
+                } else if timed_out(&error) {
+                    Failure::Unreachable
+                } else {
+                    Failure::Interrupted
+                };
+                Err(self.error(failure, error))
+            }
+        }
     }
 
     async fn forward(&self, request: Request<OutgoingBody>) -> Result<Answer, AttemptError> {
@@ -642,6 +745,16 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
             )
         });
         incomplete || reset
+    })
+}
+
+/// Whether the server refused an HTTP/2 stream, which it does only before it
+/// processes any of it.
+fn refused_stream(error: &hyper::Error) -> bool {
+    any_cause(error, |cause| {
+        cause
+            .downcast_ref::<h2::Error>()
+            .is_some_and(|e| e.reason() == Some(h2::Reason::REFUSED_STREAM))
     })
 }
 
