@@ -183,3 +183,25 @@ async fn a_client_that_sends_only_the_preface_is_dropped_at_the_header_timeout()
     let ended = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut read)).await;
     assert!(ended.is_ok(), "the connection is still open after 5 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_an_instance_that_is_gone_fail_naming_it() {
+    let gone = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let app = local(&gone, true);
+    let calls: Vec<_> = (0..20)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { app.call("h.echo", json!({ "n": n })).await })
+        })
+        .collect();
+    for call in calls {
+        let error = call.await.unwrap().unwrap_err().to_string();
+        assert!(
+            error.contains(&gone) && error.contains("connect"),
+            "{error}"
+        );
+    }
+}

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -148,8 +149,17 @@ async fn connect(connector: &Connector, uri: &Uri) -> Result<Io, BoxError> {
 pub(crate) struct Http2 {
     state: Mutex<Http2State>,
     /// Held while a connection is opened: the calls that find none then
-    /// wait for it instead of each opening its own.
-    opening: tokio::sync::Mutex<()>,
+    /// wait for it instead of each opening its own. It guards how the last
+    /// opening failed: the calls that waited for it fail the same way,
+    /// instead of each trying in turn, a connect timeout each.
+    opening: tokio::sync::Mutex<Opening>,
+    /// Counts the openings that failed.
+    failed_openings: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Opening {
+    last_failure: String,
 }
 
 #[derive(Debug, Default)]
@@ -198,15 +208,31 @@ impl Http2 {
         if let Some(sender) = self.current(idle_timeout) {
             return Ok((sender, true));
         }
-        let _opening = self.opening.lock().await;
+        let failures = self.failed_openings.load(Ordering::Acquire);
+        let mut opening = self.opening.lock().await;
         if let Some(sender) = self.current(idle_timeout) {
             return Ok((sender, true));
         }
+        if self.failed_openings.load(Ordering::Acquire) != failures {
+            // Another call opened it while this one waited, and failed.
+            return Err(opening.last_failure.clone().into());
+        }
         let generation = self.state().generation;
-        let io = connect(connector, uri).await?;
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder.timer(TokioTimer::new());
-        let (sender, connection) = handshake_http2(&builder, io).await?;
+        let opened = async {
+            let io = connect(connector, uri).await?;
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            handshake_http2(&builder, io).await.map_err(BoxError::from)
+        };
+        let (sender, connection) = match opened.await {
+            Ok(opened) => opened,
+            Err(error) => {
+                opening.last_failure = crate::error::chain(&*error);
+                self.failed_openings.fetch_add(1, Ordering::Release);
+                return Err(error);
+            }
+        };
+        drop(opening);
         // How it ends reaches the calls on it through their own errors.
         tokio::spawn(connection);
         let mut state = self.state();
