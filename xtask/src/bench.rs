@@ -477,29 +477,14 @@ fn measure(wrk: &Path, bin: &Path, dir: &Path, options: &Options) -> Result<()> 
                 let calls = proxy_figures.requests_per_second * seconds as f64;
                 cpu_per_call_us.push((cpu_seconds(&remote)? - cpu_before) * 1e6 / calls.max(1.0));
             }
-            let two_hops = wrk_run(
-                wrk,
-                &get,
-                &format!("{}/api/v1/report?job_id=bench", local.url),
-                concurrency,
-                seconds,
-            )?;
-            let two_hops_http2 = wrk_run(
-                wrk,
-                &get,
-                &format!("{}/api/v1/report?job_id=bench", local_http2.url),
-                concurrency,
-                seconds,
-            )?;
-            let [json, grpc] = [0, 1].map(|i| {
-                wrk_run(
-                    wrk,
-                    &get,
-                    &format!("{}/api/v1/report?job_id=bench", peers[i].1.url),
-                    concurrency,
-                    seconds,
-                )
-            });
+            // (b)'s request to the front of a two-hop pair.
+            let report = |front: &Instance| {
+                let url = format!("{}/api/v1/report?job_id=bench", front.url);
+                wrk_run(wrk, &get, &url, concurrency, seconds)
+            };
+            let two_hops = report(&local)?;
+            let two_hops_http2 = report(&local_http2)?;
+            let [json, grpc] = [0, 1].map(|i| report(&peers[i].1));
             rounds.push([
                 proxy_figures,
                 two_hops,

@@ -443,6 +443,15 @@ impl EndpointShared {
         }
     }
 
+    /// An answer's body that failed to arrive whole: too long, or cut.
+    fn body_error(&self, error: BoxError) -> AttemptError {
+        if error.is::<http_body_util::LengthLimitError>() {
+            self.error(Failure::TooLarge, error)
+        } else {
+            self.error(Failure::Interrupted, error)
+        }
+    }
+
     fn send_error(&self, error: SendError) -> AttemptError {
         let mut unsent = Unsent::new(error.unsent);
         let failure = if unsent.is_some() {
@@ -495,21 +504,12 @@ impl EndpointShared {
             }
             Err(error) => return Err(self.send_error(error)),
         };
-        let status = response.status();
-        let draining = response.headers().contains_key(DRAINING_HEADER);
-        let deadline_passed = status == StatusCode::GATEWAY_TIMEOUT
-            && response.headers().contains_key(deadline::TIMEOUT_HEADER);
+        let (status, draining, deadline_passed) = answer_head(&response);
         let limit = template.max_response_bytes;
         let body = connection
             .read_body(response.into_body(), limit)
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    self.error(Failure::TooLarge, e)
-                } else {
-                    self.error(Failure::Interrupted, e)
-                }
-            })?;
+            .map_err(|e| self.body_error(e))?;
         if draining {
             // The instance closes its connections once its callers have
             // moved on: none of them is used again.
@@ -558,20 +558,11 @@ impl EndpointShared {
             Err(error) => return Err(error),
             Ok(response) => response,
         };
-        let status = response.status();
-        let draining = response.headers().contains_key(DRAINING_HEADER);
-        let deadline_passed = status == StatusCode::GATEWAY_TIMEOUT
-            && response.headers().contains_key(deadline::TIMEOUT_HEADER);
+        let (status, draining, deadline_passed) = answer_head(&response);
         let body = Limited::new(response.into_body(), template.max_response_bytes)
             .collect()
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    self.error(Failure::TooLarge, e)
-                } else {
-                    self.error(Failure::Interrupted, e)
-                }
-            })?
+            .map_err(|e| self.body_error(e))?
             .to_bytes();
         if draining {
             // The instance closes its connections once its callers have
@@ -746,6 +737,17 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
         });
         incomplete || reset
     })
+}
+
+/// What an answer's head says: its status, whether the endpoint is
+/// draining ([`DRAINING_HEADER`]), and whether it stopped at the caller's
+/// deadline (a 504 with [`deadline::TIMEOUT_HEADER`]).
+fn answer_head(response: &Response<Incoming>) -> (StatusCode, bool, bool) {
+    let status = response.status();
+    let draining = response.headers().contains_key(DRAINING_HEADER);
+    let deadline_passed = status == StatusCode::GATEWAY_TIMEOUT
+        && response.headers().contains_key(deadline::TIMEOUT_HEADER);
+    (status, draining, deadline_passed)
 }
 
 /// Whether the server refused an HTTP/2 stream, which it does only before it
