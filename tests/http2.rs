@@ -205,3 +205,97 @@ async fn calls_to_an_instance_that_is_gone_fail_naming_it() {
         );
     }
 }
+
+/// A remote named `name` whose `h.echo` also says which instance ran it,
+/// served until `stop` is sent; its URL and the task serving it.
+async fn stoppable(
+    name: &'static str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut app = App::from_config(config("[server]\nport = 0\nshutdown_grace = 10\n")).unwrap();
+    app.register_handler(
+        "h.echo",
+        framex::registry::typed(move |args: Value| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<_, String>(json!({ "n": args["n"], "by": name }))
+        }),
+    )
+    .unwrap();
+    let bound = app.isolated().bind(name).await.unwrap();
+    let url = format!("http://{}", bound.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(bound.serve_until(async {
+        let _ = stopped.await;
+    }));
+    (url, stop, serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_move_to_another_endpoint_when_one_shuts_down() {
+    move_on(true).await;
+}
+
+/// The same over HTTP/1; with the previous, the calls of endpoints of one
+/// address on two ports each go to their own port, whatever the URL's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http1_too() {
+    move_on(false).await;
+}
+
+/// Two endpoints of one URL on one address and two ports, the URL's port
+/// the first's; calls flow while the first shuts down.
+async fn move_on(http2: bool) {
+    let (first, stop, serving) = stoppable("first").await;
+    let (second, _keep, _serving) = stoppable("second").await;
+    let endpoints = [&first, &second].map(|url| url.trim_start_matches("http://").to_owned());
+    let app = Arc::new(
+        App::from_config(config(&format!(
+            "load_builtin_plugins = [\"proxy\"]\n[server]\nenable_proxy = true\nport = 0\n\
+             [plugins.proxy]\nproxy_functions = {{ \"{first}\" = [\"h.echo\"] }}\n\
+             [plugins.proxy.proxy_urls.\"{first}\"]\nenable = []\nhttp2 = {http2}\n\
+             endpoints = [\"{}\", \"{}\"]\n",
+            endpoints[0], endpoints[1]
+        )))
+        .unwrap(),
+    );
+    // Four callers, each calling one after the other, while `first` stops.
+    let callers: Vec<_> = (0..4)
+        .map(|caller| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut by = Vec::new();
+                for n in 0..150 {
+                    let answer = app
+                        .call("h.echo", json!({ "n": n }))
+                        .await
+                        .unwrap_or_else(|e| panic!("caller {caller}, call {n}: {e}"));
+                    assert_eq!(answer["n"], n);
+                    by.push(answer["by"].as_str().unwrap().to_owned());
+                }
+                by
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.send(()).unwrap();
+    let (mut early, mut last) = (Vec::new(), Vec::new());
+    for caller in callers {
+        let by = caller.await.unwrap();
+        early.extend(by[..10].to_vec());
+        last.extend(by[by.len() - 20..].to_vec());
+    }
+    // Every call was answered; once `first` had stopped, by `second`.
+    assert!(last.iter().all(|by| by == "second"), "{last:?}");
+    // Before, both took calls: each endpoint is called on its own port.
+    assert!(
+        early.iter().any(|by| by == "first") && early.iter().any(|by| by == "second"),
+        "{early:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("the stopped instance shuts down")
+        .unwrap();
+}

@@ -21,7 +21,7 @@ use crate::trace::TraceContext;
 use crate::upstream::discover::{Lookup, Refresh, Target};
 use crate::upstream::endpoint::{AttemptError, EndpointShared, Failure};
 use crate::upstream::{
-    Attempts, CallTemplate, Connector, Parts, Pinned, Policy, Tried, Upstream, UpstreamStatus,
+    Attempts, CallTemplate, Connector, Parts, Policy, Tried, Upstream, UpstreamStatus,
 };
 use crate::wire::{self, CallBody, Envelope, PROXY_FUNCTION_PATH};
 use crate::{deadline, tls};
@@ -362,14 +362,16 @@ struct Connectors {
 }
 
 impl Connectors {
-    fn for_address(&self, address: SocketAddr) -> Connector {
-        let mut http = HttpConnector::new_with_resolver(Pinned(address));
+    /// The connector of the endpoints of a URL whose host is `host`: the
+    /// TLS server's name.
+    fn for_host(&self, host: &str) -> Connector {
+        let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(self.connect_timeout));
         // A connection whose data goes unacknowledged this long is cut, so
         // that a call on an endpoint that vanished fails instead of hanging.
         http.set_tcp_user_timeout(Some(self.connect_timeout));
-        tls::wrap(http, self.tls.clone())
+        tls::wrap(http, self.tls.clone(), host)
     }
 }
 
@@ -517,13 +519,18 @@ impl Client {
             ));
         }
         let connectors = self.connectors.clone();
+        let tls_name = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let endpoint_uri = uri.clone();
         let upstream_url: Arc<str> = Arc::from(url);
         let make = move |address: SocketAddr, changed| {
             EndpointShared::new(
                 address,
                 upstream_url.clone(),
-                connectors.for_address(address),
+                connectors.for_host(&tls_name),
                 endpoint_uri.clone(),
                 http2,
                 connectors.policy.clone(),

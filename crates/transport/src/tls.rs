@@ -96,16 +96,22 @@ pub(crate) fn client_config(
 }
 
 /// A connector for `http://` and `https://` URLs over `http`, with `config`
-/// for TLS.
+/// for TLS, which expects the server's certificate to name `server_name`
+/// whatever host the URI it is handed has (an endpoint's address).
 pub(crate) fn wrap<R>(
     mut http: HttpConnector<R>,
     config: rustls::ClientConfig,
+    server_name: &str,
 ) -> HttpsConnector<HttpConnector<R>> {
     // The HTTPS connector hands `https://` URLs to the HTTP connector.
     http.enforce_http(false);
+    let server_name = server_name.to_owned();
     HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
+        .with_server_name_resolver(move |_: &http::Uri| {
+            rustls_pki_types::ServerName::try_from(server_name.clone())
+        })
         .enable_http1()
         .wrap_connector(http)
 }

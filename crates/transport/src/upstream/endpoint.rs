@@ -8,7 +8,6 @@
 //! the first failure; one whose answers fail otherwise, after
 //! [`EJECT_AFTER_CONSECUTIVE`] in a row.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,7 +22,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
 use tokio::sync::Notify;
 use tower_service::Service;
 
@@ -32,30 +30,12 @@ use crate::pool::{Connection, Http2, Idle, OutgoingBody, SendError, StreamedBody
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The connector of one endpoint: it connects to the endpoint's address
-/// whatever host the URL names, so that TLS and the `Host` header keep the
-/// upstream's name.
-pub(crate) type Connector = HttpsConnector<HttpConnector<Pinned>>;
-
-/// The "resolver" of an endpoint's connector: its one address. hyper-util's
-/// connector resolves the URL's host itself; an endpoint has resolved it
-/// already.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Pinned(pub(crate) SocketAddr);
-
-impl Service<Name> for Pinned {
-    type Response = std::iter::Once<SocketAddr>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Name) -> Self::Future {
-        std::future::ready(Ok(std::iter::once(self.0)))
-    }
-}
+/// The connector of one endpoint. It is handed the endpoint's address as the
+/// URI's host (`EndpointShared::connect_uri`): hyper-util's connector
+/// connects to an IP address in a URL without asking its resolver, and puts
+/// a port written in a URL over the one a resolver gives. It names the TLS
+/// server after the upstream URL's host, which the `Host` header keeps too.
+pub(crate) type Connector = HttpsConnector<HttpConnector>;
 
 /// After this many failed answers in a row (503s, connections cut after the
 /// request was sent) an endpoint is ejected; one that refuses or cannot be
@@ -203,9 +183,11 @@ pub(crate) struct EndpointShared {
     pub(crate) address: SocketAddr,
     upstream: Arc<str>,
     connector: Connector,
-    /// The upstream's URL, which the connector is handed (for the scheme, the
-    /// TLS name and the port).
+    /// The upstream's URL: the URI of its HTTP/2 requests.
     uri: Uri,
+    /// What the connector is handed: the URL's scheme and the endpoint's
+    /// address (see [`Connector`]).
+    connect_uri: Uri,
     pub(crate) idle: Arc<Idle>,
     /// Its one HTTP/2 connection, for calls, when the upstream is called
     /// over HTTP/2 (`UpstreamSettings::with_http2`); forwarded requests go
@@ -275,6 +257,7 @@ impl EndpointShared {
             address,
             upstream,
             connector,
+            connect_uri: connect_uri(&uri, address),
             uri,
             idle: Arc::default(),
             http2: http2.then(Http2::default),
@@ -538,7 +521,7 @@ impl EndpointShared {
     ) -> Result<Answer, AttemptError> {
         let idle_timeout = self.policy.pool_idle_timeout;
         let (mut sender, reused) = http2
-            .sender(&self.connector, &self.uri, idle_timeout)
+            .sender(&self.connector, &self.connect_uri, idle_timeout)
             .await
             .map_err(|e| self.error(Failure::Connect, e))?;
         let response = match self.send_http2(&mut sender, template).await {
@@ -548,7 +531,7 @@ impl EndpointShared {
             Err(error) if reused && error.failure == Failure::NotSent => {
                 http2.clear();
                 let (mut sender, _) = http2
-                    .sender(&self.connector, &self.uri, idle_timeout)
+                    .sender(&self.connector, &self.connect_uri, idle_timeout)
                     .await
                     .map_err(|e| self.error(Failure::Connect, e))?;
                 self.send_http2(&mut sender, template).await?
@@ -651,7 +634,7 @@ impl EndpointShared {
         // Read before connecting: a draining answer that arrives meanwhile
         // keeps this connection out of the pool too.
         let generation = self.idle.generation();
-        let mut connection = Connection::open(&self.connector, &self.uri)
+        let mut connection = Connection::open(&self.connector, &self.connect_uri)
             .await
             .map_err(|e| self.error(Failure::Connect, e))?;
         connection.generation = generation;
@@ -739,6 +722,18 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
     })
 }
 
+/// `uri`'s scheme with `address` for its host and port: where the
+/// connector connects.
+fn connect_uri(uri: &Uri, address: SocketAddr) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = uri.scheme().cloned();
+    parts.authority = address.to_string().parse().ok();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    // Cannot fail: the scheme is the URL's and an address always makes an
+    // authority.
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
 /// What an answer's head says: its status, whether the endpoint is
 /// draining ([`DRAINING_HEADER`]), and whether it stopped at the caller's
 /// deadline (a 504 with [`deadline::TIMEOUT_HEADER`]).
@@ -782,4 +777,25 @@ fn any_cause(
         source = cause.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connector_is_handed_the_endpoints_address_in_place_of_the_urls() {
+        let url: Uri = "https://service.internal:8443/api/v1/proxy"
+            .parse()
+            .unwrap();
+        for address in ["10.0.0.7:9000", "[2001:db8::7]:9000", "[fe80::1%2]:9000"] {
+            let address: SocketAddr = address.parse().unwrap();
+            let uri = connect_uri(&url, address);
+            assert_eq!(uri.scheme_str(), Some("https"), "{address}");
+            assert_eq!(
+                uri.authority().map(|a| a.as_str()),
+                Some(&*address.to_string())
+            );
+        }
+    }
 }

@@ -33,7 +33,7 @@ use tower_service::Service as _;
 use discover::{Balanced, Discovered};
 pub(crate) use endpoint::Connector;
 use endpoint::{Answer, Attempt, AttemptError, EndpointService, EndpointShared, Failure, Unsent};
-pub(crate) use endpoint::{CallTemplate, Pinned, Policy};
+pub(crate) use endpoint::{CallTemplate, Policy};
 pub use endpoint::{DRAINING_HEADER, EndpointStatus};
 
 /// The endpoints of one upstream as they are now, and how their lookup went.
