@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--duration SECS] [--rounds N] [--soak SECS]`: load runs
 //! over loopback against the limit of the machine, measured in one run.
-//! `cargo xtask bench --against FRAMEX [--duration SECS] [--rounds N]` compares
-//! this build with another build's `framex` command on (a) and (b).
+//! `cargo xtask bench --against FRAMEX [--duration SECS] [--rounds N]
+//! [--concurrency N]` compares this build with another build's `framex`
+//! command on (a) and (b).
 //!
 //! It builds the `framex` command and a bare hyper echo server in release mode, starts a
 //! remote and a local demo instance (the local one lists `your_module.build_report`
@@ -48,8 +49,8 @@
 //! such. All traffic goes to 127.0.0.1.
 //!
 //! With `--against`, it starts a remote and a local instance of each build and
-//! runs, in every round, (c), then (a) and (b) at concurrency 64 on this build
-//! and on the other: each build's (a)/(c) and (b)/(c), and its instances' CPU
+//! runs, in every round, (c), then (a) and (b) at concurrency 64 (or
+//! `--concurrency`) on this build and on the other: each build's (a)/(c) and (b)/(c), and its instances' CPU
 //! time per request, measured side by side, so that a change is judged against
 //! the noise it met.
 
@@ -66,12 +67,15 @@ mod sizes;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
+#[derive(Debug)]
 pub(crate) struct Options {
     duration: u64,
     rounds: usize,
     soak: u64,
     /// Another build's `framex` command, to compare (b) with this build's.
     against: Option<PathBuf>,
+    /// The concurrency of the comparison with `against`.
+    concurrency: Option<usize>,
 }
 
 impl Options {
@@ -81,6 +85,7 @@ impl Options {
             rounds: 3,
             soak: 60,
             against: None,
+            concurrency: None,
         };
         let mut args = args;
         while let Some(arg) = args.next() {
@@ -88,6 +93,9 @@ impl Options {
                 "--duration" => options.duration = within(&arg, args.next(), 1..=600, "seconds")?,
                 "--soak" => options.soak = within(&arg, args.next(), 1..=600, "seconds")?,
                 "--rounds" => options.rounds = within(&arg, args.next(), 1..=20, "rounds")?,
+                "--concurrency" => {
+                    options.concurrency = Some(within(&arg, args.next(), 1..=1024, "connections")?);
+                }
                 "--against" => {
                     let path = args
                         .next()
@@ -95,10 +103,14 @@ impl Options {
                     options.against = Some(PathBuf::from(path));
                 }
                 other => bail!(
-                    "unknown option `{other}`: use --duration SECS, --rounds N, --soak SECS and --against FRAMEX"
+                    "unknown option `{other}`: use --duration SECS, --rounds N, --soak SECS, --against FRAMEX and --concurrency N"
                 ),
             }
         }
+        ensure!(
+            options.concurrency.is_none() || options.against.is_some(),
+            "--concurrency sets the concurrency of a comparison: it goes with --against FRAMEX (the full run measures at 1, 16 and 64)"
+        );
         Ok(options)
     }
 }
@@ -325,8 +337,8 @@ fn bare_and_scripts(bin: &Path, dir: &Path) -> Result<(Instance, PathBuf, PathBu
     Ok((bare, post, get, body))
 }
 
-/// `--against FRAMEX`: (a) and (b) at concurrency 64 for this build and for the
-/// other, and (c), in turn in every round (the builds' order alternating), with
+/// `--against FRAMEX`: (a) and (b) at concurrency 64 (or `--concurrency`) for
+/// this build and for the other, and (c), in turn in every round (the builds' order alternating), with
 /// each build's CPU time per request on the instances that served it. Both
 /// builds meet the same noise.
 fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) -> Result<()> {
@@ -340,17 +352,18 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     ];
     let (bare, post, get, _) = bare_and_scripts(bin, dir)?;
     let seconds = options.duration;
+    let concurrency = options.concurrency.unwrap_or(64);
     // Per build: (a)/(c) in %, the remote's CPU per (a) request in us, (b)/(c)
     // in %, then CPU per (b) request of the local and the remote in us, and
     // of their log threads.
     let mut figures: [Vec<[f64; 7]>; 2] = [Vec::new(), Vec::new()];
     println!();
     println!(
-        "(a) and (b) at c=64 against (c), {} rounds of {seconds} s",
+        "(a) and (b) at c={concurrency} against (c), {} rounds of {seconds} s",
         options.rounds
     );
     for round in 1..=options.rounds {
-        let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), 64, seconds)?;
+        let bare_figures = wrk_run(wrk, &post, &format!("{}/", bare.url), concurrency, seconds)?;
         let line = format!(
             "round {round:>2}: (c) {:>8.0} rps",
             bare_figures.requests_per_second
@@ -362,10 +375,17 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
         for i in order {
             let (name, (remote, local)) = &builds[i];
             let direct_url = format!("{}/api/v1/proxy/remote", remote.url);
-            let (direct, [direct_remote]) = measured(wrk, &post, &direct_url, seconds, [remote])?;
+            let (direct, [direct_remote]) =
+                measured(wrk, &post, &direct_url, concurrency, seconds, [remote])?;
             let two_hops_url = format!("{}/api/v1/report?job_id=bench", local.url);
-            let (two_hops, [two_hops_local, two_hops_remote]) =
-                measured(wrk, &get, &two_hops_url, seconds, [local, remote])?;
+            let (two_hops, [two_hops_local, two_hops_remote]) = measured(
+                wrk,
+                &get,
+                &two_hops_url,
+                concurrency,
+                seconds,
+                [local, remote],
+            )?;
             let row = [
                 100.0 * direct.requests_per_second / bare_figures.requests_per_second,
                 direct_remote[0],
@@ -414,13 +434,14 @@ fn compare(wrk: &Path, bin: &Path, other: &Path, dir: &Path, options: &Options) 
     Ok(())
 }
 
-/// A wrk run of `script` on `url` at concurrency 64, and the CPU time each of
+/// A wrk run of `script` on `url` at `concurrency`, and the CPU time each of
 /// `instances` spent per request meanwhile, in microseconds: the whole
 /// process's, and its log thread's.
 fn measured<const N: usize>(
     wrk: &Path,
     script: &Path,
     url: &str,
+    concurrency: usize,
     seconds: u64,
     instances: [&Instance; N],
 ) -> Result<(Figures, [[f64; 2]; N])> {
@@ -431,7 +452,7 @@ fn measured<const N: usize>(
     for (cpu_before, instance) in before.iter_mut().zip(instances) {
         *cpu_before = cpu(instance)?;
     }
-    let figures = wrk_run(wrk, script, url, 64, seconds)?;
+    let figures = wrk_run(wrk, script, url, concurrency, seconds)?;
     let requests = (figures.requests_per_second * seconds as f64).max(1.0);
     let mut per_request = [[0.0; 2]; N];
     for ((spent, instance), before) in per_request.iter_mut().zip(instances).zip(before) {
@@ -843,7 +864,23 @@ fn stat_cpu_seconds(path: &str) -> Result<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{Options, median};
+
+    fn parsed(args: &[&str]) -> anyhow::Result<Options> {
+        Options::parse(args.iter().map(|arg| arg.to_string()))
+    }
+
+    #[test]
+    fn a_comparison_runs_at_the_concurrency_asked_for() {
+        let options = parsed(&["--against", "/other/framex", "--concurrency", "1"]).unwrap();
+        assert_eq!(options.concurrency, Some(1));
+        let error = parsed(&["--concurrency", "1"]).unwrap_err().to_string();
+        assert!(error.contains("--against"), "{error}");
+        let error = parsed(&["--against", "x", "--concurrency", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--concurrency takes 1 to 1024"), "{error}");
+    }
 
     #[test]
     fn medians_of_odd_and_even_counts() {
