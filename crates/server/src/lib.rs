@@ -65,6 +65,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use connection::{Protocol, Stream};
 use framex_auth::Denial;
+use framex_transport::repoll::Repoll;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -560,7 +561,10 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let (http1, http2, service) = (http1.clone(), http2.clone(), service.clone());
             let (tls, mut stopped) = (tls.clone(), stopped.clone());
-            connections.spawn(async move {
+            // The connection's task polls hyper's connection and the handler
+            // in it; their hand-offs (a request body asked for, an answer
+            // ready) go on in the same poll instead of through the scheduler.
+            connections.spawn(Repoll::new(async move {
                 // A client that does not finish the TLS handshake, or send its
                 // first bytes, in the time it has for its headers is dropped;
                 // so is one still at it when the instance stops.
@@ -614,7 +618,7 @@ impl Server {
                         connection::serve(connection, stopped, idle).await;
                     }
                 }
-            });
+            }));
             // Reap finished connections so the set holds only live ones.
             while connections.try_join_next().is_some() {}
         }

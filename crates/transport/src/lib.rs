@@ -43,11 +43,15 @@
 //! for `http://` and `https://` URLs ([`tls`]: the system's CA certificates plus
 //! any given in [`ClientSettings::with_root_certificates`]); [`trace`] carries
 //! the W3C trace context from call to call.
+//! [`repoll`] is how a task that drives a hyper connection and what waits on it
+//! (the client's calls, a server's connection and its handler) keeps their
+//! hand-offs out of Tokio's scheduler.
 
 mod client;
 pub mod deadline;
 mod error;
 mod pool;
+pub mod repoll;
 pub mod tls;
 pub mod trace;
 mod upstream;

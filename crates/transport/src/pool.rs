@@ -5,7 +5,9 @@
 //!
 //! A connection has no task of its own. The calling task writes the request and
 //! reads the answer itself, so a call crosses no channel to a connection task and
-//! wakes no other task, and an idle connection costs nothing but its socket. An
+//! wakes no other task (hyper's hand-offs between the request and its connection
+//! wake the calling task from inside its own poll, which [`crate::repoll`] turns
+//! into another poll), and an idle connection costs nothing but its socket. An
 //! idle connection is checked for a close by the server when it is taken, and
 //! one idle for longer than the idle timeout is closed by the upstream's sweeper,
 //! a task that runs only while the upstream has idle connections.
@@ -28,6 +30,7 @@ use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tower_service::Service;
 
+use crate::repoll::SelfWaker;
 use crate::upstream::Connector;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,6 +51,11 @@ pub(crate) struct Connection {
     /// ([`Idle::generation`]): one opened before the server said it is
     /// draining is not pooled again.
     pub(crate) generation: u64,
+    /// The waker the connection and its call are polled with: the request
+    /// handed to the connection and the answer handed back wake the calling
+    /// task from inside its own poll, which would cost a trip through the
+    /// scheduler each ([`crate::repoll`]).
+    waker: SelfWaker,
 }
 
 impl std::fmt::Debug for Connection {
@@ -67,6 +75,7 @@ impl Connection {
             sender,
             driver: Some(Box::new(driver)),
             generation: 0,
+            waker: SelfWaker::new(),
         })
     }
 
@@ -107,12 +116,16 @@ impl Connection {
     /// the request and reads the answer that `future` waits for.
     async fn drive<F: Future>(&mut self, future: F) -> F::Output {
         let mut future = pin!(future);
+        let waker = self.waker.clone();
         poll_fn(|cx| {
-            // The connection first: what it reads is what `future` waits for.
-            // Once it has closed, `future` fails at once (with the connection's
-            // error, when there was one) or finishes with what was read before.
-            self.poll_open(cx);
-            future.as_mut().poll(cx)
+            waker.poll(cx, |cx| {
+                // The connection first: what it reads is what `future` waits
+                // for. Once it has closed, `future` fails at once (with the
+                // connection's error, when there was one) or finishes with
+                // what was read before.
+                self.poll_open(cx);
+                future.as_mut().poll(cx)
+            })
         })
         .await
     }
