@@ -88,7 +88,10 @@ pub(super) fn fixed_rate(
             "{:>34}  {p50:>7.3}ms  {p99:>7.3}ms  {p999:>7.3}ms",
             "one FrameX hop adds ((b) - (a))"
         );
-        if p50 > 0.3 || p99 > 1.0 {
+        // To the microsecond: hey's times differ by steps of 0.1 ms, and
+        // 0.4 - 0.1 is a hair above 0.3 in floating point.
+        let microseconds = |ms: f64| (ms * 1000.0).round();
+        if microseconds(p50) > 300.0 || microseconds(p99) > 1000.0 {
             println!(
                 "short of the target: one hop adds {p50:.3} ms at the median and {p99:.3} ms at p99, not at most 0.3 and 1 ms"
             );
