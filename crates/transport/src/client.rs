@@ -18,7 +18,7 @@ use rustls_pki_types::CertificateDer;
 use crate::error::{Error, ErrorKind};
 use crate::pool::{OutgoingBody, StreamedBody};
 use crate::trace::TraceContext;
-use crate::upstream::discover::{Lookup, Refresh, Target};
+use crate::upstream::discover::{Lookup, Refresh, Target, bare_host};
 use crate::upstream::endpoint::{AttemptError, EndpointShared, Failure};
 use crate::upstream::{
     Attempts, CallTemplate, Connector, Parts, Policy, Tried, Upstream, UpstreamStatus,
@@ -495,6 +495,7 @@ impl Client {
             .path_and_query()
             .map(|path| Uri::from(path.clone()))
             .ok_or_else(invalid)?;
+        let host_name = bare_host(authority);
         let own = self.settings.upstreams.get(url);
         let targets = match own.map(|own| own.endpoints.as_slice()) {
             Some(endpoints) if !endpoints.is_empty() => endpoints
@@ -503,11 +504,7 @@ impl Client {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|detail| invalid().with_source(detail))?,
             _ => vec![Target {
-                host: authority
-                    .host()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
+                host: host_name.to_owned(),
                 port,
             }],
         };
@@ -518,22 +515,20 @@ impl Client {
                  an https:// upstream is called over HTTP/1",
             ));
         }
-        let connectors = self.connectors.clone();
-        let tls_name = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        // Every endpoint connects through the same connector, handed its own
+        // address, and checks the URL's host in the TLS server's certificate.
+        let connector = self.connectors.for_host(host_name);
+        let policy = self.connectors.policy.clone();
         let endpoint_uri = uri.clone();
         let upstream_url: Arc<str> = Arc::from(url);
         let make = move |address: SocketAddr, changed| {
             EndpointShared::new(
                 address,
                 upstream_url.clone(),
-                connectors.for_host(&tls_name),
+                connector.clone(),
                 endpoint_uri.clone(),
                 http2,
-                connectors.policy.clone(),
+                policy.clone(),
                 changed,
             )
         };

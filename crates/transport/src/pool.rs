@@ -116,14 +116,14 @@ impl Connection {
     /// the request and reads the answer that `future` waits for.
     async fn drive<F: Future>(&mut self, future: F) -> F::Output {
         let mut future = pin!(future);
-        let waker = self.waker.clone();
         poll_fn(|cx| {
+            let Connection { driver, waker, .. } = &mut *self;
             waker.poll(cx, |cx| {
                 // The connection first: what it reads is what `future` waits
                 // for. Once it has closed, `future` fails at once (with the
                 // connection's error, when there was one) or finishes with
                 // what was read before.
-                self.poll_open(cx);
+                poll_driver(driver, cx);
                 future.as_mut().poll(cx)
             })
         })
@@ -133,14 +133,23 @@ impl Connection {
     /// Lets the connection read and write what it can; false once it has closed,
     /// whether the server closed it, it failed, or the answer said so.
     fn poll_open(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(driver) = self.driver.as_mut()
-            && Pin::new(driver.as_mut()).poll(cx).is_ready()
-        {
-            // Dropping it closes the socket and fails whatever still waits on it.
-            self.driver = None;
-        }
-        self.driver.is_some()
+        poll_driver(&mut self.driver, cx)
     }
+}
+
+/// [`Connection::poll_open`] on the connection's driver alone, for a caller
+/// that holds its waker too.
+fn poll_driver(
+    driver: &mut Option<Box<http1::Connection<Io, OutgoingBody>>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    if let Some(open) = driver.as_mut()
+        && Pin::new(open.as_mut()).poll(cx).is_ready()
+    {
+        // Dropping it closes the socket and fails whatever still waits on it.
+        *driver = None;
+    }
+    driver.is_some()
 }
 
 /// Connects to `uri`'s host (TLS for `https://`) within the connector's

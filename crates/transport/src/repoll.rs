@@ -67,8 +67,10 @@ impl Wake for Signal {
 
 /// A waker to poll futures with that turns their wake-ups during the poll
 /// into another poll (see the [module](self)). Made once and used for every
-/// poll, as a connection does for each of its calls.
-#[derive(Debug, Clone)]
+/// poll, as a connection does for each of its calls. Not `Clone`: two
+/// polls at once through one would each take the other's wake-ups for their
+/// own.
+#[derive(Debug)]
 pub struct SelfWaker {
     signal: Arc<Signal>,
     waker: Waker,

@@ -65,6 +65,15 @@ pub(crate) struct Target {
     pub(crate) port: u16,
 }
 
+/// The host of `authority`, an IPv6 address without its brackets: what is
+/// looked up, and the name a TLS server's certificate is checked against.
+pub(crate) fn bare_host(authority: &http::uri::Authority) -> &str {
+    authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
 impl Target {
     /// Parses `host:port` or `host` (then `default_port`), `[v6]:port` too.
     pub(crate) fn parse(text: &str, default_port: u16) -> Result<Target, String> {
@@ -74,10 +83,7 @@ impl Target {
         if authority.as_str().contains('@') {
             return Err(format!("endpoint `{text}` must not hold credentials"));
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = bare_host(&authority);
         if host.is_empty() {
             return Err(format!("endpoint `{text}` has no host"));
         }
