@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::config;
+use crate::support::{config, serve_stoppable};
 use framex::App;
 use framex::registry::CallError;
 use framex::transport::ErrorKind;
@@ -66,17 +66,12 @@ async fn remote(
         }),
     )
     .unwrap();
-    let bound = app
-        .isolated()
-        .bind_listener(address.listen(), "remote")
-        .await
-        .unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(bound.serve_until(async {
-        let _ = stopped.await;
-    }));
-    (url, stop, serving)
+    serve_stoppable(
+        app.isolated()
+            .bind_listener(address.listen(), "remote")
+            .await
+            .unwrap(),
+    )
 }
 
 /// An app that sends `f.work` to `remote` with a `timeout_secs` timeout and runs

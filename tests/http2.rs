@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{config, start};
+use crate::support::{config, serve_stoppable, start};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -224,13 +224,7 @@ async fn stoppable(
         }),
     )
     .unwrap();
-    let bound = app.isolated().bind(name).await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(bound.serve_until(async {
-        let _ = stopped.await;
-    }));
-    (url, stop, serving)
+    serve_stoppable(app.isolated().bind(name).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

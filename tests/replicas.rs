@@ -104,10 +104,7 @@ impl Replica {
             .bind_listener(listener, self.name)
             .await
             .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(bound.serve_until(async {
-            let _ = stopped.await;
-        }));
+        let (_, stop, serving) = crate::support::serve_stoppable(bound);
         self.running = Some((stop, serving));
     }
 

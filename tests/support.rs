@@ -21,6 +21,24 @@ pub(crate) async fn start(app: framex::App, name: &str) -> String {
     url
 }
 
+/// Serves `bound` until the sender it returns is sent to (or dropped), then
+/// shuts it down gracefully: its base URL, that sender, and the task serving
+/// it, which ends once the shutdown has.
+pub(crate) fn serve_stoppable(
+    bound: framex::Bound,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let url = format!("http://{}", bound.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(bound.serve_until(async {
+        let _ = stopped.await;
+    }));
+    (url, stop, serving)
+}
+
 /// `GET path` on the instance at `base` (`http://host:port`) over a fresh
 /// connection: the status and the body as text.
 pub(crate) async fn get(base: &str, path: &str) -> (u16, String) {

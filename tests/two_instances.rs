@@ -3,7 +3,7 @@
 //! lists one function for the remote. Each app is isolated: it serves without
 //! becoming the process's FrameX runtime, so the tests can run side by side.
 
-use crate::support::{config, start};
+use crate::support::{config, serve_stoppable, start};
 use axum::Extension;
 use framex::App;
 use framex::transport::{Client, ErrorKind};
@@ -389,12 +389,7 @@ async fn shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
         }),
     )
     .unwrap();
-    let bound = app.isolated().bind("slow").await.unwrap();
-    let url = format!("http://{}", bound.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bound.serve_until(async {
-        let _ = stopped.await;
-    }));
+    let (url, stop, server) = serve_stoppable(app.isolated().bind("slow").await.unwrap());
 
     let in_flight = {
         let url = url.clone();
