@@ -15,12 +15,14 @@ use crate::support::{config, send, start};
 
 /// What the remote's handlers did: `ran` counts handlers started (either
 /// function), `finished` the `d.slow` calls that ended on their own and
-/// `stopped` those dropped before they ended.
+/// `stopped` those dropped before they ended, `brief` the `d.brief` calls
+/// that ended.
 #[derive(Default)]
 struct Handlers {
     ran: AtomicUsize,
     finished: AtomicUsize,
     stopped: AtomicUsize,
+    brief: AtomicUsize,
 }
 
 /// Counts a `d.slow` call dropped before it finished.
@@ -38,9 +40,24 @@ impl Drop for Running {
 }
 
 /// A remote whose `d.left` answers the milliseconds its deadline leaves (or
-/// null without one) and whose `d.slow` takes 10 s.
+/// null without one), whose `d.slow` takes 10 s and whose `d.brief` takes
+/// 300 ms.
 async fn remote(handlers: Arc<Handlers>) -> String {
     let mut app = App::from_config(config("[server]\nport = 0\n")).unwrap();
+    let counted = handlers.clone();
+    app.register_handler(
+        "d.brief",
+        framex::registry::typed(move |_: Value| {
+            let counted = counted.clone();
+            counted.ran.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                counted.brief.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(json!("done"))
+            }
+        }),
+    )
+    .unwrap();
     let counted = handlers.clone();
     app.register_handler(
         "d.left",
@@ -185,6 +202,52 @@ async fn a_handler_whose_caller_hung_up_is_still_stopped_at_its_deadline() {
         "d.slow ran on past its 1.5 s deadline"
     );
     assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
+}
+
+/// A handler is not cut off half way because its caller went away: without a
+/// deadline it runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_caller_hung_up_without_a_deadline_runs_to_its_end() {
+    use tokio::io::AsyncWriteExt;
+
+    let handlers = Arc::new(Handlers::default());
+    let url = remote(handlers.clone()).await;
+    let body = framex::transport::wire::CallBody::encode("d.brief", &json!({}))
+        .unwrap()
+        .to_json();
+    let mut caller = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/proxy/remote HTTP/1.1\r\nhost: remote\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    caller.write_all(head.as_bytes()).await.unwrap();
+    caller.write_all(&body).await.unwrap();
+    let started = std::time::Instant::now();
+    while handlers.ran.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "d.brief never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(caller);
+    assert_eq!(
+        handlers.brief.load(Ordering::SeqCst),
+        0,
+        "d.brief ended before its caller hung up; the test proves nothing"
+    );
+    let hung_up = std::time::Instant::now();
+    while handlers.brief.load(Ordering::SeqCst) == 0 && hung_up.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        handlers.brief.load(Ordering::SeqCst),
+        1,
+        "d.brief was stopped when its caller hung up"
+    );
 }
 
 #[tokio::test]

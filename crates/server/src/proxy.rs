@@ -234,8 +234,11 @@ fn undecodable_status(field: &str, error: &WireError) -> (StatusCode, String) {
     )
 }
 
-/// Runs the local handler in its own task, so that a panic in it answers 500 and
-/// leaves the server and other calls alone.
+/// Runs the local handler on the request's own task (spawning none: a task
+/// per call cost a task's allocation, a hand-off through the scheduler and,
+/// often, a wake of another worker thread); a panic in it answers 500 and
+/// leaves the server and other calls alone. A call whose caller hangs up goes
+/// on in a task of its own ([`InPlace`]), as far as its deadline lets it.
 async fn run_local(
     name: &str,
     target: Target<'_>,
@@ -244,9 +247,10 @@ async fn run_local(
     deadline: Option<Instant>,
     compression: wire::Compression,
 ) -> Response<Full<Bytes>> {
-    // The task owns its copy of the name; this one answers if it panics.
+    // The call owns its copy of the name, so that it can go on alone; this
+    // one answers if it panics.
     let target = target.into_owned();
-    // The task goes on with the request's trace and log span.
+    // The call goes on with the request's trace and log span, also alone.
     let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
     let call = trace.scope(async move {
         let result = target.call(kwargs).await;
@@ -255,18 +259,20 @@ async fn run_local(
         result
     });
     let call = call.instrument(tracing::Span::current());
-    // With a deadline the task stops itself there: it never outlives it,
-    // also when the caller hangs up first and this future (and the task's
-    // handle, which does not stop it) is dropped.
-    let task = match deadline {
+    // With a deadline the call stops itself there: it never outlives it,
+    // also when the caller hangs up first and it goes on alone.
+    let ended = match deadline {
         // The handler reads its deadline (`framex_transport::deadline`), and
         // the calls it makes end by then.
-        Some(deadline) => tokio::spawn(deadline::scope(deadline, async move {
-            tokio::time::timeout_at(deadline.into(), call).await.ok()
-        })),
-        None => tokio::spawn(async move { Some(call.await) }),
+        Some(deadline) => {
+            InPlace::new(deadline::scope(deadline, async move {
+                tokio::time::timeout_at(deadline.into(), call).await.ok()
+            }))
+            .await
+        }
+        None => InPlace::new(async move { Some(call.await) }).await,
     };
-    match task.await {
+    match ended {
         Ok(Some(result)) => answer(name, result, compression),
         Ok(None) => {
             tracing::warn!(
@@ -277,12 +283,96 @@ async fn run_local(
                 "`{name}` did not finish by its caller's deadline and was stopped"
             ))
         }
-        Err(_) => {
+        Err(Panicked) => {
             tracing::error!(function = name, "proxy function panicked");
             envelope_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("proxy function `{name}` panicked"),
             )
+        }
+    }
+}
+
+/// A call that panicked while it was polled.
+struct Panicked;
+
+/// A handler's call, polled by the task that awaits it. Dropped before it
+/// ends (its caller hung up, and the request's future went with it), the
+/// call goes on in a task of its own: nobody waits for its answer any more,
+/// but a handler is not cut off half way through what it does at one of its
+/// awaits. A panic while it is polled ends it with [`Panicked`].
+///
+/// `tokio::spawn` gives the same two properties, at the cost of a task for
+/// every call, which is what this avoids for the calls that end while their
+/// caller waits, nearly all of them.
+struct InPlace<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// `None` once the call ended (or panicked).
+    call: Option<std::pin::Pin<Box<F>>>,
+}
+
+impl<F> InPlace<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn new(call: F) -> InPlace<F> {
+        InPlace {
+            call: Some(Box::pin(call)),
+        }
+    }
+}
+
+impl<F> Future for InPlace<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        // Never polled again once it answered: such a poll waits forever, as
+        // nothing is left to wake it.
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Pending;
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                self.call = None;
+                Poll::Ready(Ok(output))
+            }
+            Err(_) => {
+                // What the call held is dropped with it, now.
+                self.call = None;
+                Poll::Ready(Err(Panicked))
+            }
+        }
+    }
+}
+
+impl<F> Drop for InPlace<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        // Outside a runtime (one shutting down drops its tasks outside its
+        // context) there is nowhere for it to go on: it ends here.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(call));
         }
     }
 }
