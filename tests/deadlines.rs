@@ -16,13 +16,15 @@ use crate::support::{config, send, start};
 /// What the remote's handlers did: `ran` counts handlers started (either
 /// function), `finished` the `d.slow` calls that ended on their own and
 /// `stopped` those dropped before they ended, `brief` the `d.brief` calls
-/// that ended.
+/// that ended and `brief_left` what the last one's deadline left it when it
+/// ended (in ms, plus one; 0 without a deadline).
 #[derive(Default)]
 struct Handlers {
     ran: AtomicUsize,
     finished: AtomicUsize,
     stopped: AtomicUsize,
     brief: AtomicUsize,
+    brief_left: AtomicUsize,
 }
 
 /// Counts a `d.slow` call dropped before it finished.
@@ -52,6 +54,9 @@ async fn remote(handlers: Arc<Handlers>) -> String {
             counted.ran.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                let left =
+                    framex::deadline::remaining().map_or(0, |left| left.as_millis() as usize + 1);
+                counted.brief_left.store(left, Ordering::SeqCst);
                 counted.brief.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, String>(json!("done"))
             }
@@ -204,10 +209,10 @@ async fn a_handler_whose_caller_hung_up_is_still_stopped_at_its_deadline() {
     assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
 }
 
-/// A handler is not cut off half way because its caller went away: without a
-/// deadline it runs to its end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_whose_caller_hung_up_without_a_deadline_runs_to_its_end() {
+/// Sends `d.brief` (with `x-framex-timeout-ms: timeout` when given) and hangs
+/// up once it started: what its deadline left it when it ended, in ms plus
+/// one (0 without one), once it has.
+async fn hang_up_on_brief(timeout: Option<u64>) -> usize {
     use tokio::io::AsyncWriteExt;
 
     let handlers = Arc::new(Handlers::default());
@@ -218,9 +223,10 @@ async fn a_handler_whose_caller_hung_up_without_a_deadline_runs_to_its_end() {
     let mut caller = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
         .await
         .unwrap();
+    let timeout = timeout.map_or(String::new(), |ms| format!("x-framex-timeout-ms: {ms}\r\n"));
     let head = format!(
         "POST /api/v1/proxy/remote HTTP/1.1\r\nhost: remote\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n",
+         {timeout}content-length: {}\r\n\r\n",
         body.len()
     );
     caller.write_all(head.as_bytes()).await.unwrap();
@@ -247,6 +253,19 @@ async fn a_handler_whose_caller_hung_up_without_a_deadline_runs_to_its_end() {
         handlers.brief.load(Ordering::SeqCst),
         1,
         "d.brief was stopped when its caller hung up"
+    );
+    handlers.brief_left.load(Ordering::SeqCst)
+}
+
+/// A handler is not cut off half way because its caller went away: it runs
+/// to its end, still within the deadline it came with, if any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_caller_hung_up_runs_to_its_end_with_its_deadline() {
+    assert_eq!(hang_up_on_brief(None).await, 0, "d.brief saw a deadline");
+    let left = hang_up_on_brief(Some(5000)).await;
+    assert!(
+        (1..=4701).contains(&left),
+        "d.brief, 300 ms into a 5 s deadline, had {left} - 1 ms left"
     );
 }
 

@@ -250,25 +250,22 @@ async fn run_local(
     // The call owns its copy of the name, so that it can go on alone; this
     // one answers if it panics.
     let target = target.into_owned();
-    // The call goes on with the request's trace and log span, also alone.
-    let trace = TraceContext::current().unwrap_or_else(TraceContext::new_root);
-    let call = trace.scope(async move {
+    // In place, the call runs in the request's log span, trace and deadline
+    // scopes already; alone, it is given them again (`InPlace`'s drop).
+    let call = async move {
         let result = target.call(kwargs).await;
         // The arguments are gone with the call: their memory is free again.
         drop(reserved);
         result
-    });
-    let call = call.instrument(tracing::Span::current());
+    };
     // With a deadline the call stops itself there: it never outlives it,
     // also when the caller hangs up first and it goes on alone.
     let ended = match deadline {
         // The handler reads its deadline (`framex_transport::deadline`), and
         // the calls it makes end by then.
         Some(deadline) => {
-            InPlace::new(deadline::scope(deadline, async move {
-                tokio::time::timeout_at(deadline.into(), call).await.ok()
-            }))
-            .await
+            InPlace::new(async move { tokio::time::timeout_at(deadline.into(), call).await.ok() })
+                .await
         }
         None => InPlace::new(async move { Some(call.await) }).await,
     };
@@ -371,9 +368,25 @@ where
         };
         // Outside a runtime (one shutting down drops its tasks outside its
         // context) there is nowhere for it to go on: it ends here.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(call));
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The request's future is being dropped, and the scopes it set are
+        // set while it is (`tracing::Instrumented` and Tokio's task-locals
+        // drop what they wrap inside them): the call takes its log span, its
+        // trace and its deadline along.
+        let call = call.instrument(tracing::Span::current());
+        let call = TraceContext::current()
+            .unwrap_or_else(TraceContext::new_root)
+            .scope(call);
+        drop(match deadline::current() {
+            Some(deadline) => runtime.spawn(async move {
+                deadline::scope(deadline, call).await;
+            }),
+            None => runtime.spawn(async move {
+                call.await;
+            }),
+        });
     }
 }
 
