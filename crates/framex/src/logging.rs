@@ -190,28 +190,165 @@ where
             None => Box::new(subscriber),
         }
     }
-    let filter = EnvFilter::builder()
-        .parse(filter)
-        .map_err(LogError::Filter)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let filter = level_filter(filter)?;
+    let subscriber = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     Ok(match format {
         LogFormat::Human => with_spans(
-            builder
-                .with_ansi(false)
-                .fmt_fields(human::HumanFields)
-                .event_format(human::HumanLine)
-                .finish(),
+            subscriber.with(
+                layer
+                    .with_ansi(false)
+                    .fmt_fields(human::HumanFields)
+                    .event_format(human::HumanLine),
+            ),
             provider,
         ),
         LogFormat::Json => with_spans(
-            builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .finish(),
+            subscriber.with(layer.json().with_current_span(true).with_span_list(true)),
             provider,
         ),
     })
+}
+
+/// The filter of `RUST_LOG`-style `directives`: tracing-subscriber's
+/// `Targets` when they name targets and levels alone, `EnvFilter` otherwise
+/// (span and field directives).
+///
+/// Both decide a target and a level the same way, but `EnvFilter` keeps track
+/// of the spans entered, in case a directive names one: a lock taken on every
+/// poll of every instrumented future (each request's and each call's), which
+/// was a sixth of what a request's logging cost (`cargo bench -p framex
+/// --bench logging`) and more under load, both worker threads taking it.
+fn level_filter(
+    directives: &str,
+) -> Result<Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>, LogError>
+{
+    use tracing_subscriber::Layer as _;
+    // Parsed as `EnvFilter` first: its errors are the ones users know.
+    let filter = EnvFilter::builder()
+        .parse(directives)
+        .map_err(LogError::Filter)?;
+    let plain = directives
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"_:=,.-".contains(&byte));
+    if plain && let Ok(targets) = directives.parse::<tracing_subscriber::filter::Targets>() {
+        return Ok(targets.boxed());
+    }
+    Ok(filter.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Logs events of every level from several targets, the last ones inside
+    /// a span named `request`, under `filter`: the messages `out` got, in
+    /// order.
+    fn logged(filter: Box<dyn tracing::Subscriber + Send + Sync>, out: &Captured) -> Vec<String> {
+        tracing::subscriber::with_default(filter, || {
+            macro_rules! every_level {
+                ($target:literal) => {
+                    tracing::trace!(target: $target, "{} trace", $target);
+                    tracing::debug!(target: $target, "{} debug", $target);
+                    tracing::info!(target: $target, "{} info", $target);
+                    tracing::warn!(target: $target, "{} warn", $target);
+                    tracing::error!(target: $target, "{} error", $target);
+                };
+            }
+            every_level!("framex");
+            every_level!("framex_server::router");
+            every_level!("framex_serverless");
+            every_level!("hyper::proto");
+            every_level!("app");
+            let span = tracing::info_span!("request", path = "/x");
+            let _entered = span.enter();
+            every_level!("app");
+        });
+        String::from_utf8(out.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| line.split(": ").last().unwrap_or(line).to_owned())
+            .collect()
+    }
+
+    fn with_env_filter(
+        directives: &str,
+        out: &Captured,
+    ) -> Box<dyn tracing::Subscriber + Send + Sync> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        Box::new(
+            tracing_subscriber::registry()
+                .with(EnvFilter::builder().parse(directives).unwrap())
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(out.clone()),
+                ),
+        )
+    }
+
+    #[test]
+    fn plain_directives_log_what_env_filter_logs() {
+        for directives in [
+            "info",
+            "error",
+            "off",
+            "trace",
+            "WARN",
+            "3",
+            "framex=debug",
+            "framex=debug,info",
+            "warn,framex_server=trace",
+            "framex_server::router=off,debug",
+            "hyper=error,app=trace,framex=warn",
+            "framex_server",
+            "app=info,app=trace",
+        ] {
+            let (ours, theirs) = (Captured::default(), Captured::default());
+            let ours = logged(
+                subscriber(LogFormat::Human, directives, ours.clone()).unwrap(),
+                &ours,
+            );
+            let theirs = logged(with_env_filter(directives, &theirs), &theirs);
+            assert_eq!(ours, theirs, "under `{directives}`");
+        }
+    }
+
+    #[test]
+    fn span_directives_still_filter_by_span() {
+        let out = Captured::default();
+        let lines = logged(
+            subscriber(LogFormat::Human, "error,[request]=debug", out.clone()).unwrap(),
+            &out,
+        );
+        assert!(lines.contains(&"app debug".to_owned()), "{lines:?}");
+        assert!(!lines.contains(&"app trace".to_owned()), "{lines:?}");
+        assert_eq!(
+            lines.iter().filter(|line| *line == "app info").count(),
+            1,
+            "{lines:?}"
+        );
+    }
 }

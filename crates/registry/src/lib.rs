@@ -485,7 +485,7 @@ impl Registry {
         let counting = self.inner.metrics.start(name, location);
         let result = call.instrument(span.clone()).await;
         let outcome = outcome_of(&result);
-        let duration_ms = counting.finish(outcome).as_secs_f64() * 1000.0;
+        let duration_ms = framex_transport::trace::milliseconds(counting.finish(outcome));
         span.record("outcome", outcome.as_str());
         span.record("duration_ms", duration_ms);
         tracing::debug!(parent: &span, outcome = outcome.as_str(), duration_ms, "proxy call ended");

@@ -602,7 +602,10 @@ where
             incoming.map_or_else(TraceContext::new_root, |incoming| incoming.child())
         });
         if !span.is_disabled() {
-            span.record("trace_id", tracing::field::display(trace.trace_id()));
+            span.record(
+                "trace_id",
+                tracing::field::display(trace.display_trace_id()),
+            );
         }
         let inner = {
             let _entered = span.enter();
@@ -650,7 +653,7 @@ where
                 Ok(panicked(panic).map(axum::body::Body::new))
             }
         };
-        let latency_ms = this.started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = framex_transport::trace::milliseconds(this.started.elapsed());
         match &result {
             Ok(response) => {
                 tracing::info!(status = response.status().as_u16(), latency_ms, "answered");

@@ -176,6 +176,23 @@ impl TraceContext {
         format!("{:032x}", self.trace_id)
     }
 
+    /// The trace id as [`TraceContext::trace_id`] writes it, without making a
+    /// `String` of it: for a log field written once per request.
+    pub fn display_trace_id(&self) -> impl std::fmt::Display + std::fmt::Debug + use<> {
+        struct Hex(u128);
+        impl std::fmt::Display for Hex {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:032x}", self.0)
+            }
+        }
+        impl std::fmt::Debug for Hex {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(self, f)
+            }
+        }
+        Hex(self.trace_id)
+    }
+
     /// The parent (span) id, 16 lowercase hex digits.
     pub fn parent_id(&self) -> String {
         format!("{:016x}", self.parent_id)
@@ -295,9 +312,33 @@ fn random_nonzero() -> u64 {
     }
 }
 
+/// A duration in milliseconds for a log field or a span's (`latency_ms`,
+/// `duration_ms`), rounded to the microsecond: 1,170,416 ns is written
+/// `1.17`, not `1.1704160000000001` (what `as_secs_f64() * 1000.0` makes of
+/// it), and 3,756 ns `0.004`.
+pub fn milliseconds(duration: std::time::Duration) -> f64 {
+    let micros = duration.as_nanos().saturating_add(500) / 1000;
+    // Exact up to 2^53 µs (285 years); dividing once keeps the shortest
+    // decimal the nearest.
+    micros as f64 / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_written_to_the_microsecond() {
+        use std::time::Duration;
+        let written = |nanos: u64| format!("{:?}", milliseconds(Duration::from_nanos(nanos)));
+        assert_eq!(written(1_170_416_000), "1170.416");
+        assert_eq!(written(1_170_416), "1.17");
+        assert_eq!(written(1_170_516), "1.171");
+        assert_eq!(written(3_756), "0.004");
+        assert_eq!(written(3_499), "0.003");
+        assert_eq!(written(0), "0.0");
+        assert_eq!(written(2_000_000_000), "2000.0");
+    }
 
     #[test]
     fn headers_round_trip_and_children_keep_the_trace() {
@@ -307,6 +348,19 @@ mod tests {
         assert_eq!(child.trace_id(), root.trace_id());
         assert_ne!(child.parent_id(), root.parent_id());
         assert_eq!(root.header().len(), 55);
+    }
+
+    #[test]
+    fn the_displayed_trace_id_is_the_trace_id_leading_zeros_and_all() {
+        let small = TraceContext::parse("00-0000000000000000000000000000002a-00f067aa0ba902b7-01")
+            .expect("a valid header");
+        assert_eq!(
+            small.display_trace_id().to_string(),
+            "0000000000000000000000000000002a"
+        );
+        let root = TraceContext::new_root();
+        assert_eq!(root.display_trace_id().to_string(), root.trace_id());
+        assert_eq!(format!("{:?}", root.display_trace_id()), root.trace_id());
     }
 
     #[test]
