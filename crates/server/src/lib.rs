@@ -942,11 +942,15 @@ pub(crate) fn json_response(
 }
 
 fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body))
-        .expect("status and header are valid")
+    // Not through `Response::builder()`: its `header` copies a value given as
+    // text into an allocation of its own, on every answer.
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// An answer with a FrameX envelope and a real HTTP status, as axum answers.
