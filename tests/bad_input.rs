@@ -116,6 +116,37 @@ async fn good_call_succeeds(url: &str) {
     assert_eq!(result, json!(5));
 }
 
+/// A JSON writer may escape any character of a string (`/` as `\/`, any
+/// letter as `\u00XX`): the fields mean the same, and the call runs the same.
+#[tokio::test]
+async fn fields_written_with_json_escapes_are_read_as_their_text() {
+    let url = start("", |_| {}).await;
+    let name = wire::encode("bad.echo").unwrap();
+    let data = wire::encode(&json!({"value": {"path": "/a/b", "n": [1, 2, 3]}})).unwrap();
+    let escape = |text: &str| {
+        text.chars()
+            .map(|c| match c {
+                '/' => "\\/".to_owned(),
+                'A' => "\\u0041".to_owned(),
+                c => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    assert!(
+        data.contains('/') || data.contains('A'),
+        "nothing to escape in {data}; the test proves nothing"
+    );
+    let body = format!(
+        "{{\"func_name\":\"{}\",\"data\":\"{}\"}}",
+        escape(&name),
+        escape(&data)
+    );
+    let (status, answer) = send(&url, "POST", "/api/v1/proxy/remote", body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    let result: Value = wire::decode(answer["data"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"path": "/a/b", "n": [1, 2, 3]}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_call_gets_its_status_and_message_and_the_server_keeps_serving() {
     let url = start(

@@ -107,7 +107,7 @@ async fn serve(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let call: CallBody = match json::from_slice(&body) {
+    let call: CallFields<'_> = match json::from_slice(&body) {
         Ok(call) => call,
         Err(error) => {
             return envelope_response(
@@ -129,6 +129,11 @@ async fn serve(
         // Boxed: its future holds a whole outgoing call, kilobytes that every
         // layer of the server's stack would otherwise move on every request.
         // The arguments go on as they came, not decoded.
+        let call = CallBody {
+            func_name: call.func_name.into_owned(),
+            data: call.data.into_owned(),
+        };
+        drop(body);
         return Box::pin(relay(state, &target, call, hops)).await;
     }
     if target.is_unknown() {
@@ -144,7 +149,9 @@ async fn serve(
         Ok(kwargs) => kwargs,
         Err(error) => return undecodable("data", &error),
     };
+    // The body is no longer needed: only the arguments' text is kept.
     drop(call);
+    drop(body);
     // What reading the arguments may take, bounded per call and, with their
     // text and the calls in flight, in all. (Inflating is synchronous, so at
     // most one text per worker thread exists before it is reserved for.)
@@ -179,6 +186,17 @@ async fn serve(
     }
     let compression = state.settings.compression;
     run_local(&name, target, kwargs, reserved, deadline, compression).await
+}
+
+/// The fields of a call's body, read where they are in it: base64 has nothing
+/// to unescape, so neither is copied (a field written with escapes is, as
+/// any JSON string may be).
+#[derive(serde::Deserialize)]
+struct CallFields<'body> {
+    #[serde(borrow)]
+    func_name: std::borrow::Cow<'body, str>,
+    #[serde(borrow)]
+    data: std::borrow::Cow<'body, str>,
 }
 
 /// The function name of a call: refused before any lookup when it is longer
