@@ -169,31 +169,9 @@ async fn a_handler_is_stopped_at_its_deadline_and_the_caller_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_whose_caller_hung_up_is_still_stopped_at_its_deadline() {
-    use tokio::io::AsyncWriteExt;
-
     let handlers = Arc::new(Handlers::default());
     let url = remote(handlers.clone()).await;
-    let body = framex::transport::wire::CallBody::encode("d.slow", &json!({}))
-        .unwrap()
-        .to_json();
-    let mut caller = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /api/v1/proxy/remote HTTP/1.1\r\nhost: remote\r\ncontent-type: application/json\r\n\
-         x-framex-timeout-ms: 1500\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    caller.write_all(head.as_bytes()).await.unwrap();
-    caller.write_all(&body).await.unwrap();
-    let started = std::time::Instant::now();
-    while handlers.ran.load(Ordering::SeqCst) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "d.slow never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let caller = call_and_wait_until_started(&url, "d.slow", Some(1500), &handlers).await;
     // The caller goes away: nobody waits for the answer any more.
     drop(caller);
     let hung_up = std::time::Instant::now();
@@ -209,15 +187,17 @@ async fn a_handler_whose_caller_hung_up_is_still_stopped_at_its_deadline() {
     assert_eq!(handlers.finished.load(Ordering::SeqCst), 0);
 }
 
-/// Sends `d.brief` (with `x-framex-timeout-ms: timeout` when given) and hangs
-/// up once it started: what its deadline left it when it ended, in ms plus
-/// one (0 without one), once it has.
-async fn hang_up_on_brief(timeout: Option<u64>) -> usize {
+/// Sends a call of `name` to `url` by hand, with `x-framex-timeout-ms:
+/// timeout` when given, and returns the connection once a handler started.
+async fn call_and_wait_until_started(
+    url: &str,
+    name: &str,
+    timeout: Option<u64>,
+    handlers: &Handlers,
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
 
-    let handlers = Arc::new(Handlers::default());
-    let url = remote(handlers.clone()).await;
-    let body = framex::transport::wire::CallBody::encode("d.brief", &json!({}))
+    let body = framex::transport::wire::CallBody::encode(name, &json!({}))
         .unwrap()
         .to_json();
     let mut caller = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
@@ -235,10 +215,20 @@ async fn hang_up_on_brief(timeout: Option<u64>) -> usize {
     while handlers.ran.load(Ordering::SeqCst) == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "d.brief never started"
+            "{name} never started"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    caller
+}
+
+/// Sends `d.brief` (with `x-framex-timeout-ms: timeout` when given) and hangs
+/// up once it started: what its deadline left it when it ended, in ms plus
+/// one (0 without one), once it has.
+async fn hang_up_on_brief(timeout: Option<u64>) -> usize {
+    let handlers = Arc::new(Handlers::default());
+    let url = remote(handlers.clone()).await;
+    let caller = call_and_wait_until_started(&url, "d.brief", timeout, &handlers).await;
     drop(caller);
     assert_eq!(
         handlers.brief.load(Ordering::SeqCst),

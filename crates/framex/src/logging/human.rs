@@ -291,7 +291,7 @@ fn civil_from_days(days: i64) -> (i64, u64, u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -299,8 +299,9 @@ mod tests {
 
     use super::*;
 
+    /// Lines written into a shared buffer.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::logging) struct Captured(pub(in crate::logging) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
