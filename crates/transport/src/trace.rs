@@ -173,16 +173,19 @@ impl TraceContext {
 
     /// The trace id, 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        self.display_trace_id().to_string()
     }
 
-    /// The trace id as [`TraceContext::trace_id`] writes it, without making a
-    /// `String` of it: for a log field written once per request.
+    /// The trace id, 32 lowercase hex digits, without making a `String` of it:
+    /// for a log field written once per request.
     pub fn display_trace_id(&self) -> impl std::fmt::Display + std::fmt::Debug + use<> {
         struct Hex(u128);
         impl std::fmt::Display for Hex {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{:032x}", self.0)
+                // Written into place, as the `traceparent` header's digits are.
+                let mut digits = [0; 32];
+                write_hex(&mut digits, self.0);
+                f.write_str(std::str::from_utf8(&digits).map_err(|_| std::fmt::Error)?)
             }
         }
         impl std::fmt::Debug for Hex {
