@@ -45,17 +45,22 @@ impl<'writer> FormatFields<'writer> for HumanFields {
         current: &'writer mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        // As `FormatFields::add_fields` does (a space, then the fields), with
-        // room made once for what is added.
+        // As `FormatFields::add_fields` does (a space, then the fields), into
+        // a new `String` of the length of both. Growing the span's own would
+        // be a `realloc`, which glibc's allocator serves under its arena's
+        // lock every time (a `malloc` or `free` of this size goes through the
+        // thread's cache without it): with two request spans recorded into
+        // per call, the two workers met on that lock about once every three
+        // requests, each meeting a futex wait and a wake-up.
         let gathered = in_scratch(|scratch| {
             write_fields(Writer::new(scratch), fields)?;
             let current = &mut current.fields;
-            let space = usize::from(!current.is_empty());
-            current.reserve_exact(space + scratch.len());
-            if space == 1 {
-                current.push(' ');
-            }
-            current.push_str(scratch);
+            let space = if current.is_empty() { "" } else { " " };
+            let mut joined = String::with_capacity(current.len() + space.len() + scratch.len());
+            joined.push_str(current);
+            joined.push_str(space);
+            joined.push_str(scratch);
+            *current = joined;
             Ok(())
         });
         gathered.unwrap_or_else(|| {
@@ -172,12 +177,14 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // `{:?}`, as the visitor writes it, without its styling machinery
-        // (every request's `latency_ms` is one).
+        // `{:?}`, as the visitor writes it, without its styling machinery;
+        // milliseconds to the microsecond (every request's `latency_ms`)
+        // without `core::fmt`'s shortest-digits search either.
         if self.result.is_ok() {
-            self.result = self
-                .start(field)
-                .and_then(|()| write!(self.writer, "{value:?}"));
+            self.result = self.start(field).and_then(|()| match thousandths(value) {
+                Some(thousandths) => write_thousandths(&mut self.writer, thousandths),
+                None => write!(self.writer, "{value:?}"),
+            });
         }
     }
 
@@ -188,6 +195,43 @@ impl Visit for FieldWriter<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.fallback(|visitor| visitor.record_debug(field, value));
     }
+}
+
+/// `value` as a whole number of thousandths, when it is exactly the `f64`
+/// nearest to one and small enough that no shorter decimal is: then `{:?}`
+/// writes those thousandths' decimal, trailing zeros trimmed (what
+/// `framex_transport::trace::milliseconds` makes of a duration).
+fn thousandths(value: f64) -> Option<u64> {
+    // Below 2^40, an `f64`'s spacing is under a ten-thousandth, so no other
+    // decimal of at most three places is as near to it.
+    const BOUND: f64 = (1u64 << 40) as f64;
+    if !(value.is_sign_positive() && value < BOUND) {
+        return None;
+    }
+    let scaled = (value * 1000.0).round();
+    // Exact: `scaled` is an integer below 2^50.
+    let thousandths = scaled as u64;
+    (thousandths as f64 / 1000.0 == value).then_some(thousandths)
+}
+
+/// `thousandths / 1000` as `{:?}` writes it: `0.0`, `1.0`, `0.005`, `1.17`.
+fn write_thousandths(writer: &mut Writer<'_>, thousandths: u64) -> fmt::Result {
+    let mut integer = itoa::Buffer::new();
+    writer.write_str(integer.format(thousandths / 1000))?;
+    writer.write_char('.')?;
+    let fraction = thousandths % 1000;
+    let digits = [
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ];
+    let kept = match digits {
+        [_, b'0', b'0'] => 1,
+        [_, _, b'0'] => 2,
+        _ => 3,
+    };
+    // ASCII digits.
+    writer.write_str(std::str::from_utf8(&digits[..kept]).map_err(|_| fmt::Error)?)
 }
 
 /// A line as `tracing_subscriber`'s `Full` format writes it without
@@ -386,6 +430,14 @@ pub(super) mod tests {
                 nan = f64::NAN,
                 huge = 1e300,
                 small = 1e-9,
+                ms = 0.005,
+                whole = 1.0,
+                zero = 0.0,
+                negative_zero = -0.0,
+                negative = -1.5,
+                rounded = 1.17,
+                long = 123_456_789.123,
+                past_thousandths = 0.0005,
                 debug = ?Some(text),
                 display = %text,
                 error = &Failure(Some(Box::new(Failure(None)))) as &(dyn std::error::Error + 'static),
@@ -421,6 +473,43 @@ pub(super) mod tests {
         let (ours, theirs) = (ours.lines_without_time(), theirs.lines_without_time());
         assert!(theirs.len() > 30, "{theirs:#?}");
         assert_eq!(ours, theirs);
+    }
+
+    fn written_f64(value: f64) -> String {
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text);
+        match thousandths(value) {
+            Some(thousandths) => write_thousandths(&mut writer, thousandths).unwrap(),
+            None => write!(writer, "{value:?}").unwrap(),
+        }
+        text
+    }
+
+    #[test]
+    fn milliseconds_are_written_as_debug_writes_them() {
+        // Every microsecond of the first two seconds, then durations up to the
+        // bound of the short path and past it, and values that are not
+        // thousandths at all.
+        let mut values: Vec<f64> = (0..2_000_000u64).map(|n| n as f64 / 1000.0).collect();
+        let mut n: u64 = 1;
+        while n < 1 << 62 {
+            values.extend([n as f64 / 1000.0, (n - 1) as f64 / 1000.0, n as f64]);
+            n = n * 3 + 1;
+        }
+        values.extend([
+            0.1 + 0.2,
+            1.1704160000000001,
+            1e-7,
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            -2.5,
+            (1u64 << 40) as f64,
+            f64::MAX,
+        ]);
+        for value in values {
+            assert_eq!(written_f64(value), format!("{value:?}"), "{value:e}");
+        }
     }
 
     fn time(seconds: u64, micros: u32) -> String {
