@@ -138,6 +138,17 @@ impl Spans {
     }
 }
 
+/// The value of `span`'s attribute `key`.
+fn attribute<'s>(
+    span: &'s opentelemetry_sdk::trace::SpanData,
+    key: &str,
+) -> &'s opentelemetry::Value {
+    let found = span.attributes.iter().find(|kv| kv.key.as_str() == key);
+    &found
+        .unwrap_or_else(|| panic!("`{}` has no {key}: {:?}", span.name, span.attributes))
+        .value
+}
+
 // One thread: both instances' tasks run where the subscriber is set.
 #[tokio::test(flavor = "current_thread")]
 async fn spans_continue_across_a_spawned_task_a_remote_call_and_a_forwarded_route() {
@@ -220,6 +231,14 @@ async fn spans_continue_across_a_spawned_task_a_remote_call_and_a_forwarded_rout
     assert_eq!(served.span_context.trace_state().header(), "vendor=kept");
     let ran = spans.find("proxy_call", "location", "local");
     assert_eq!(parent(ran), id(served));
+    // Each call's span is exported with how it ended and how long it took.
+    for call in [call, ran] {
+        assert_eq!(attribute(call, "outcome").as_str(), "ok");
+        match attribute(call, "duration_ms") {
+            opentelemetry::Value::F64(ms) => assert!(*ms >= 0.0, "{ms}"),
+            other => panic!("duration_ms is {other:?}"),
+        }
+    }
     // A forwarded route: the upstream's request is a child of this instance's
     // request, not of the caller's span.
     let forwarded: Vec<_> = spans

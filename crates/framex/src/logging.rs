@@ -11,9 +11,10 @@
 //! What an instance logs: one `answered` line per request at info level with
 //! the status and `latency_ms`, inside a `request` span with the method, the
 //! path and the `trace_id`; a `proxy_call` span around every call with the
-//! `function`, its `location` (`local` or the remote's URL), its `outcome` and
-//! `duration_ms`, ended by a `proxy call ended` line at debug level; refusals
-//! and failures at warn level. Keys never appear.
+//! `function` and its `location` (`local` or the remote's URL), ended by a
+//! `proxy call ended` line at debug level with its `outcome` and
+//! `duration_ms` (set on the exported span too); refusals and failures at warn
+//! level. Keys never appear.
 //!
 //! Built with the `otlp` feature, [`init`] also exports the spans to an
 //! OpenTelemetry collector over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT`

@@ -486,8 +486,12 @@ impl Registry {
         let result = call.instrument(span.clone()).await;
         let outcome = outcome_of(&result);
         let duration_ms = framex_transport::trace::milliseconds(counting.finish(outcome));
-        span.record("outcome", outcome.as_str());
-        span.record("duration_ms", duration_ms);
+        // Exported with the span; in log lines they are the fields of the
+        // `proxy call ended` line, not the span's: no line inside the span
+        // comes after them, and recording a field on a span costs the
+        // formatting layer a copy of all of its fields.
+        framex_transport::trace::set_exported_attribute(&span, "outcome", outcome.as_str());
+        framex_transport::trace::set_exported_attribute(&span, "duration_ms", duration_ms);
         tracing::debug!(parent: &span, outcome = outcome.as_str(), duration_ms, "proxy call ended");
         result
     }
@@ -620,15 +624,9 @@ impl<'n> Target<'n> {
 }
 
 /// The span of one proxy call: the function and where it runs; the outcome and
-/// the duration are recorded on it when the call ends.
+/// the duration are set on it for exporters when the call ends.
 fn call_span(name: &str, location: &str) -> tracing::Span {
-    tracing::info_span!(
-        "proxy_call",
-        function = name,
-        location,
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    )
+    tracing::info_span!("proxy_call", function = name, location)
 }
 
 /// The `location` label of calls that run here.

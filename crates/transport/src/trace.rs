@@ -315,6 +315,19 @@ fn random_nonzero() -> u64 {
     }
 }
 
+/// Sets `key` to `value` on `span` for an OpenTelemetry layer that records
+/// it, as a field recorded on the span would be, without recording the field
+/// in the log lines' copy of the span's fields: for what a span learns when
+/// it ends, which no line inside it can show. Without such a layer this does
+/// nothing.
+pub fn set_exported_attribute(
+    span: &tracing::Span,
+    key: &'static str,
+    value: impl Into<opentelemetry::Value>,
+) {
+    span.set_attribute(key, value);
+}
+
 /// A duration in milliseconds for a log field or a span's (`latency_ms`,
 /// `duration_ms`), rounded to the microsecond: 1,170,416 ns is written
 /// `1.17`, not `1.1704160000000001` (what `as_secs_f64() * 1000.0` makes of
