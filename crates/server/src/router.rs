@@ -73,16 +73,20 @@ pub(crate) fn build(state: &Arc<State>, routes: Router, layering: Layering) -> R
     };
     // The application's routes read their bodies through axum's extractors,
     // under the instance's limits, and find the instance's registry in the
-    // request's extensions.
-    let routes = routes
-        .layer(BodyLimitLayer {
-            max_bytes: state.settings.max_body_bytes,
-            timeout: state.settings.body_read_timeout,
-            registry: state.registry.clone(),
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.settings.max_body_bytes,
-        ));
+    // request's extensions. One `Router::layer` for both: each wraps every
+    // route in a route of its own, a boxed service cloned and a boxed future
+    // made per request.
+    let routes = routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::extract::DefaultBodyLimit::max(
+                state.settings.max_body_bytes,
+            ))
+            .layer(BodyLimitLayer {
+                max_bytes: state.settings.max_body_bytes,
+                timeout: state.settings.body_read_timeout,
+                registry: state.registry.clone(),
+            }),
+    );
     // The calls: behind the in-flight limit.
     let calls = Router::new()
         .route(framex_transport::wire::PROXY_FUNCTION_PATH, proxy)
