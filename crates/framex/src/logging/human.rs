@@ -49,9 +49,9 @@ impl<'writer> FormatFields<'writer> for HumanFields {
         // a new `String` of the length of both. Growing the span's own would
         // be a `realloc`, which glibc's allocator serves under its arena's
         // lock every time (a `malloc` or `free` of this size goes through the
-        // thread's cache without it): with two request spans recorded into
-        // per call, the two workers met on that lock about once every three
-        // requests, each meeting a futex wait and a wake-up.
+        // thread's cache without it): with fields recorded into a request's
+        // spans on every call, the two workers met on that lock about once
+        // every three requests, each meeting a futex wait and a wake-up.
         let gathered = in_scratch(|scratch| {
             write_fields(Writer::new(scratch), fields)?;
             let current = &mut current.fields;
