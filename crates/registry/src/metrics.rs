@@ -150,6 +150,11 @@ struct Names {
 }
 
 impl Names {
+    /// The series of (`function`, `location`), if it was seen before.
+    fn known(&self, function: &str, location: &str) -> Option<&Series> {
+        self.series.get(function)?.get(location)
+    }
+
     /// The series of (`function`, `location`), made on first sight with its
     /// metrics taken from `durations`, or of [`OTHER_FUNCTIONS`] at
     /// `location` past [`MAX_SERIES`]. A known series is found without
@@ -160,12 +165,7 @@ impl Names {
         location: &str,
         durations: &Family<SeriesLabels, Histogram, fn() -> Histogram>,
     ) -> Option<&mut Series> {
-        let known = |names: &Names, function: &str| {
-            names
-                .series
-                .get(function)
-                .is_some_and(|locations| locations.contains_key(location))
-        };
+        let known = |names: &Names, function: &str| names.known(function, location).is_some();
         let function = match known(self, function) || self.count < MAX_SERIES {
             true => function,
             false => OTHER_FUNCTIONS,
@@ -345,11 +345,7 @@ impl Metrics {
         // without waiting on each other.
         if outcome != Outcome::ConnectError {
             let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
-            let series = names
-                .series
-                .get(function)
-                .and_then(|locations| locations.get(location));
-            if let Some(series) = series
+            if let Some(series) = names.known(function, location)
                 && let Some((_, calls)) = series.calls.iter().find(|(seen, _)| *seen == outcome)
             {
                 series.duration.observe(took.as_secs_f64());

@@ -181,10 +181,9 @@ impl Visit for FieldWriter<'_> {
         // milliseconds to the microsecond (every request's `latency_ms`)
         // without `core::fmt`'s shortest-digits search either.
         if self.result.is_ok() {
-            self.result = self.start(field).and_then(|()| match thousandths(value) {
-                Some(thousandths) => write_thousandths(&mut self.writer, thousandths),
-                None => write!(self.writer, "{value:?}"),
-            });
+            self.result = self
+                .start(field)
+                .and_then(|()| write_f64(&mut self.writer, value));
         }
     }
 
@@ -194,6 +193,14 @@ impl Visit for FieldWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.fallback(|visitor| visitor.record_debug(field, value));
+    }
+}
+
+/// `value` as `{:?}` writes it.
+fn write_f64(writer: &mut Writer<'_>, value: f64) -> fmt::Result {
+    match thousandths(value) {
+        Some(thousandths) => write_thousandths(writer, thousandths),
+        None => write!(writer, "{value:?}"),
     }
 }
 
@@ -477,11 +484,7 @@ pub(super) mod tests {
 
     fn written_f64(value: f64) -> String {
         let mut text = String::new();
-        let mut writer = Writer::new(&mut text);
-        match thousandths(value) {
-            Some(thousandths) => write_thousandths(&mut writer, thousandths).unwrap(),
-            None => write!(writer, "{value:?}").unwrap(),
-        }
+        write_f64(&mut Writer::new(&mut text), value).unwrap();
         text
     }
 
