@@ -14,8 +14,12 @@
 //!   `Channel` (HTTP/2, requests multiplexed on one connection).
 //!
 //! Each listens on `127.0.0.1` on a port of its own and prints `listening on
-//! http://ADDRESS` once it accepts connections. Like the `framex` command, it
-//! uses the system's allocator.
+//! http://ADDRESS` once it accepts connections. It allocates as the `framex`
+//! command does, with the command's own allocator (jemalloc for small blocks,
+//! glibc's for large ones).
+
+#[path = "../../../crates/cli/src/allocator.rs"]
+mod allocator;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -10,6 +10,7 @@
 //! Exit codes: 0 on success, 1 when the configuration is invalid or the call
 //! failed, 2 for a command line that does not parse.
 
+mod allocator;
 mod demo;
 mod memory;
 
@@ -100,13 +101,6 @@ enum Command {
         name: String,
     },
 }
-
-// The allocator is the system's (glibc's). mimalloc took about 7% less CPU
-// on small calls, but a call with large arguments showed what it costs: it
-// copied a growing array's buffer on every doubling (glibc moves large blocks
-// with mremap) and kept what was freed, so 31 MB of arguments refused half way
-// left the process at 485 MiB for good, against a 197 MiB peak and 7 MiB
-// afterwards with glibc (`cargo xtask memory`).
 
 #[tokio::main]
 async fn main() -> ExitCode {

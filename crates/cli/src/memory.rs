@@ -1,4 +1,5 @@
-//! Giving back to the system the memory a large call freed.
+//! Giving back to the system the memory a large call freed (the allocator
+//! itself is in `allocator.rs`).
 //!
 //! glibc's allocator returns a large block at once when it is freed, but the
 //! many small ones of a large call's arguments (strings, objects) stay in its
