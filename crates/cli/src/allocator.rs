@@ -12,8 +12,8 @@
 //! of a growing array and holds the pages a while, which doubled the peak of
 //! 30 MiB of arguments (`cargo xtask memory`: 357–394 MiB against 198 MiB)
 //! and it still held 43–62 MiB when that looked after the call (8 MiB with
-//! glibc's). No allocator
-//! crate splits by size; [`Split`] does, in a few lines.
+//! glibc's). No allocator crate splits by size; [`Split`] does, in a few
+//! lines.
 //!
 //! A program that embeds FrameX's library crates chooses its own allocator;
 //! this one is the command's.

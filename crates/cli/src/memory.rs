@@ -1,10 +1,12 @@
 //! Giving back to the system the memory a large call freed (the allocator
 //! itself is in `allocator.rs`).
 //!
-//! glibc's allocator returns a large block at once when it is freed, but the
-//! many small ones of a large call's arguments (strings, objects) stay in its
-//! free lists: an instance that read 30 MiB of records stayed 200 MiB larger
-//! after the call was over. `malloc_trim` hands those pages back. It walks
+//! glibc's allocator, which holds the command's blocks of 64 KiB and more,
+//! maps a large block of its own and unmaps it when it is freed, until such a
+//! free raises its mapping threshold (up to 32 MiB): later large blocks come
+//! from its heap and stay in its free lists once freed. (When it held the
+//! small blocks too, an instance that read 30 MiB of records stayed 200 MiB
+//! larger after the call was over.) `malloc_trim` hands those pages back. It walks
 //! every arena under its lock, so it runs only when the allocator holds a
 //! good deal of freed memory, checked every few seconds, never on a call's
 //! path. The resident size alone cannot tell: it stays high both while a call
